@@ -1,0 +1,106 @@
+"""The DuckDB schema, as numbered migrations.
+
+A database file records the highest migration applied in `schema_version`; opening an older
+file applies the missing ones in order, in place. Never edit a released migration: add one.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: list[tuple[int, str, str]] = [
+    (
+        1,
+        "core tables",
+        """
+        CREATE TABLE articles (
+            article_id     VARCHAR PRIMARY KEY,      -- hash of canonical_url
+            url            VARCHAR NOT NULL,
+            canonical_url  VARCHAR NOT NULL,
+            guid           VARCHAR,
+            feed_url       VARCHAR,
+            source         VARCHAR,
+            title          VARCHAR NOT NULL,
+            author         VARCHAR,
+            published_at   TIMESTAMPTZ,
+            updated_at     TIMESTAMPTZ,
+            categories     VARCHAR[],
+            tags           VARCHAR[],
+            image_url      VARCHAR,
+            thumbnail_url  VARCHAR,
+            comments       BOOLEAN,
+            language       VARCHAR,
+            summary        VARCHAR,
+            body_text      VARCHAR,
+            content_hash   VARCHAR,
+            story_id       VARCHAR,
+            duplicate_of   VARCHAR,
+            extra          JSON,
+            first_seen_at  TIMESTAMPTZ NOT NULL,
+            last_seen_at   TIMESTAMPTZ NOT NULL
+        );
+        CREATE TABLE article_feeds (
+            article_id     VARCHAR NOT NULL,
+            feed_url       VARCHAR NOT NULL,
+            guid           VARCHAR,
+            first_seen_at  TIMESTAMPTZ NOT NULL,
+            PRIMARY KEY (article_id, feed_url)
+        );
+        CREATE TABLE feeds (
+            url                   VARCHAR PRIMARY KEY,
+            name                  VARCHAR,
+            source                VARCHAR,
+            title                 VARCHAR,
+            etag                  VARCHAR,
+            last_modified         VARCHAR,
+            status                VARCHAR NOT NULL DEFAULT 'active',
+            consecutive_failures  INTEGER NOT NULL DEFAULT 0,
+            last_checked_at       TIMESTAMPTZ,
+            last_success_at       TIMESTAMPTZ,
+            next_check_at         TIMESTAMPTZ,
+            last_error            VARCHAR,
+            last_error_kind       VARCHAR,
+            last_status_code      INTEGER,
+            poll_interval_s       DOUBLE,
+            last_new_items_at     TIMESTAMPTZ,
+            articles_total        BIGINT NOT NULL DEFAULT 0
+        );
+        CREATE TABLE runs (
+            run_id              VARCHAR PRIMARY KEY,
+            flow                VARCHAR NOT NULL,
+            started_at          TIMESTAMPTZ NOT NULL,
+            finished_at         TIMESTAMPTZ,
+            status              VARCHAR NOT NULL,   -- running, completed, crashed
+            pid                 INTEGER,
+            hostname            VARCHAR,
+            feeds_checked       INTEGER DEFAULT 0,
+            feeds_failed        INTEGER DEFAULT 0,
+            feeds_not_modified  INTEGER DEFAULT 0,
+            entries_seen        INTEGER DEFAULT 0,
+            pages_downloaded    INTEGER DEFAULT 0,
+            articles_new        INTEGER DEFAULT 0,
+            articles_updated    INTEGER DEFAULT 0,
+            duplicates          INTEGER DEFAULT 0,
+            errors              INTEGER DEFAULT 0,
+            parameters          JSON
+        );
+        CREATE TABLE ingest_errors (
+            run_id       VARCHAR,
+            occurred_at  TIMESTAMPTZ NOT NULL,
+            stage        VARCHAR NOT NULL,
+            url          VARCHAR,
+            kind         VARCHAR NOT NULL,
+            message      VARCHAR NOT NULL,
+            feed_url     VARCHAR
+        );
+        """,
+    ),
+]
+
+LATEST_VERSION = MIGRATIONS[-1][0]
+
+SCHEMA_VERSION_DDL = """
+CREATE TABLE IF NOT EXISTS schema_version (
+    version     INTEGER PRIMARY KEY,
+    name        VARCHAR NOT NULL,
+    applied_at  TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+"""

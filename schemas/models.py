@@ -1,0 +1,157 @@
+"""The records that cross stage boundaries: fetched responses, feed entries, pages, articles."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def article_id_for(canonical_url: str) -> str:
+    """Stable primary key of an article: a short hash of its canonical URL."""
+    return hashlib.blake2b(canonical_url.encode("utf-8"), digest_size=8).hexdigest()
+
+
+class Response(BaseModel):
+    """One HTTP response, read within the limits. `text` is set for HTML (decoded)."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    url: str  # as requested
+    final_url: str  # after redirects
+    status: int
+    content_type: str = ""
+    etag: str | None = None
+    last_modified: str | None = None
+    cache_max_age: int | None = None
+    body: bytes = b""
+    # Decoded text and the charset used (BOM → header → declaration → detection).
+    text: str | None = None
+    encoding: str | None = None
+
+    @property
+    def not_modified(self) -> bool:
+        return self.status == 304
+
+
+class FeedEntry(BaseModel):
+    """One item of a feed, as feedparser gives it; dates stay raw until normalize."""
+
+    feed_url: str
+    guid: str | None = None
+    link: str | None = None
+    title: str | None = None
+    author: str | None = None
+    published: str | None = None
+    updated: str | None = None
+    summary: str | None = None  # HTML
+    content: str | None = None  # HTML, the longest content element
+    categories: list[str] = []
+    image: str | None = None
+    language: str | None = None
+
+
+class ParsedFeed(BaseModel):
+    feed_url: str
+    title: str | None = None
+    link: str | None = None
+    language: str | None = None
+    # Polling hints from the feed itself, in seconds (<ttl>, sy:updatePeriod/Frequency).
+    poll_hint: float | None = None
+    entries: list[FeedEntry] = []
+    # A recoverable problem (feedparser's bozo) when entries were still usable.
+    warning: str | None = None
+    truncated_from: int | None = None  # the item count before the per-feed cap
+
+
+class ExtractedPage(BaseModel):
+    """What trafilatura found on a page."""
+
+    url: str
+    title: str | None = None
+    author: str | None = None
+    date: str | None = None
+    image: str | None = None
+    language: str | None = None
+    sitename: str | None = None
+    description: str | None = None
+    categories: list[str] = []
+    tags: list[str] = []
+    text: str = ""
+
+
+class Article(BaseModel):
+    """The normalized record: one row of `articles` (DESIGN.md, front-matter table)."""
+
+    article_id: str
+    url: str
+    canonical_url: str
+    guid: str | None = None
+    feed_url: str | None = None
+    source: str | None = None
+    title: str
+    author: str | None = None
+    published_at: datetime | None = None
+    updated_at: datetime | None = None
+    categories: list[str] = []
+    tags: list[str] = []
+    image_url: str | None = None
+    thumbnail_url: str | None = None
+    comments: bool | None = None
+    language: str | None = None
+    summary: str | None = None
+    body_text: str = ""
+    content_hash: str = ""
+    story_id: str | None = None
+    duplicate_of: str | None = None
+    # Unknown front-matter keys and other source-specific extras, kept as JSON.
+    extra: dict[str, Any] = {}
+    first_seen_at: datetime = Field(default_factory=utcnow)
+    last_seen_at: datetime = Field(default_factory=utcnow)
+
+
+class IngestErrorRecord(BaseModel):
+    """One row of `ingest_errors`."""
+
+    stage: str
+    url: str | None
+    kind: str
+    message: str
+    feed_url: str | None = None
+    occurred_at: datetime = Field(default_factory=utcnow)
+
+
+class FeedCheck(BaseModel):
+    """The outcome of polling one feed, for the `feeds` table."""
+
+    url: str
+    checked_at: datetime = Field(default_factory=utcnow)
+    ok: bool
+    status_code: int | None = None
+    title: str | None = None
+    etag: str | None = None
+    last_modified: str | None = None
+    error_kind: str | None = None
+    error: str | None = None
+    retry_after: float | None = None
+    poll_hint: float | None = None
+    entries_seen: int = 0
+    entries_new: int = 0
+
+
+class FeedBatch(BaseModel):
+    """Everything one feed contributed to a run: what `load` writes in one transaction."""
+
+    feed_url: str
+    check: FeedCheck
+    articles: list[Article] = []
+    # (article_id, guid) pairs of entries already stored that this feed carried again.
+    seen_again: list[tuple[str, str | None]] = []
+    errors: list[IngestErrorRecord] = []
+    pages_downloaded: int = 0
