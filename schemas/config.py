@@ -6,6 +6,7 @@ the CLI reads the environment.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
@@ -54,6 +55,16 @@ class FetchLimits(BaseModel):
     max_connections: int = 32
     user_agent: str = USER_AGENT
     allow_private_networks: bool = False
+    # Networks reachable even without allow_private_networks, e.g. ["10.0.0.5/32"] for a
+    # self-hosted RSSHub; every other private address stays refused.
+    allowed_networks: tuple[str, ...] = ()
+
+    @field_validator("allowed_networks")
+    @classmethod
+    def _networks(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for network in v:
+            ipaddress.ip_network(network, strict=False)  # ValueError names the bad one
+        return v
 
 
 class Settings(BaseModel):
@@ -169,6 +180,15 @@ class FeedsFile(BaseModel):
     defaults: FeedDefaults = FeedDefaults()
     hosts: dict[str, HostPolicy] = {}
     feeds: list[FeedConfig] = []
+
+    def fetch_limits(self, limits: FetchLimits) -> FetchLimits:
+        """The run's limits with this file's default per-host politeness applied."""
+        update: dict[str, object] = {}
+        if self.defaults.concurrency is not None:
+            update["per_host_concurrency"] = self.defaults.concurrency
+        if self.defaults.min_interval is not None:
+            update["min_host_interval"] = self.defaults.min_interval
+        return limits.model_copy(update=update) if update else limits
 
     def timezone_for(self, feed: FeedConfig) -> str:
         return feed.timezone or self.defaults.timezone

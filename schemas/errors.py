@@ -33,3 +33,11 @@ class ItemError(NewsflowError):
         self.status = status
         # Seconds the server asked us to wait (429/503 Retry-After), when it said so.
         self.retry_after = retry_after
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # Crosses process boundaries (extraction workers, Dask): keep the keyword fields.
+        return (
+            type(self),
+            (self.kind, str(self), self.url),
+            {"status": self.status, "retry_after": self.retry_after},
+        )

@@ -155,3 +155,22 @@ class FeedBatch(BaseModel):
     seen_again: list[tuple[str, str | None]] = []
     errors: list[IngestErrorRecord] = []
     pages_downloaded: int = 0
+
+
+class RunCounts(BaseModel):
+    """What a run did; the counter columns of `runs` and the CLI summary."""
+
+    feeds_checked: int = 0
+    feeds_failed: int = 0
+    feeds_not_modified: int = 0
+    entries_seen: int = 0
+    pages_downloaded: int = 0
+    articles_new: int = 0
+    articles_updated: int = 0
+    duplicates: int = 0
+    errors: int = 0
+
+    def __add__(self, other: RunCounts) -> RunCounts:
+        return RunCounts(
+            **{f: getattr(self, f) + getattr(other, f) for f in type(self).model_fields}
+        )

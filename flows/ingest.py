@@ -1,0 +1,308 @@
+"""The ingest flow: due feeds → fetch → parse → drop known → download → extract → normalize
+→ dedup → load, with a Prefect task per feed and the load in the flow's one writer thread.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+from prefect.futures import as_completed
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from flows.progress import report_progress
+from schemas.config import FeedConfig, FeedsFile, Settings, load_feeds_file
+from schemas.errors import ItemError
+from schemas.models import (
+    Article,
+    ExtractedPage,
+    FeedBatch,
+    FeedCheck,
+    FeedEntry,
+    IngestErrorRecord,
+    ParsedFeed,
+    RunCounts,
+)
+from tasks.dedup import lookup_known, split_known
+from tasks.extract import Extractor
+from tasks.fetch import FEED_ACCEPT, Fetcher
+from tasks.health import FeedState, due_feeds, read_feed_states
+from tasks.load import finish_run, load_batch, start_run
+from tasks.normalize import build_feed_article
+from tasks.parse import parse_feed
+from tasks.store import Database
+
+LOGGER = logging.getLogger(__name__)
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    counts: RunCounts
+    started_at: datetime
+    finished_at: datetime
+    db_path: Path
+
+    @property
+    def seconds(self) -> float:
+        return (self.finished_at - self.started_at).total_seconds()
+
+
+class FeedContext:
+    """The run's shared resources, handed to every per-feed task (not a collection to Prefect)."""
+
+    __slots__ = ("db", "extractor", "feeds_file", "fetcher", "settings")
+
+    def __init__(
+        self,
+        settings: Settings,
+        feeds_file: FeedsFile,
+        db: Database,
+        fetcher: Fetcher,
+        extractor: Extractor,
+    ) -> None:
+        self.settings = settings
+        self.feeds_file = feeds_file
+        self.db = db
+        self.fetcher = fetcher
+        self.extractor = extractor
+
+
+def _error(stage: str, exc: ItemError, feed_url: str, url: str | None = None) -> IngestErrorRecord:
+    return IngestErrorRecord(
+        stage=stage, url=exc.url or url, kind=exc.kind, message=str(exc), feed_url=feed_url
+    )
+
+
+def failed_batch(feed: FeedConfig, stage: str, exc: ItemError) -> FeedBatch:
+    check = FeedCheck(
+        url=feed.url,
+        ok=False,
+        status_code=exc.status,
+        error_kind=exc.kind,
+        error=str(exc),
+        retry_after=exc.retry_after,
+    )
+    return FeedBatch(feed_url=feed.url, check=check, errors=[_error(stage, exc, feed.url)])
+
+
+def collect_feed(feed: FeedConfig, state: FeedState | None, ctx: FeedContext) -> FeedBatch:
+    """One feed's whole way to articles; every failure becomes a recorded error, never a raise."""
+    try:
+        response = ctx.fetcher.get(
+            feed.url,
+            etag=state.etag if state else None,
+            last_modified=state.last_modified if state else None,
+            accept=FEED_ACCEPT,
+        )
+    except ItemError as exc:
+        return failed_batch(feed, "fetch", exc)
+    if response.not_modified:
+        check = FeedCheck(
+            url=feed.url,
+            ok=True,
+            status_code=304,
+            etag=response.etag or (state and state.etag),
+            last_modified=response.last_modified or (state and state.last_modified),
+        )
+        return FeedBatch(feed_url=feed.url, check=check)
+    try:
+        parsed = parse_feed(response, ctx.settings.max_items_per_feed)
+    except ItemError as exc:
+        return failed_batch(feed, "parse", exc)
+
+    errors = _feed_warnings(feed, parsed)
+    with ctx.db.session() as con:
+        known = lookup_known(con, feed.url, parsed.entries)
+    tz = ZoneInfo(ctx.feeds_file.timezone_for(feed))
+    fresh, seen_again = split_known(parsed.entries, known, tz)
+    pages, page_errors, downloaded = download_and_extract(ctx, fresh)
+    articles = normalize_entries(ctx, feed, parsed, fresh, pages, page_errors, errors)
+    check = FeedCheck(
+        url=feed.url,
+        ok=True,
+        status_code=response.status,
+        title=parsed.title,
+        etag=response.etag,
+        last_modified=response.last_modified,
+        poll_hint=parsed.poll_hint,
+        entries_seen=len(parsed.entries),
+    )
+    return FeedBatch(
+        feed_url=feed.url,
+        check=check,
+        articles=articles,
+        seen_again=seen_again,
+        errors=errors,
+        pages_downloaded=downloaded,
+    )
+
+
+def _feed_warnings(feed: FeedConfig, parsed: ParsedFeed) -> list[IngestErrorRecord]:
+    warnings = []
+    if parsed.warning:
+        warnings.append(
+            IngestErrorRecord(
+                stage="parse",
+                url=feed.url,
+                kind="feed_recovered",
+                message=parsed.warning,
+                feed_url=feed.url,
+            )
+        )
+    if parsed.truncated_from:
+        warnings.append(
+            IngestErrorRecord(
+                stage="parse",
+                url=feed.url,
+                kind="too_many_items",
+                feed_url=feed.url,
+                message=f"feed has {parsed.truncated_from} items; kept the first "
+                f"{len(parsed.entries)}",
+            )
+        )
+    return warnings
+
+
+def download_and_extract(
+    ctx: FeedContext, entries: list[FeedEntry]
+) -> tuple[dict[str, ExtractedPage], dict[str, tuple[str, ItemError]], int]:
+    """Pages of the entries, extracted; each page goes to the pool as soon as it arrives.
+
+    Returns pages and (stage, error) by link, and how many pages were downloaded.
+    """
+    links = list(dict.fromkeys(e.link for e in entries if e.link))
+    errors: dict[str, tuple[str, ItemError]] = {}
+    final_urls: dict[str, str] = {}
+
+    def downloaded() -> Iterator[tuple[str, str]]:
+        for link, result in ctx.fetcher.get_many(links, decode_html=True):
+            if isinstance(result, ItemError):
+                errors[link] = ("download", result)
+            elif result.text is not None:
+                final_urls[link] = result.final_url
+                yield link, result.text
+
+    pages: dict[str, ExtractedPage] = {}
+    for link, extracted in ctx.extractor.extract_many(downloaded()):
+        if isinstance(extracted, ItemError):
+            errors[link] = ("extract", extracted)
+        else:
+            pages[link] = extracted.model_copy(update={"url": final_urls[link]})
+    return pages, errors, len(final_urls)
+
+
+def normalize_entries(
+    ctx: FeedContext,
+    feed: FeedConfig,
+    parsed: ParsedFeed,
+    entries: list[FeedEntry],
+    pages: dict[str, ExtractedPage],
+    page_errors: dict[str, tuple[str, ItemError]],
+    errors: list[IngestErrorRecord],
+) -> list[Article]:
+    """One Article per entry. Without a page, the feed's own content stands in; with neither,
+    the entry is skipped (and tried again next run) and its page error recorded."""
+    articles = []
+    tz = ZoneInfo(ctx.feeds_file.timezone_for(feed))
+    for entry in entries:
+        link = entry.link or ""
+        page = pages.get(link)
+        has_feed_text = bool(entry.content or entry.summary)
+        if link in page_errors:
+            stage, exc = page_errors[link]
+            # An extraction that found nothing is no loss when the feed carries the text.
+            if not (stage == "extract" and exc.kind == "extract_empty" and has_feed_text):
+                errors.append(_error(stage, exc, feed.url, link))
+        if page is None and not has_feed_text:
+            continue
+        try:
+            article, warnings = build_feed_article(
+                entry,
+                page,
+                source=feed.source,
+                feed_title=parsed.title,
+                language=ctx.feeds_file.language_for(feed),
+                feed_categories=ctx.feeds_file.categories_for(feed),
+                tz=tz,
+            )
+        except ItemError as exc:
+            errors.append(_error("normalize", exc, feed.url, link))
+            continue
+        errors.extend(_error("normalize", w, feed.url, link) for w in warnings)
+        articles.append(article)
+    return articles
+
+
+@task(name="collect-feed", cache_policy=NO_CACHE, task_run_name="collect {feed.url}")
+def collect_feed_task(feed: FeedConfig, state: FeedState | None, ctx: FeedContext) -> FeedBatch:
+    return collect_feed(feed, state, ctx)
+
+
+@task(name="load-batch", cache_policy=NO_CACHE)
+def load_batch_task(ctx: FeedContext, run_id: str, feed: FeedConfig, batch: FeedBatch) -> RunCounts:
+    return load_batch(
+        ctx.db,
+        run_id,
+        batch,
+        name=feed.name,
+        source=feed.source,
+        default_interval=ctx.settings.default_poll_interval,
+    )
+
+
+def run_ingest(settings: Settings, *, force: bool = False) -> RunSummary:
+    """The ingest flow's body, for use inside a Prefect flow run."""
+    started = datetime.now(UTC)
+    feeds_file = load_feeds_file(settings.feeds_path)
+    db = Database(settings.db_path, settings.lock_timeout)
+    run_id = start_run(db, "ingest", {"feeds": str(settings.feeds_path), "force": force})
+    counts = RunCounts()
+    status = "crashed"
+    try:
+        with db.session() as con:
+            states = read_feed_states(con)
+        due = due_feeds(feeds_file.feeds, states, force=force)
+        by_url = {f.url: f for f in due}
+        with (
+            Fetcher(feeds_file.fetch_limits(settings.fetch), feeds_file.hosts) as fetcher,
+            Extractor(settings.extract_workers, settings.extract_deadline) as extractor,
+        ):
+            ctx = FeedContext(settings, feeds_file, db, fetcher, extractor)
+            futures = [collect_feed_task.submit(f, states.get(f.url), ctx) for f in due]
+            for done, future in enumerate(as_completed(futures), start=1):
+                batch = future.result()
+                counts += load_batch_task(ctx, run_id, by_url[batch.feed_url], batch)
+                report_progress("feeds", done, len(due), batch.feed_url)
+        status = "completed"
+    finally:
+        finish_run(db, run_id, counts, status)
+    return RunSummary(run_id, counts, started, datetime.now(UTC), settings.db_path)
+
+
+@flow(
+    name="ingest",
+    task_runner=ThreadPoolTaskRunner(max_workers=8),
+    log_prints=False,
+    validate_parameters=True,
+)
+def ingest(
+    feeds: str | None = None,
+    db: str | None = None,
+    force: bool = False,
+    settings: Settings | None = None,
+) -> RunSummary:
+    """Poll the feeds that are due and load their new articles.
+
+    A deployment passes `feeds`/`db` (or relies on NEWSFLOW_FEEDS/NEWSFLOW_DB); the CLI passes
+    the `settings` it built.
+    """
+    if settings is None:
+        settings = Settings.from_env(feeds_path=feeds, db_path=db)
+    return run_ingest(settings, force=force)

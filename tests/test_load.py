@@ -1,0 +1,201 @@
+"""Load and store: bulk idempotent upserts, copies, feed refs, runs, migrations, the lock."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from schemas.ddl import LATEST_VERSION
+from schemas.errors import DatabaseError
+from schemas.models import (
+    Article,
+    FeedBatch,
+    FeedCheck,
+    IngestErrorRecord,
+    RunCounts,
+    article_id_for,
+)
+from tasks.load import finish_run, load_batch, start_run
+from tasks.normalize import canonical_url, content_hash
+from tasks.store import Database
+
+FEED = "https://feeds.example/rss"
+
+
+def article(n: int, body: str | None = None, **kw: object) -> Article:
+    url = canonical_url(f"https://news.example/a/{n}")
+    text = body if body is not None else f"正文第{n}段。数字人民币试点扩大。"
+    values: dict[str, object] = {
+        "article_id": article_id_for(url),
+        "url": url,
+        "canonical_url": url,
+        "guid": f"guid-{n}",
+        "feed_url": FEED,
+        "title": f"标题 {n}",
+        "published_at": datetime(2024, 3, n % 28 + 1, tzinfo=UTC),
+        "categories": ["金融"],
+        "body_text": text,
+        "content_hash": content_hash(text),
+        "extra": {"k": n},
+    }
+    values.update(kw)
+    return Article(**values)  # type: ignore[arg-type]
+
+
+def batch(articles: list[Article], **kw: object) -> FeedBatch:
+    return FeedBatch(
+        feed_url=FEED,
+        check=FeedCheck(url=FEED, ok=True, status_code=200, entries_seen=len(articles)),
+        articles=articles,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Database:
+    return Database(tmp_path / "news.duckdb", lock_timeout=10)
+
+
+def test_load_twice_adds_nothing(db: Database) -> None:
+    run = start_run(db, "test", {})
+    arts = [article(i) for i in range(50)]
+    first = load_batch(db, run, batch(arts))
+    second = load_batch(db, run, batch([article(i) for i in range(50)]))
+    assert (first.articles_new, first.articles_updated) == (50, 0)
+    assert (second.articles_new, second.articles_updated) == (0, 50)
+    with db.session() as con:
+        total, distinct = con.execute(
+            "SELECT count(*), count(DISTINCT article_id) FROM articles"
+        ).fetchone()  # type: ignore[misc]
+        refs = con.execute("SELECT count(*) FROM article_feeds").fetchone()
+        cats, extra = con.execute(
+            "SELECT categories, extra->>'k' FROM articles WHERE guid = 'guid-3'"
+        ).fetchone()  # type: ignore[misc]
+    assert total == distinct == 50
+    assert refs == (50,)
+    assert cats == ["金融"] and extra == "3"
+
+
+def test_first_seen_kept_and_content_refreshed(db: Database) -> None:
+    run = start_run(db, "test", {})
+    load_batch(db, run, batch([article(1)]))
+    with db.session() as con:
+        (first_seen,) = con.execute("SELECT first_seen_at FROM articles").fetchone()  # type: ignore[misc]
+    load_batch(db, run, batch([article(1, body="新的正文。", title="新标题")]))
+    with db.session() as con:
+        row = con.execute("SELECT first_seen_at, title, body_text FROM articles").fetchone()
+    assert row == (first_seen, "新标题", "新的正文。")
+
+
+def test_identical_bodies_point_at_the_first_copy(db: Database) -> None:
+    run = start_run(db, "test", {})
+    load_batch(db, run, batch([article(1, body="同一篇通稿。")]))
+    counts = load_batch(
+        db, run, batch([article(2, body="同一篇 通稿。"), article(3, body="别的。")])
+    )
+    assert counts.duplicates == 1
+    with db.session() as con:
+        rows = dict(con.execute("SELECT guid, duplicate_of FROM articles ORDER BY guid").fetchall())
+    assert rows["guid-2"] == article_id_for(canonical_url("https://news.example/a/1"))
+    assert rows["guid-1"] is None and rows["guid-3"] is None
+
+
+def test_batch_records_errors_refs_and_feed_health(db: Database) -> None:
+    run = start_run(db, "test", {})
+    err = IngestErrorRecord(stage="download", url="https://x/1", kind="http_404", message="gone")
+    seen = (article(9).article_id, "guid-9")
+    load_batch(db, run, batch([article(9)]))
+    load_batch(db, run, batch([], errors=[err], seen_again=[seen]), name="n", source="S")
+    finish_run(db, run, RunCounts(articles_new=1))
+    with db.session() as con:
+        assert con.execute("SELECT run_id, kind FROM ingest_errors").fetchall() == [
+            (run, "http_404")
+        ]
+        assert con.execute("SELECT status, articles_new FROM runs").fetchall() == [("completed", 1)]
+        assert con.execute("SELECT name, source, status FROM feeds").fetchall() == [
+            ("n", "S", "active")
+        ]
+        assert con.execute("SELECT count(*) FROM article_feeds").fetchone() == (1,)
+
+
+def test_dead_running_run_becomes_crashed(db: Database) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    dead_pid = int(proc.stdout)
+    run = start_run(db, "test", {})
+    with db.session() as con:
+        con.execute("UPDATE runs SET pid = ? WHERE run_id = ?", [dead_pid, run])
+    start_run(db, "test", {})
+    with db.session() as con:
+        assert con.execute("SELECT status FROM runs WHERE run_id = ?", [run]).fetchone() == (
+            "crashed",
+        )
+
+
+def test_old_file_is_migrated_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "old.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute("CREATE TABLE keep_me (x INTEGER); INSERT INTO keep_me VALUES (42)")
+    con.close()
+    with Database(path).session() as con:
+        assert con.execute("SELECT max(version) FROM schema_version").fetchone() == (
+            LATEST_VERSION,
+        )
+        assert con.execute("SELECT x FROM keep_me").fetchone() == (42,)
+
+
+def test_waits_for_a_foreign_process_holding_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "held.duckdb"
+    with Database(path).session():
+        pass
+    holder = subprocess.Popen(
+        [sys.executable, "-c", f"import duckdb,time; c=duckdb.connect({str(path)!r}); print('held', flush=True); time.sleep(1.5)"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    with Database(path, lock_timeout=30).session() as con:
+        assert con.execute("SELECT 1").fetchone() == (1,)
+    holder.wait()
+
+
+def test_gives_up_with_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "held.duckdb"
+    with Database(path).session():
+        pass
+    holder = subprocess.Popen(
+        [sys.executable, "-c", f"import duckdb,time; c=duckdb.connect({str(path)!r}); print('held', flush=True); time.sleep(5)"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    with pytest.raises(DatabaseError, match="locked by another process"):
+        with Database(path, lock_timeout=0.5).session():
+            pass
+    holder.kill()
+    holder.wait()
+
+
+def test_threads_share_one_writer(db: Database) -> None:
+    run = start_run(db, "test", {})
+
+    def work(k: int) -> None:
+        load_batch(db, run, batch([article(k * 100 + i) for i in range(20)]))
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    with db.session() as con:
+        assert con.execute(
+            "SELECT count(*), count(DISTINCT article_id) FROM articles"
+        ).fetchone() == (80, 80)

@@ -1,0 +1,197 @@
+"""Normalize: URLs, dates, titles and text, per DESIGN.md's front-matter table."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from schemas.errors import ItemError
+from schemas.models import ExtractedPage, FeedEntry
+from tasks.normalize import (
+    as_list,
+    build_feed_article,
+    canonical_url,
+    clean_title,
+    content_hash,
+    guess_language,
+    html_to_text,
+    parse_date,
+)
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+NOW = datetime(2026, 11, 26, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("Wed, 07 Sep 2022 09:26:48 GMT", "2022-09-07T09:26:48+00:00"),
+        ("Tue, 15 Nov 2022 02:05:00 GMT", "2022-11-15T02:05:00+00:00"),
+        ("Wed, 07 Sep 2022 17:26:48 +0800", "2022-09-07T09:26:48+00:00"),
+        ("2023-03-02 09:30:00 +0800", "2023-03-02T01:30:00+00:00"),
+        ("2023-03-02T09:30:00+08:00", "2023-03-02T01:30:00+00:00"),
+        ("2023-03-02T01:30:00Z", "2023-03-02T01:30:00+00:00"),
+        # naive times are in the feed's timezone
+        ("2022-09-07 17:26", "2022-09-07T09:26:00+00:00"),
+        ("2022-09-07 17:26:30", "2022-09-07T09:26:30+00:00"),
+        ("2022年9月7日 17:26", "2022-09-07T09:26:00+00:00"),
+        ("2022年09月07日", "2022-09-06T16:00:00+00:00"),
+        ("September 7, 2022 5:26 PM", "2022-09-07T09:26:00+00:00"),
+    ],
+)
+def test_parse_date_spellings(raw: str, expected: str) -> None:
+    assert parse_date(raw, SHANGHAI, NOW) == datetime.fromisoformat(expected)
+
+
+@pytest.mark.parametrize(
+    "raw", ["not a date at all", "Sat, 01 Jan 3000 00:00:00 GMT", "1970-01-01"]
+)
+def test_parse_date_refuses_unreadable_and_implausible(raw: str) -> None:
+    with pytest.raises(ItemError) as exc:
+        parse_date(raw, SHANGHAI, NOW)
+    assert exc.value.kind == "bad_date"
+
+
+def test_parse_date_empty_is_none() -> None:
+    assert parse_date("  ", SHANGHAI) is None
+    assert parse_date(None, SHANGHAI) is None
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        (
+            "https://www.cls.cn/detail/123?spm=a2c4g.11186623&from=timeline&share_token=xyz#top",
+            "https://www.cls.cn/detail/123",
+        ),
+        ("HTTP://Example.COM:80/a/b?b=2&a=1&utm_source=rss", "http://example.com/a/b?a=1&b=2"),
+        (
+            "https://mp.example.com/s?articleid=7&isappinstalled=0&scene=1&chksm=ab",
+            "https://mp.example.com/s?articleid=7",
+        ),
+        ("https://example.com", "https://example.com/"),
+    ],
+)
+def test_canonical_url(url: str, expected: str) -> None:
+    assert canonical_url(url) == expected
+
+
+def test_canonical_url_keeps_real_parameters_and_resolves_relative() -> None:
+    assert canonical_url("/news?aid=5&page=2", base="https://a.example/x/") == (
+        "https://a.example/news?aid=5&page=2"
+    )
+
+
+@pytest.mark.parametrize("url", ["javascript:alert(1)", "ftp://example.com/x", "", "mailto:a@b"])
+def test_canonical_url_refuses_non_http(url: str) -> None:
+    with pytest.raises(ItemError) as exc:
+        canonical_url(url)
+    assert exc.value.kind == "bad_url"
+
+
+@pytest.mark.parametrize(
+    ("title", "names", "expected"),
+    [
+        ("央行发布数字人民币试点新规 - 财联社", ["财联社"], "央行发布数字人民币试点新规"),
+        ("区块链先导区建设提速_新浪财经", ["新浪财经"], "区块链先导区建设提速"),
+        ("区块链先导区建设提速_新浪财经_新浪网", ["新浪财经", "新浪网"], "区块链先导区建设提速"),
+        ("区块链先导区建设提速_新浪网", ["新浪财经"], "区块链先导区建设提速_新浪网"),
+        ("数字藏品监管｜链闻", ["链闻财经"], "数字藏品监管"),
+        ("SEC sues exchange | Example Wire", ["Example Wire"], "SEC sues exchange"),
+        # a dash that is part of the headline stays
+        ("Hong Kong - the new crypto hub?", ["Example Wire"], "Hong Kong - the new crypto hub?"),
+        ("  spaced\n title \x00 ", [], "spaced title"),
+    ],
+)
+def test_clean_title(title: str, names: list[str], expected: str) -> None:
+    assert clean_title(title, names) == expected
+
+
+def test_html_to_text_keeps_paragraphs_drops_markup() -> None:
+    html = (
+        "<div><p><strong>财联社11月15日电</strong> 第一段。</p><p>第二段<br>换行</p>"
+        "<script>var x=1;</script><ul><li>one</li><li>two</li></ul></div>"
+    )
+    assert html_to_text(html) == "财联社11月15日电 第一段。\n第二段\n换行\none\ntwo"
+    assert html_to_text("plain text") == "plain text"
+    assert html_to_text("") == ""
+
+
+def test_as_list_and_language_and_hash() -> None:
+    assert as_list("policy") == ["policy"]
+    assert as_list(["a", "", None, "a", "b"]) == ["a", "b"]
+    assert as_list(None) == []
+    assert guess_language("数字人民币试点范围扩大到更多城市") == "zh"
+    assert guess_language("The SEC published draft rules") == "en"
+    assert guess_language("x", declared="zh-CN") == "zh"
+    assert content_hash("Ａ b\nc") == content_hash("a  B c")
+
+
+def _entry(**kw: object) -> FeedEntry:
+    base = {
+        "feed_url": "https://feeds.example/rss",
+        "link": "https://news.example/a?utm_source=rss",
+    }
+    base.update(kw)
+    return FeedEntry(**base)  # type: ignore[arg-type]
+
+
+def test_build_article_feed_fields_win_and_page_fills_gaps() -> None:
+    page = ExtractedPage(
+        url="https://news.example/a",
+        title="Page title - Example Wire",
+        author="Page Author",
+        date="2024-03-05",
+        image="/img/a.png",
+        text="First paragraph.\nSecond paragraph.",
+        sitename="Example Wire",
+    )
+    article, warnings = build_feed_article(
+        _entry(
+            title="Feed title - Example Wire", published="2024-03-05 09:30", categories=["政策"]
+        ),
+        page,
+        source="Example Wire",
+        feed_title="Example Wire feed",
+        language=None,
+        feed_categories=["金融"],
+        tz=SHANGHAI,
+        now=NOW,
+    )
+    assert warnings == []
+    assert article.title == "Feed title"
+    assert article.canonical_url == "https://news.example/a"
+    assert article.published_at == datetime(2024, 3, 5, 1, 30, tzinfo=UTC)
+    assert article.author == "Page Author"
+    assert article.image_url == "https://news.example/img/a.png"
+    assert article.categories == ["政策", "金融"]
+    assert article.body_text == "First paragraph.\nSecond paragraph."
+    assert article.language == "en"
+
+
+def test_build_article_without_page_uses_feed_text_and_reports_bad_date() -> None:
+    article, warnings = build_feed_article(
+        _entry(title="T", summary="<p>Summary para</p>", published="Sat, 01 Jan 3000 00:00:00 GMT"),
+        None,
+        source=None,
+        feed_title="Feed",
+        language="zh",
+        feed_categories=[],
+        tz=SHANGHAI,
+        now=NOW,
+    )
+    assert article.body_text == "Summary para"
+    assert article.published_at is None
+    assert [w.kind for w in warnings] == ["bad_date"]
+    assert article.source == "Feed"
+
+
+def test_build_article_without_link_is_refused() -> None:
+    with pytest.raises(ItemError) as exc:
+        build_feed_article(
+            _entry(link=None, title="x"), None, source=None, feed_title=None, language=None,
+            feed_categories=[], tz=SHANGHAI,
+        )  # fmt: skip
+    assert exc.value.kind == "no_link"
