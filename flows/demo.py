@@ -173,6 +173,7 @@ class SiteServer:
         latency: float = 0.0,
         extra_routes: Mapping[str, Route] | None = None,
         max_threads: int = 16,
+        port: int = 0,
     ) -> None:
         if latency < 0:
             raise ValueError("latency must be >= 0")
@@ -182,6 +183,9 @@ class SiteServer:
         self.latency = latency
         self.extra_routes: dict[str, Route] = dict(extra_routes or {})
         self.max_threads = max_threads
+        # 0 picks a free port; the demo asks for a fixed one so its URLs (the articles'
+        # identity) are the same from one demo run to the next.
+        self.requested_port = port
         self._lock = threading.Lock()
         self._hits: Counter[str] = Counter()
         self._requests: list[RequestRecord] = []
@@ -199,7 +203,7 @@ class SiteServer:
         self._root = self._resolve_root()
         self._cache.clear()  # cached bodies carry the previous base URL
         httpd = _PooledHTTPServer(
-            ("127.0.0.1", 0), _Handler, site=self, max_threads=self.max_threads
+            ("127.0.0.1", self.requested_port), _Handler, site=self, max_threads=self.max_threads
         )
         self._httpd = httpd
         self._thread = threading.Thread(
