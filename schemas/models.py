@@ -41,9 +41,10 @@ class Response(BaseModel):
 
 
 class FeedEntry(BaseModel):
-    """One item of a feed, as feedparser gives it; dates stay raw until normalize."""
+    """One item of a feed, as feedparser gives it (or of a sitemap or a list of URLs, which have
+    no feed_url); dates stay raw until normalize."""
 
-    feed_url: str
+    feed_url: str | None = None
     guid: str | None = None
     link: str | None = None
     title: str | None = None
@@ -145,16 +146,23 @@ class FeedCheck(BaseModel):
     entries_new: int = 0
 
 
-class FeedBatch(BaseModel):
-    """Everything one feed contributed to a run: what `load` writes in one transaction."""
+class ArticleBatch(BaseModel):
+    """Articles and errors that `load` writes in one transaction (a backfill batch)."""
 
-    feed_url: str
-    check: FeedCheck
+    feed_url: str | None = None
     articles: list[Article] = []
     # (article_id, guid) pairs of entries already stored that this feed carried again.
     seen_again: list[tuple[str, str | None]] = []
     errors: list[IngestErrorRecord] = []
+    entries_seen: int = 0
     pages_downloaded: int = 0
+
+
+class FeedBatch(ArticleBatch):
+    """Everything one feed contributed to an ingest run, with the outcome of polling it."""
+
+    feed_url: str
+    check: FeedCheck
 
 
 class RunCounts(BaseModel):

@@ -40,11 +40,11 @@ class KnownIndex:
 
 
 def lookup_known(
-    con: duckdb.DuckDBPyConnection, feed_url: str, entries: Iterable[FeedEntry]
+    con: duckdb.DuckDBPyConnection, feed_url: str | None, entries: Iterable[FeedEntry]
 ) -> KnownIndex:
     entries = list(entries)
     ids = [i for i in (entry_article_id(e) for e in entries) if i]
-    guids = [e.guid for e in entries if e.guid]
+    guids = [e.guid for e in entries if e.guid] if feed_url else []
     known = KnownIndex()
     if ids:
         rows = con.execute(

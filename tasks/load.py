@@ -20,7 +20,15 @@ import duckdb
 import pyarrow as pa
 
 from schemas.errors import ConfigError
-from schemas.models import Article, FeedBatch, FeedCheck, IngestErrorRecord, RunCounts, utcnow
+from schemas.models import (
+    Article,
+    ArticleBatch,
+    FeedBatch,
+    FeedCheck,
+    IngestErrorRecord,
+    RunCounts,
+    utcnow,
+)
 from tasks.dedup import mark_exact_copies, unique_articles
 from tasks.health import FeedState, next_state, read_feed_states
 from tasks.store import Database
@@ -243,22 +251,37 @@ def load_batch(
     default_interval: float = 1800.0,
 ) -> RunCounts:
     """Write one feed's contribution in one transaction; returns what it added."""
-    articles = unique_articles(batch.articles)
     with db.session() as con, transaction(con):
-        copies = mark_exact_copies(con, articles)
-        new, updated = upsert_articles(con, articles)
-        refs = [(a.article_id, a.guid) for a in articles] + list(batch.seen_again)
-        record_feed_refs(con, batch.feed_url, refs)
-        batch.check.entries_new = new
+        counts = write_articles(con, run_id, batch)
+        batch.check.entries_new = counts.articles_new
         record_feed_check(
             con, batch.check, name=name, source=source, default_interval=default_interval
         )
-        record_errors(con, run_id, batch.errors)
-    return RunCounts(
+    return counts + RunCounts(
         feeds_checked=1,
         feeds_failed=0 if batch.check.ok else 1,
         feeds_not_modified=1 if batch.check.status_code == 304 else 0,
         entries_seen=batch.check.entries_seen,
+    )
+
+
+def load_articles(db: Database, run_id: str, batch: ArticleBatch) -> RunCounts:
+    """Write a batch that polled no feed (a backfill's) in one transaction."""
+    with db.session() as con, transaction(con):
+        counts = write_articles(con, run_id, batch)
+    return counts + RunCounts(entries_seen=batch.entries_seen)
+
+
+def write_articles(con: duckdb.DuckDBPyConnection, run_id: str, batch: ArticleBatch) -> RunCounts:
+    """A batch's articles, feed refs and errors; call inside a transaction."""
+    articles = unique_articles(batch.articles)
+    copies = mark_exact_copies(con, articles)
+    new, updated = upsert_articles(con, articles)
+    if batch.feed_url:
+        refs = [(a.article_id, a.guid) for a in articles] + list(batch.seen_again)
+        record_feed_refs(con, batch.feed_url, refs)
+    record_errors(con, run_id, batch.errors)
+    return RunCounts(
         pages_downloaded=batch.pages_downloaded,
         articles_new=new,
         articles_updated=updated,
