@@ -93,6 +93,15 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         );
         """,
     ),
+    (
+        4,
+        "body source",
+        """
+        -- page, feed or post (schemas.models.Article.body_source); NULL on rows loaded before
+        -- this migration, which came from pages or feeds.
+        ALTER TABLE articles ADD COLUMN body_source VARCHAR;
+        """,
+    ),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]

@@ -108,6 +108,9 @@ class Article(BaseModel):
     language: str | None = None
     summary: str | None = None
     body_text: str = ""
+    # Where body_text came from: "page" (extracted from the downloaded page), "feed" (the
+    # feed's own content), "post" (a front-matter post's body). Re-extraction skips posts.
+    body_source: str | None = None
     content_hash: str = ""
     story_id: str | None = None
     duplicate_of: str | None = None

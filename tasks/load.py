@@ -62,6 +62,7 @@ ARTICLE_SCHEMA = pa.schema(
         ("extra", pa.string()),
         ("first_seen_at", _TS),
         ("last_seen_at", _TS),
+        ("body_source", pa.string()),
     ]
 )
 _ARTICLE_COLUMNS = [f.name for f in ARTICLE_SCHEMA]
@@ -75,6 +76,15 @@ _UPSERT_ARTICLES = (
         f"{c} = coalesce(excluded.{c}, articles.{c})"
         for c in _ARTICLE_COLUMNS
         if c not in _KEEP_ON_CONFLICT
+    )
+)
+# Stored rows that the upsert would leave as they are, the time of the sighting aside.
+_UNCHANGED_ARTICLES = (
+    "SELECT b.article_id FROM batch_articles b JOIN articles a USING (article_id) WHERE "
+    + " AND ".join(
+        f"coalesce(b.{c}{'::JSON' if c == 'extra' else ''}, a.{c}) IS NOT DISTINCT FROM a.{c}"
+        for c in _ARTICLE_COLUMNS
+        if c not in _KEEP_ON_CONFLICT | {"last_seen_at"}
     )
 )
 
@@ -115,6 +125,17 @@ def upsert_articles(con: duckdb.DuckDBPyConnection, articles: Sequence[Article])
     finally:
         con.unregister("batch_articles")
     return len(articles) - updated, updated
+
+
+def stored_unchanged(con: duckdb.DuckDBPyConnection, articles: Sequence[Article]) -> set[str]:
+    """Ids of the articles that are stored with these very values already."""
+    if not articles:
+        return set()
+    con.register("batch_articles", articles_table(articles))
+    try:
+        return {row[0] for row in con.execute(_UNCHANGED_ARTICLES).fetchall()}
+    finally:
+        con.unregister("batch_articles")
 
 
 def record_feed_refs(
@@ -266,9 +287,22 @@ def load_batch(
 
 
 def load_articles(db: Database, run_id: str, batch: ArticleBatch) -> RunCounts:
-    """Write a batch that polled no feed (a backfill's) in one transaction."""
+    """Write a batch that polled no feed (a backfill's) in one transaction.
+
+    Articles stored with the same values already are not written again and count as
+    duplicates, so a second backfill of the same archive reports nothing new or updated.
+    """
+    articles = unique_articles(batch.articles)
     with db.session() as con, transaction(con):
-        counts = write_articles(con, run_id, batch)
+        unchanged = stored_unchanged(con, articles)
+        again = [(a.article_id, a.guid) for a in articles if a.article_id in unchanged]
+        changed = batch.model_copy(
+            update={
+                "articles": [a for a in articles if a.article_id not in unchanged],
+                "seen_again": [*batch.seen_again, *again],
+            }
+        )
+        counts = write_articles(con, run_id, changed)
     return counts + RunCounts(entries_seen=batch.entries_seen)
 
 
