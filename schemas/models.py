@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -69,6 +70,9 @@ class ParsedFeed(BaseModel):
     # A recoverable problem (feedparser's bozo) when entries were still usable.
     warning: str | None = None
     truncated_from: int | None = None  # the item count before the per-feed cap
+    # The page of older entries (RFC 5005 prev-archive, else a paged feed's next link).
+    archive_link: str | None = None
+    generator: str | None = None
 
 
 class ExtractedPage(BaseModel):
@@ -159,6 +163,10 @@ class ArticleBatch(BaseModel):
     errors: list[IngestErrorRecord] = []
     entries_seen: int = 0
     pages_downloaded: int = 0
+    # Not written, only reported: items dated outside the backfill's window, and files of an
+    # archive that are not posts (no front matter).
+    outside_window: int = 0
+    not_posts: int = 0
 
 
 class FeedBatch(ArticleBatch):
@@ -185,3 +193,36 @@ class RunCounts(BaseModel):
         return RunCounts(
             **{f: getattr(self, f) + getattr(other, f) for f in type(self).model_fields}
         )
+
+
+class DateWindow(BaseModel):
+    """The instants [start, end) of a backfill's or an export's days; open where None."""
+
+    model_config = ConfigDict(frozen=True)
+
+    start: datetime | None = None
+    end: datetime | None = None
+
+    @classmethod
+    def of_days(cls, since: date | None, until: date | None, tz: ZoneInfo) -> DateWindow:
+        """Days `since` to `until`, both included, as calendar days in `tz`."""
+        return cls(
+            start=datetime.combine(since, time(), tz).astimezone(UTC) if since else None,
+            end=datetime.combine(until + timedelta(days=1), time(), tz).astimezone(UTC)
+            if until
+            else None,
+        )
+
+    @property
+    def bounded(self) -> bool:
+        return self.start is not None or self.end is not None
+
+    def contains(self, when: datetime | None) -> bool:
+        """Whether an item dated `when` belongs; an undated one only when nothing is bounded."""
+        if when is None:
+            return not self.bounded
+        return (self.start is None or when >= self.start) and (self.end is None or when < self.end)
+
+    def before(self, when: datetime) -> bool:
+        """Whether `when` lies before the window (an archive walk can stop there)."""
+        return self.start is not None and when < self.start
