@@ -22,10 +22,11 @@ from rich.table import Table
 
 from flows.progress import PROGRESS
 from flows.runtime import prepare_prefect, silence_shutdown_noise
-from schemas.config import Settings
+from schemas.config import EXPORT_FORMATS, BackfillRequest, ExportRequest, Settings
 from schemas.errors import NewsflowError
 
 if TYPE_CHECKING:
+    from flows.backfill import BackfillSummary
     from flows.ingest import RunSummary
 
 out = Console(highlight=False)
@@ -46,6 +47,17 @@ def _add_common(p: argparse.ArgumentParser, *, feeds: bool = False) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, summary only")
 
 
+def _add_days(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--since", metavar="DATE", help="first day, YYYY-MM-DD (included)")
+    p.add_argument("--until", metavar="DATE", help="last day, YYYY-MM-DD (included)")
+    p.add_argument(
+        "--timezone",
+        metavar="TZ",
+        help="timezone of the days and of naive dates (default: $NEWSFLOW_TIMEZONE or "
+        "Asia/Shanghai)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="newsflow",
@@ -64,6 +76,46 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=DEMO_PORT, help="loopback port of the sample site")
     p.set_defaults(func=cmd_demo)
 
+    p = sub.add_parser(
+        "backfill",
+        help="load the past over a window of days: feed archives, sitemaps, URL lists, "
+        "Markdown post archives; every source optional, at least one given",
+    )
+    _add_common(p)
+    _add_days(p)
+    p.add_argument(
+        "--feeds", type=Path, metavar="F", help="follow the archive pages of this file's feeds"
+    )
+    p.add_argument(
+        "--from-dir", type=Path, metavar="DIR", help="a folder (recursive) of front-matter posts"
+    )
+    p.add_argument(
+        "--urls", type=Path, metavar="FILE", help="a file of page URLs, one a line (# comments)"
+    )
+    p.add_argument(
+        "--sitemap",
+        action="append",
+        metavar="URL",
+        help="a sitemap, sitemap index or news sitemap (repeatable)",
+    )
+    p.add_argument(
+        "--reextract",
+        action="store_true",
+        help="download and extract again the stored articles of the window (those of the "
+        "given web sources, or all), keeping first_seen_at",
+    )
+    p.add_argument(
+        "--base-url", metavar="URL", help="base of site-relative permalinks and images in posts"
+    )
+    p.set_defaults(func=cmd_backfill)
+
+    p = sub.add_parser("export", help="write articles out as Markdown posts, Parquet or JSON lines")
+    _add_common(p)
+    _add_days(p)
+    p.add_argument("--format", required=True, choices=EXPORT_FORMATS, help="output format")
+    p.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder")
+    p.set_defaults(func=cmd_export)
+
     p = sub.add_parser("feeds", help="feed health: status, last success, next check, errors")
     _add_common(p)
     p.add_argument("--enable", metavar="URL", help="re-enable a gone or disabled feed")
@@ -78,6 +130,7 @@ def settings_from_args(args: argparse.Namespace, **overrides: Any) -> Settings:
     flags: dict[str, Any] = {
         "db_path": getattr(args, "db", None),
         "feeds_path": getattr(args, "feeds", None),
+        "timezone": getattr(args, "timezone", None),
         "show_progress": not getattr(args, "quiet", False) and err.is_terminal,
     }
     values = overrides | {k: v for k, v in flags.items() if v is not None}
@@ -168,6 +221,64 @@ def cmd_run(args: argparse.Namespace) -> int:
     with progress_bar(settings.show_progress):
         summary = ingest(settings=settings, force=args.force)
     print_run_summary(summary)
+    return 0
+
+
+def cmd_backfill(args: argparse.Namespace) -> int:
+    settings = settings_from_args(args)
+    request = BackfillRequest.build(
+        since=args.since,
+        until=args.until,
+        feeds=args.feeds,
+        from_dir=args.from_dir,
+        urls=args.urls,
+        sitemaps=tuple(args.sitemap or ()),
+        reextract=args.reextract,
+        base_url=args.base_url,
+    )
+    _with_prefect()
+    from flows.backfill import backfill, check_backfill_inputs
+
+    check_backfill_inputs(settings, request)
+    with progress_bar(settings.show_progress):
+        summary = backfill(settings=settings, request=request)
+    print_backfill_summary(summary)
+    return 0
+
+
+def print_backfill_summary(summary: BackfillSummary) -> None:
+    c = summary.counts
+    not_posts = f" · {summary.not_posts} files without front matter" if summary.not_posts else ""
+    out.print(
+        f"backfill: {c.entries_seen} items read, {c.pages_downloaded} pages downloaded, "
+        f"{summary.outside_window} outside the window{not_posts}",
+        soft_wrap=True,
+    )
+    out.print(
+        f"articles: {c.articles_new} new, {c.articles_updated} updated, "
+        f"{c.duplicates} duplicates · refused: {summary.refused} posts · errors: {c.errors}",
+        soft_wrap=True,
+    )
+    hint = " (see the ingest_errors table)" if c.errors else ""
+    out.print(
+        f"run {summary.run_id} · {summary.seconds:.1f} s · {summary.db_path}{hint}",
+        soft_wrap=True,
+    )
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from tasks.export import export_articles
+    from tasks.store import Database
+
+    settings = settings_from_args(args)
+    request = ExportRequest.build(
+        format=args.format, out=args.out, since=args.since, until=args.until
+    )
+    db = Database(settings.db_path, settings.lock_timeout)
+    result = export_articles(db, request, settings.tz)
+    out.print(
+        f"exported {result.count} articles as {result.format} to {result.path}", soft_wrap=True
+    )
     return 0
 
 

@@ -290,7 +290,8 @@ def load_articles(db: Database, run_id: str, batch: ArticleBatch) -> RunCounts:
     """Write a batch that polled no feed (a backfill's) in one transaction.
 
     Articles stored with the same values already are not written again and count as
-    duplicates, so a second backfill of the same archive reports nothing new or updated.
+    duplicates (as do repeats within the batch), so a second backfill of the same archive
+    reports nothing new or updated.
     """
     articles = unique_articles(batch.articles)
     with db.session() as con, transaction(con):
@@ -303,7 +304,8 @@ def load_articles(db: Database, run_id: str, batch: ArticleBatch) -> RunCounts:
             }
         )
         counts = write_articles(con, run_id, changed)
-    return counts + RunCounts(entries_seen=batch.entries_seen)
+    repeats = len(batch.articles) - len(articles)
+    return counts + RunCounts(entries_seen=batch.entries_seen, duplicates=repeats)
 
 
 def write_articles(con: duckdb.DuckDBPyConnection, run_id: str, batch: ArticleBatch) -> RunCounts:

@@ -369,3 +369,16 @@ def build_feed_article(
         last_seen_at=now,
     )
     return article, warnings
+
+
+def rebuild_body(article: Article, page: ExtractedPage) -> Article:
+    """A stored article with the text of its page extracted again; all else as stored.
+
+    Raises ItemError("extract_empty") when the page gives no text: the stored text stays.
+    """
+    body = page_body(page, (article.title, clean_title(page.title, [article.source])))
+    if not body:
+        raise ItemError("extract_empty", "no article text found on the page", url=article.url)
+    return article.model_copy(
+        update={"body_text": body, "content_hash": content_hash(body), "body_source": "page"}
+    )
