@@ -6,8 +6,8 @@ start. That is what keeps place names inside other words out: in 浙江门户 �
 takes the 江 that 江门 would need, and a "blocker" (a word that is not a term, such as 供应链 or
 长沙发上) wins its span and counts for nothing.
 
-Case: a term with an uppercase letter matches as written (CBDC, SEC, Beijing); an all-lowercase
-term matches in any case. Terms that start or end with a Latin letter or digit match on word
+Case: a term with an uppercase letter matches as written or in capitals (CBDC, SEC, Beijing and
+BEIJING); an all-lowercase term matches in any case. Terms that start or end with a Latin letter or digit match on word
 boundaries only (the longest term at a position must fit them). Texts go through
 `normalize_text` before matching.
 """
@@ -89,6 +89,9 @@ class TermMatcher:
         for key, entry in entries.items():
             if key != key.lower():
                 self._exact.add_word(key, entry)
+                # Headlines and wire datelines are set in capitals (BEIJING, May 10).
+                if key.upper() not in entries:
+                    self._exact.add_word(key.upper(), entry)
             else:
                 self._folded.add_word(key, entry)
         self._automata = []
