@@ -67,6 +67,7 @@ class OrgsConfig(_Strict):
 class PolicyDocsConfig(_Strict):
     endings: list[str] = []
     publications: list[str] = []
+    drafts: list[str] = []
 
 
 class Lexicon(_Strict):
@@ -96,6 +97,7 @@ class ProvinceConfig(_Strict):
 
 class Gazetteer(_Strict):
     not_places: list[str] = []
+    still_places: list[str] = []
     provinces: list[ProvinceConfig] = Field(min_length=1)
 
 

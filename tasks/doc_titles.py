@@ -56,15 +56,25 @@ def clean_title(title: str) -> str:
 
 
 class DocTyper:
-    """Types a title by its ending; the longest ending that fits wins."""
+    """Types a title by its ending; the longest ending that fits wins.
 
-    def __init__(self, endings: Iterable[str], publications: Iterable[str]) -> None:
+    Draft markers at the end (条例草案, …意见征求意见稿) are set aside like （…） parts.
+    """
+
+    def __init__(
+        self, endings: Iterable[str], publications: Iterable[str], drafts: Iterable[str] = ()
+    ) -> None:
         typed = {e: e for e in endings}
         typed.update(dict.fromkeys(publications, PUBLICATION))
         self._endings = sorted(typed.items(), key=lambda kv: -len(kv[0]))
+        self._drafts = tuple(drafts)
 
     def type_of(self, title: str) -> str:
         core = _TRAILING_PARENS.sub("", title).rstrip("〉》 ") or title
+        for draft in self._drafts:
+            if core.endswith(draft) and len(core) > len(draft):
+                core = core[: -len(draft)]
+                break
         for ending, kind in self._endings:
             if core.endswith(ending):
                 return kind

@@ -7,9 +7,9 @@ takes the 江 that 江门 would need, and a "blocker" (a word that is not a term
 长沙发上) wins its span and counts for nothing.
 
 Case: a term with an uppercase letter matches as written or in capitals (CBDC, SEC, Beijing and
-BEIJING); an all-lowercase term matches in any case. Terms that start or end with a Latin letter or digit match on word
-boundaries only (the longest term at a position must fit them). Texts go through
-`normalize_text` before matching.
+BEIJING); an all-lowercase term matches in any case. Terms that start or end with a Latin
+letter or digit match on word boundaries only (the longest term at a position must fit them).
+Texts go through `normalize_text` before matching.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -96,7 +96,9 @@ def applied_migrations(con: duckdb.DuckDBPyConnection) -> set[int]:
     return {row[0] for row in con.execute("SELECT version FROM schema_version").fetchall()}
 
 
-def migrate(con: duckdb.DuckDBPyConnection) -> list[int]:
+def migrate(
+    con: duckdb.DuckDBPyConnection, migrations: Sequence[tuple[int, str, str]] = MIGRATIONS
+) -> list[int]:
     """Apply the migrations this file lacks, in order, each in its own transaction.
 
     Lacking means "not recorded", not "above the highest recorded": numbers can land out of
@@ -104,7 +106,7 @@ def migrate(con: duckdb.DuckDBPyConnection) -> list[int]:
     """
     done = applied_migrations(con)
     applied = []
-    for version, name, sql in sorted(MIGRATIONS):
+    for version, name, sql in sorted(migrations):
         if version in done:
             continue
         con.execute("BEGIN")

@@ -111,6 +111,11 @@ def region_index(gazetteer: Gazetteer) -> tuple[dict[str, Region], dict[str, tup
             short = _strip_suffix(pref.name)
             if pref.name.endswith("市") and short in names and names[short] != (pref.name,):
                 add(pref.name + "场", names[short], derived=True)
+    for word in gazetteer.still_places:
+        starts = [n for n in names if word.startswith(n) and n != word]
+        if not starts:
+            raise ConfigError(f"gazetteer: still_places word {word!r} starts with no place name")
+        add(word, names[max(starts, key=len)])
     return regions, names
 
 
@@ -149,7 +154,8 @@ class Tagger:
             self._orgs = TermMatcher(org_terms, lexicon.orgs.not_orgs)
         except ValueError as exc:
             raise ConfigError(f"lexicon: {exc}") from exc
-        self._docs = DocTyper(lexicon.policy_docs.endings, lexicon.policy_docs.publications)
+        docs = lexicon.policy_docs
+        self._docs = DocTyper(docs.endings, docs.publications, docs.drafts)
 
     def tag(self, article_id: str, title: str | None, body: str | None) -> ArticleTags:
         title = title or ""
