@@ -187,6 +187,7 @@ def render_report(data: ReportData) -> str:
     topics_chart = hbar_chart(
         [(label(t, t), a, f"{s} stories") for t, a, s in data.topic_totals],
         color=PALETTE[0],
+        label_width=340,
         aria_label="articles per topic",
     )
     sources_chart = hbar_chart(
@@ -197,11 +198,15 @@ def render_report(data: ReportData) -> str:
     cities_chart = hbar_chart(
         [(f"{r}（{p}）" if r != p else r, n, "") for r, p, n in data.cities],
         color=PALETTE[1],
+        width=540,
+        label_width=210,
         aria_label="policy articles per city",
     )
     provinces_chart = hbar_chart(
         [(p, n, "") for p, n in data.provinces],
         color=PALETTE[3],
+        width=540,
+        label_width=170,
         aria_label="policy articles per province",
     )
     orgs_chart = hbar_chart(

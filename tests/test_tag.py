@@ -204,6 +204,7 @@ def test_doc_types_by_ending(title: str, kind: str) -> None:
             },
         ),
         ("CAC 40 index", set()),
+        ("市商务部门和公安部门", set()),
     ],
 )
 def test_orgs_by_alias(tagger: Tagger, text: str, expected: set[str]) -> None:
