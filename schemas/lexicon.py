@@ -55,6 +55,8 @@ class OrgConfig(_Strict):
     name: str
     country: str
     terms: list[str] = Field(min_length=1)
+    # Another org's short name that means this one in an article naming this one otherwise.
+    in_context: list[str] = []
 
     _clean = field_validator("terms")(_no_blank)
 

@@ -150,6 +150,13 @@ class Tagger:
                         f"lexicon: {term!r} names both {org_terms[term][0]} and {org.name}"
                     )
                 org_terms[term] = [org.name]
+        # Short names that mean another body in an article that names that body in full.
+        self._in_context: dict[str, list[str]] = defaultdict(list)
+        for org in lexicon.orgs.entries:
+            for term in org.in_context:
+                if term not in org_terms:
+                    raise ConfigError(f"lexicon: in_context term {term!r} of {org.name} is no term")
+                self._in_context[term].append(org.name)
         try:
             self._orgs = TermMatcher(org_terms, lexicon.orgs.not_orgs)
         except ValueError as exc:
@@ -206,10 +213,19 @@ class Tagger:
         ]
 
     def orgs(self, *texts: str) -> list[OrgTag]:
+        """Organizations named; a short name listed in an org's `in_context` counts for that
+        org when the article also names it otherwise (证监会 in an article about 香港证监会)."""
         hits: Counter[str] = Counter()
+        contextual: Counter[tuple[str, str]] = Counter()
         for text in texts:
             for m in self._orgs.find(text):
-                hits.update(m.targets)
+                if m.term in self._in_context:
+                    contextual[(m.term, m.targets[0])] += 1
+                else:
+                    hits.update(m.targets)
+        for (term, usual), n in contextual.items():
+            named = [org for org in self._in_context[term] if hits[org]]
+            hits[max(named, key=hits.__getitem__) if named else usual] += n
         return [OrgTag(org, self._org_country[org], n) for org, n in hits.items()]
 
 

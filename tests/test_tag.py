@@ -190,10 +190,8 @@ def test_doc_types_by_ending(title: str, kind: str) -> None:
         ("国家发改委", {"国家发展和改革委员会"}),
         ("金融监管总局", {"国家金融监督管理总局"}),
         ("欧洲央行与多国央行", {"European Central Bank"}),
-        (
-            "美国证监会和证监会",
-            {"U.S. Securities and Exchange Commission", "中国证券监督管理委员会"},
-        ),
+        ("证监会发布", {"中国证券监督管理委员会"}),
+        ("美国证监会。证监会称", {"U.S. Securities and Exchange Commission"}),
         ("香港证监会", {"香港证券及期货事务监察委员会"}),
         (
             "the SEC and the CFTC; FED",
@@ -204,6 +202,9 @@ def test_doc_types_by_ending(title: str, kind: str) -> None:
             },
         ),
         ("CAC 40 index", set()),
+        ("香港证监会发牌。证监会表示", {"香港证券及期货事务监察委员会"}),
+        ("新加坡金管局与金管局", {"新加坡金融管理局"}),
+        ("金管局表示", {"香港金融管理局"}),
         ("市商务部门和公安部门", set()),
     ],
 )
