@@ -103,10 +103,6 @@ def run_chromium(*args: str, user_dir: Path) -> subprocess.CompletedProcess[str]
 @pytest.mark.slow
 @pytest.mark.skipif(CHROMIUM is None, reason="needs headless Chromium: apt-get install chromium")
 def test_charts_draw_and_chinese_renders_in_chromium(report: Path, tmp_path: Path) -> None:
-    fonts = subprocess.run(
-        ["fc-list", ":lang=zh", "family"], capture_output=True, text=True, check=False
-    )
-    assert fonts.stdout.strip(), "no Chinese font installed: apt-get install fonts-noto-cjk"
     probed = tmp_path / "probed.html"
     html = report.read_text(encoding="utf-8")
     probed.write_text(html.replace("</body>", PROBE + "\n</body>"), encoding="utf-8")
@@ -117,7 +113,7 @@ def test_charts_draw_and_chinese_renders_in_chromium(report: Path, tmp_path: Pat
     probe = json.loads(found.group(1).replace("&quot;", '"').replace("&amp;", "&"))
     assert probe["svgs"] >= 8
     assert probe["bars"] >= 50 and probe["drawn"] >= 40
-    assert probe["glyphs"] == 4, "Chinese characters render as boxes: no CJK font in the stack"
+    assert probe["glyphs"] == 4, "Chinese renders as boxes: apt-get install fonts-noto-cjk"
     assert probe["heading"].startswith("区块链政策报道分析")
 
     shot = tmp_path / "report.png"
