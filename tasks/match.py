@@ -99,7 +99,6 @@ class TermMatcher:
             if len(automaton):
                 automaton.make_automaton()
                 self._automata.append((automaton, fold))
-        self.size = len(entries)
 
     def find(self, text: str) -> list[Match]:
         """Non-overlapping term matches (blockers dropped) in a `normalize_text` text."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -86,7 +86,11 @@ def region_index(gazetteer: Gazetteer) -> tuple[dict[str, Region], dict[str, tup
     regions: dict[str, Region] = {}
     names: dict[str, tuple[str, ...]] = {}
 
+    blocked = set(gazetteer.not_places)
+
     def add(name: str, targets: tuple[str, ...], *, derived: bool = False) -> None:
+        if derived and name in blocked:
+            return
         if name in names and names[name] != targets:
             if derived:  # a generated form never overrides one written in the file
                 return
@@ -135,10 +139,12 @@ class Tagger:
         for topic, config in lexicon.topics.items():
             for term in config.terms:
                 topic_terms[term].append(topic)
-        self._topics = TermMatcher(topic_terms, lexicon.false_friends.terms)
-
         self.regions, place_names = region_index(gazetteer)
-        self._places = TermMatcher(place_names, gazetteer.not_places)
+        try:
+            self._topics = TermMatcher(topic_terms, lexicon.false_friends.terms)
+            self._places = TermMatcher(place_names, gazetteer.not_places)
+        except ValueError as exc:
+            raise ConfigError(f"lexicon or gazetteer: {exc}") from exc
 
         org_terms: dict[str, list[str]] = {}
         self._org_country: dict[str, str] = {}
@@ -315,10 +321,3 @@ def tag_tables(tags: Sequence[ArticleTags]) -> dict[str, pa.Table]:
                     columns[i].append(value)
         tables[table] = pa.table(columns, schema=schema)
     return tables
-
-
-def tag_articles(
-    tagger: Tagger, rows: Iterable[tuple[str, str | None, str | None]]
-) -> list[ArticleTags]:
-    """Tags of (article_id, title, body) rows."""
-    return [tagger.tag(article_id, title, body) for article_id, title, body in rows]
