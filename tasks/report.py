@@ -187,7 +187,7 @@ def render_report(data: ReportData) -> str:
     topics_chart = hbar_chart(
         [(label(t, t), a, f"{s} stories") for t, a, s in data.topic_totals],
         color=PALETTE[0],
-        label_width=340,
+        label_width=380,
         aria_label="articles per topic",
     )
     sources_chart = hbar_chart(
