@@ -54,6 +54,7 @@ from tasks.normalize import parse_date, rebuild_body
 from tasks.query import articles_by_id, reextract_targets
 from tasks.sitemap import SitemapWalk, walk_sitemaps
 from tasks.store import Database
+from tasks.tag import load_tagger
 from tasks.urllist import read_url_file
 
 LOGGER = logging.getLogger(__name__)
@@ -242,7 +243,8 @@ def reextract_task(ctx: BackfillContext, ids: Sequence[str]) -> ArticleBatch:
 
 @task(name="load-articles", cache_policy=NO_CACHE)
 def load_articles_task(ctx: BackfillContext, run_id: str, batch: ArticleBatch) -> RunCounts:
-    return load_articles(ctx.db, run_id, batch)
+    tagger = load_tagger(ctx.settings.lexicon_path, ctx.settings.gazetteer_path)
+    return load_articles(ctx.db, run_id, batch, tagger)
 
 
 # --- the flow ----------------------------------------------------------------------------------
