@@ -26,7 +26,13 @@ from prefect.cache_policies import NO_CACHE
 from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows.ingest import EntryOrigin, download_and_extract, feed_origin, normalize_entries
+from flows.ingest import (
+    EntryOrigin,
+    FeedContext,
+    download_and_extract,
+    feed_origin,
+    normalize_entries,
+)
 from flows.progress import report_progress
 from schemas.config import (
     BackfillRequest,
@@ -50,7 +56,7 @@ from tasks.extract import Extractor
 from tasks.fetch import Fetcher
 from tasks.frontmatter import PostSite, find_posts, read_posts, read_site
 from tasks.load import finish_run, load_articles, start_run
-from tasks.normalize import parse_date, rebuild_body
+from tasks.normalize import parse_date_or_none, rebuild_body
 from tasks.query import articles_by_id, reextract_targets
 from tasks.sitemap import SitemapWalk, walk_sitemaps
 from tasks.store import Database
@@ -86,10 +92,10 @@ class BackfillSummary:
         self.refused += sum(e.stage == "post" for e in batch.errors)
 
 
-class BackfillContext:
-    """The run's shared resources, handed to every task (not a collection to Prefect)."""
+class BackfillContext(FeedContext):
+    """The run's shared resources and the backfill's request and window."""
 
-    __slots__ = ("db", "extractor", "feeds_file", "fetcher", "request", "settings", "window")
+    __slots__ = ("request", "window")
 
     def __init__(
         self,
@@ -100,12 +106,8 @@ class BackfillContext:
         fetcher: Fetcher,
         extractor: Extractor,
     ) -> None:
-        self.settings = settings
+        super().__init__(settings, feeds_file, db, fetcher, extractor)
         self.request = request
-        self.feeds_file = feeds_file
-        self.db = db
-        self.fetcher = fetcher
-        self.extractor = extractor
         self.window = DateWindow.of_days(request.since, request.until, settings.tz)
 
 
@@ -130,10 +132,7 @@ def entries_in_window(
     Undated ones are kept: their page may carry the date, checked after normalize."""
     kept, outside = [], 0
     for entry in entries:
-        try:
-            when = parse_date(entry.published or entry.updated, tz)
-        except ItemError:
-            when = None
+        when = parse_date_or_none(entry.published or entry.updated, tz)
         if when is not None and not window.contains(when):
             outside += 1
         else:
@@ -369,6 +368,7 @@ def run_backfill(settings: Settings, request: BackfillRequest) -> BackfillSummar
     finally:
         finish_run(db, run_id, summary.counts, status)
         summary.finished_at = datetime.now(UTC)
+        LOGGER.info("backfill %s %s: %s", run_id, status, summary)
     return summary
 
 

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 from schemas.errors import ItemError
 from schemas.models import DateWindow, FeedEntry, IngestErrorRecord, ParsedFeed
 from tasks.fetch import FEED_ACCEPT, Fetcher
-from tasks.normalize import parse_date
+from tasks.normalize import parse_date_or_none
 from tasks.parse import parse_feed
 
 LOGGER = logging.getLogger(__name__)
@@ -62,15 +62,9 @@ def older_than_window(entries: list[FeedEntry], window: DateWindow, tz: ZoneInfo
 
     A page without a single readable date says nothing, and the walk goes on.
     """
-    dates = []
-    for entry in entries:
-        try:
-            when = parse_date(entry.published or entry.updated, tz)
-        except ItemError:
-            continue
-        if when is not None:
-            dates.append(when)
-    return bool(dates) and all(window.before(d) for d in dates)
+    dates = [parse_date_or_none(e.published or e.updated, tz) for e in entries]
+    known = [d for d in dates if d is not None]
+    return bool(known) and all(window.before(d) for d in known)
 
 
 def walk_archive(

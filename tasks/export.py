@@ -69,6 +69,7 @@ def write_posts(articles: Iterable[Article], out: Path, tz: ZoneInfo) -> int:
     for article in articles:
         (out / post_filename(article, tz)).write_text(article_post(article, tz), encoding="utf-8")
         count += 1
+    LOGGER.info("wrote %d posts to %s", count, out)
     return count
 
 

@@ -116,6 +116,14 @@ def parse_date(
     return parsed
 
 
+def parse_date_or_none(raw: str | None, tz: ZoneInfo) -> datetime | None:
+    """parse_date for filters and hints: a date that cannot be read counts as no date."""
+    try:
+        return parse_date(raw, tz)
+    except ItemError:
+        return None
+
+
 def _parse_date_text(text: str, tz: ZoneInfo) -> datetime | None:
     # email.utils is lenient enough to misread other spellings ("5:26 PM"): RFC 2822 shapes only.
     if _RFC2822_RE.match(text):

@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import datetime
 from xml.etree.ElementTree import Element, ParseError
 from zoneinfo import ZoneInfo
 
@@ -22,7 +21,7 @@ from defusedxml import DefusedXmlException
 from schemas.errors import ItemError
 from schemas.models import DateWindow, FeedEntry, IngestErrorRecord
 from tasks.fetch import Fetcher, gunzip
-from tasks.normalize import parse_date
+from tasks.normalize import parse_date_or_none
 
 LOGGER = logging.getLogger(__name__)
 
@@ -113,19 +112,12 @@ def _url(el: Element, loc: str) -> SitemapUrl:
     )
 
 
-def _date(raw: str | None, tz: ZoneInfo) -> datetime | None:
-    try:
-        return parse_date(raw, tz)
-    except ItemError:
-        return None
-
-
 def in_window(item: SitemapUrl, window: DateWindow, tz: ZoneInfo) -> bool:
     """Whether the page may belong to the window, as far as the sitemap's dates tell."""
-    published = _date(item.published, tz)
+    published = parse_date_or_none(item.published, tz)
     if published is not None:
         return window.contains(published)
-    modified = _date(item.lastmod, tz)
+    modified = parse_date_or_none(item.lastmod, tz)
     return modified is None or not window.before(modified)
 
 
@@ -155,7 +147,7 @@ def walk_sitemaps(
             walk.errors.append(_error(current, exc.kind, str(exc)))
             continue
         for child, lastmod in sitemap.children:
-            modified = _date(lastmod, tz)
+            modified = parse_date_or_none(lastmod, tz)
             if modified is not None and window.before(modified):
                 LOGGER.info("skipping %s: last modified %s, before the window", child, lastmod)
                 continue

@@ -307,3 +307,13 @@ def test_reextract_with_a_source_takes_its_stored_items_only(
     assert article_hits(site) == {"a2.html": 1, "a3.html": 1}
     assert summary.counts.articles_new == 0
     assert assert_unique(settings) == 3
+
+
+def test_backfilled_posts_are_tagged_for_coverage(settings: Settings, tmp_path: Path) -> None:
+    posts = tmp_path / "posts"
+    posts.mkdir()
+    shutil.copy(Path(__file__).parent / "fixtures" / "coverage" / "hexo-pilot-zones.md", posts)
+    run(settings, from_dir=posts)
+    topics = {r[0] for r in query(settings, "SELECT topic FROM article_topics")}
+    assert "blockchain" in topics
+    assert query(settings, "SELECT count(*) FROM article_regions")[0][0] > 0

@@ -150,31 +150,22 @@ def test_title_loses_the_site_suffix(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "front",
+    ("front", "kind"),
     [
-        "date: 2023-01-01",
-        "title: ''",
-        "title:   ",
+        ("date: 2023-01-01", "missing_title"),
+        ("title: ''", "missing_title"),
+        ("title:   ", "missing_title"),
+        ("title: T\ndate: not a date", "bad_date"),
+        ("title: T\ndate: 3000-01-01", "bad_date"),
+        ("title: T\nupdated: gibberish", "bad_date"),
     ],
 )
-def test_missing_title_is_refused(tmp_path: Path, front: str) -> None:
+def test_posts_without_a_title_or_with_unreadable_dates_are_refused(
+    tmp_path: Path, front: str, kind: str
+) -> None:
     with pytest.raises(ItemError) as exc:
         article_of(tmp_path, front)
-    assert exc.value.kind == "missing_title"
-
-
-@pytest.mark.parametrize(
-    "front",
-    [
-        "title: T\ndate: not a date",
-        "title: T\ndate: 3000-01-01",
-        "title: T\nupdated: gibberish",
-    ],
-)
-def test_unreadable_dates_are_refused(tmp_path: Path, front: str) -> None:
-    with pytest.raises(ItemError) as exc:
-        article_of(tmp_path, front)
-    assert exc.value.kind == "bad_date"
+    assert exc.value.kind == kind
 
 
 @pytest.mark.parametrize(
