@@ -62,9 +62,12 @@ _CLOSING = {"yaml": {"---", "..."}, "toml": {"+++"}}
 _FILENAME_DATE_RE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})-")
 # Liquid tags and Hugo shortcodes are templating, not text; `\{` is a literal brace.
 _TEMPLATE_TAG_RE = re.compile(r"(?<!\\)\{[{%][\s\S]{0,500}?[%}]\}")
+# A body that opens with a block element is HTML (feed-to-post tools write those); one that
+# opens with text or inline HTML (`<img>` above a Markdown post) is Markdown, which may hold
+# HTML. Read as Markdown, HTML with indented lines after a blank one would become code.
 _HTML_BODY_RE = re.compile(
     r"\s*<(?:!doctype|html|body|div|p|section|article|main|header|h[1-6]|table|ul|ol|"
-    r"blockquote|figure|pre|span|strong|b|em|i|a|img|br|hr)\b",
+    r"blockquote|figure|pre|hr)\b",
     re.IGNORECASE,
 )
 _HTML_LINE_BREAK_RE = re.compile(r"[ \t]*\n[ \t]*")

@@ -17,6 +17,7 @@ from flows.backfill import BackfillSummary, backfill
 from flows.demo import SiteServer
 from flows.progress import PROGRESS
 from schemas.config import BackfillRequest, Settings
+from schemas.errors import ConfigError
 from tasks.query import read_articles
 from tasks.store import Database
 from tests.conftest import make_settings
@@ -317,3 +318,13 @@ def test_backfilled_posts_are_tagged_for_coverage(settings: Settings, tmp_path: 
     topics = {r[0] for r in query(settings, "SELECT topic FROM article_topics")}
     assert "blockchain" in topics
     assert query(settings, "SELECT count(*) FROM article_regions")[0][0] > 0
+
+
+def test_deployment_parameters_are_plain_strings(tmp_path: Path) -> None:
+    """What prefect.yaml passes: dates and paths as strings, settings from the environment."""
+    db = tmp_path / "deployed.duckdb"
+    summary = backfill(from_dir=str(POSTS), since="2023-01-01", timezone="UTC", db=str(db))
+    assert summary.db_path == db
+    assert (summary.counts.articles_new, summary.outside_window) == (2, 2)
+    with pytest.raises(ConfigError, match="nothing to backfill"):
+        backfill(db=str(db))

@@ -263,6 +263,7 @@ def test_extra_keeps_unknown_keys_as_json_values(tmp_path: Path) -> None:
         ("<div>\n  <p>One\n  line.</p>\n\n    <p>Two</p>\n</div>", "One line.\nTwo"),
         ("<p>a</p><script>x()</script><pre>keep\n  lines</pre>", "a\nkeep\nlines"),
         ("Text with <!-- more --> a Hexo marker.", "Text with a Hexo marker."),
+        ('<img src="a.png">\n\n**Bold** start.\n\n- a list', "Bold start.\na list"),
     ],
 )
 def test_body_is_plain_text_with_paragraphs(body: str, text: str | None) -> None:
