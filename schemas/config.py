@@ -253,6 +253,16 @@ class _Days(BaseModel):
     since: date | None = None
     until: date | None = None
 
+    @field_validator("since", "until", mode="before")
+    @classmethod
+    def _iso_day(cls, v: object) -> object:
+        if not isinstance(v, str):
+            return v
+        try:
+            return date.fromisoformat(v.strip())
+        except ValueError:
+            raise ValueError(f"not a day (YYYY-MM-DD): {v!r}") from None
+
     @model_validator(mode="after")
     def _ordered(self) -> Self:
         if self.since and self.until and self.since > self.until:

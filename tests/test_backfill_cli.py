@@ -12,7 +12,11 @@ from tests.test_backfill import POSTS
 
 ONE_LINE_ERRORS = [
     ([], "error: nothing to backfill: give --feeds, --from-dir, --urls, --sitemap or --reextract"),
-    (["--reextract", "--since", "2024-02-30"], "error: since: "),
+    (
+        ["--reextract", "--since", "2024-02-30"],
+        "error: since: not a day (YYYY-MM-DD): '2024-02-30'",
+    ),
+    (["--reextract", "--until", "March"], "error: until: not a day (YYYY-MM-DD): 'March'"),
     (
         ["--reextract", "--since", "2024-03-02", "--until", "2024-03-01"],
         "error: --since 2024-03-02 is after --until 2024-03-01",
