@@ -135,8 +135,8 @@ def collect_feed(feed: FeedConfig, state: FeedState | None, ctx: FeedContext) ->
             url=feed.url,
             ok=True,
             status_code=304,
-            etag=response.etag or (state and state.etag),
-            last_modified=response.last_modified or (state and state.last_modified),
+            etag=response.etag or (state.etag if state else None),
+            last_modified=response.last_modified or (state.last_modified if state else None),
         )
         return FeedBatch(feed_url=feed.url, check=check)
     try:
@@ -315,7 +315,8 @@ def run_ingest(settings: Settings, *, force: bool = False) -> RunSummary:
 
 @flow(
     name="ingest",
-    task_runner=ThreadPoolTaskRunner(max_workers=8),
+    # Per-feed tasks mostly wait on the network and the extraction pool: more threads than cores.
+    task_runner=ThreadPoolTaskRunner(max_workers=8),  # type: ignore[arg-type]
     log_prints=False,
     validate_parameters=True,
 )

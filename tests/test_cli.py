@@ -18,7 +18,9 @@ ROOT = Path(__file__).resolve().parents[1]
 NEWSFLOW = [sys.executable, "-m", "flows.cli"]
 
 
-def newsflow(*args: str, env: dict[str, str] | None = None, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+def newsflow(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 180
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*NEWSFLOW, *args],
         capture_output=True,
@@ -48,7 +50,10 @@ def test_every_command_has_help_and_is_in_the_readme() -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["run", "--feeds", "no/such/feeds.toml"], "error: feeds file not found: no/such/feeds.toml"),
+        (
+            ["run", "--feeds", "no/such/feeds.toml"],
+            "error: feeds file not found: no/such/feeds.toml",
+        ),
         (["run", "--feeds", "{bad}"], "error: feeds file"),
     ],
 )

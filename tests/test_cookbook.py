@@ -1,5 +1,5 @@
-"""Every SQL block of the cookbook (docs/cookbook.md, and README.md when it has any) runs and
-returns rows on a database built by loading the labelled set, dated up to yesterday."""
+"""Every SQL block of the README's cookbook runs and returns rows on a database built by loading
+the labelled set, dated up to yesterday."""
 
 from __future__ import annotations
 
@@ -15,22 +15,20 @@ from tasks.store import Database
 from tests.labelled import FEED, load_labelled, read_labelled, shift_to_now
 
 ROOT = Path(__file__).resolve().parent.parent
-DOCS = [ROOT / "docs" / "cookbook.md", ROOT / "README.md"]
+README = ROOT / "README.md"
 SQL_BLOCK = re.compile(r"```sql\n(.*?)```", re.DOTALL)
 
 
 def sql_blocks() -> Iterator[tuple[str, str]]:
-    for doc in DOCS:
-        if doc.exists():
-            for n, block in enumerate(SQL_BLOCK.findall(doc.read_text(encoding="utf-8")), 1):
-                yield f"{doc.name}#{n}", block
+    for n, block in enumerate(SQL_BLOCK.findall(README.read_text(encoding="utf-8")), 1):
+        yield f"README#{n}", block
 
 
 BLOCKS = dict(sql_blocks())
 
 
 def test_the_cookbook_has_enough_queries() -> None:
-    assert sum(name.startswith("cookbook") for name in BLOCKS) >= 6
+    assert len(BLOCKS) >= 6
 
 
 @pytest.fixture(scope="module")
