@@ -148,7 +148,7 @@ def progress_bar(enabled: bool) -> Iterator[None]:
         PROGRESS.removeHandler(handler)
 
 
-def print_run_summary(summary: RunSummary) -> None:
+def print_run_summary(summary: RunSummary, started: float) -> None:
     c = summary.counts
     out.print(
         f"feeds: {c.feeds_checked} checked, {c.feeds_failed} failed, "
@@ -159,7 +159,11 @@ def print_run_summary(summary: RunSummary) -> None:
         f"{c.duplicates} duplicates · errors: {c.errors}"
     )
     hint = " (see the ingest_errors table)" if c.errors else ""
-    out.print(f"run {summary.run_id} · {summary.seconds:.1f} s · {summary.db_path}{hint}")
+    total = time.monotonic() - started
+    out.print(
+        f"run {summary.run_id} · {total:.1f} s ({total - summary.seconds:.1f} s start-up)"
+        f" · {summary.db_path}{hint}"
+    )
 
 
 # --- commands -------------------------------------------------------------------------------
@@ -186,6 +190,7 @@ def check_inputs(settings: Settings, *, feeds: bool = True) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    started = time.monotonic()
     settings = settings_from_args(args)
     check_inputs(settings)
     _with_prefect()
@@ -193,13 +198,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     with progress_bar(settings.show_progress):
         summary = ingest(settings=settings, force=args.force)
-    print_run_summary(summary)
+    print_run_summary(summary, started)
     return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from flows.demo import SiteServer, demo_feeds_toml
 
+    started = time.monotonic()
     settings = settings_from_args(
         args,
         db_path=DEMO_DB,
@@ -218,7 +224,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         run_settings = settings.model_copy(update={"feeds_path": feeds_path})
         with progress_bar(settings.show_progress):
             summary = ingest(settings=run_settings, force=True)
-    print_run_summary(summary)
+    print_run_summary(summary, started)
     show_latest(settings, limit=8)
     return 0
 
