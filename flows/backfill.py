@@ -374,7 +374,8 @@ def run_backfill(settings: Settings, request: BackfillRequest) -> BackfillSummar
 
 @flow(
     name="backfill",
-    task_runner=ThreadPoolTaskRunner(max_workers=4),
+    # Archive walks wait on the network; batches run in the flow thread, one at a time.
+    task_runner=ThreadPoolTaskRunner(max_workers=4),  # type: ignore[arg-type]
     log_prints=False,
     validate_parameters=True,
 )

@@ -201,7 +201,7 @@ def progress_bar(enabled: bool) -> Iterator[None]:
         PROGRESS.removeHandler(handler)
 
 
-def print_run_summary(summary: RunSummary) -> None:
+def print_run_summary(summary: RunSummary, started: float) -> None:
     c = summary.counts
     out.print(
         f"feeds: {c.feeds_checked} checked, {c.feeds_failed} failed, "
@@ -212,7 +212,11 @@ def print_run_summary(summary: RunSummary) -> None:
         f"{c.duplicates} duplicates · errors: {c.errors}"
     )
     hint = " (see the ingest_errors table)" if c.errors else ""
-    out.print(f"run {summary.run_id} · {summary.seconds:.1f} s · {summary.db_path}{hint}")
+    total = time.monotonic() - started
+    out.print(
+        f"run {summary.run_id} · {total:.1f} s ({total - summary.seconds:.1f} s start-up)"
+        f" · {summary.db_path}{hint}"
+    )
 
 
 # --- commands -------------------------------------------------------------------------------
@@ -239,6 +243,7 @@ def check_inputs(settings: Settings, *, feeds: bool = True) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    started = time.monotonic()
     settings = settings_from_args(args)
     check_inputs(settings)
     _with_prefect()
@@ -246,11 +251,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     with progress_bar(settings.show_progress):
         summary = ingest(settings=settings, force=args.force)
-    print_run_summary(summary)
+    print_run_summary(summary, started)
     return 0
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
+    started = time.monotonic()
     settings = settings_from_args(args)
     request = BackfillRequest.build(
         since=args.since,
@@ -268,11 +274,11 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     check_backfill_inputs(settings, request)
     with progress_bar(settings.show_progress):
         summary = backfill(settings=settings, request=request)
-    print_backfill_summary(summary)
+    print_backfill_summary(summary, started)
     return 0
 
 
-def print_backfill_summary(summary: BackfillSummary) -> None:
+def print_backfill_summary(summary: BackfillSummary, started: float) -> None:
     c = summary.counts
     not_posts = f" · {summary.not_posts} files without front matter" if summary.not_posts else ""
     out.print(
@@ -286,8 +292,10 @@ def print_backfill_summary(summary: BackfillSummary) -> None:
         soft_wrap=True,
     )
     hint = " (see the ingest_errors table)" if c.errors else ""
+    total = time.monotonic() - started
     out.print(
-        f"run {summary.run_id} · {summary.seconds:.1f} s · {summary.db_path}{hint}",
+        f"run {summary.run_id} · {total:.1f} s ({total - summary.seconds:.1f} s start-up)"
+        f" · {summary.db_path}{hint}",
         soft_wrap=True,
     )
 
@@ -311,6 +319,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from flows.demo import SiteServer, demo_feeds_toml
 
+    started = time.monotonic()
     settings = settings_from_args(
         args,
         db_path=DEMO_DB,
@@ -329,7 +338,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         run_settings = settings.model_copy(update={"feeds_path": feeds_path})
         with progress_bar(settings.show_progress):
             summary = ingest(settings=run_settings, force=True)
-    print_run_summary(summary)
+    print_run_summary(summary, started)
     show_latest(settings, limit=8)
     return 0
 

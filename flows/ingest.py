@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,7 +30,7 @@ from schemas.models import (
     ParsedFeed,
     RunCounts,
 )
-from tasks.dedup import lookup_known, split_known
+from tasks.dedup import entry_article_id, lookup_known, split_known
 from tasks.extract import Extractor
 from tasks.fetch import FEED_ACCEPT, Fetcher
 from tasks.health import FeedState, due_feeds, read_feed_states
@@ -58,7 +59,7 @@ class RunSummary:
 class FeedContext:
     """The run's shared resources, handed to every per-feed task (not a collection to Prefect)."""
 
-    __slots__ = ("db", "extractor", "feeds_file", "fetcher", "settings")
+    __slots__ = ("_claim_lock", "_claimed", "db", "extractor", "feeds_file", "fetcher", "settings")
 
     def __init__(
         self,
@@ -73,6 +74,16 @@ class FeedContext:
         self.db = db
         self.fetcher = fetcher
         self.extractor = extractor
+        self._claimed: set[str] = set()
+        self._claim_lock = threading.Lock()
+
+    def claim(self, article_id: str) -> bool:
+        """True for the first feed of this run to carry the article: it downloads the page."""
+        with self._claim_lock:
+            if article_id in self._claimed:
+                return False
+            self._claimed.add(article_id)
+            return True
 
 
 @dataclass(frozen=True)
@@ -149,6 +160,8 @@ def collect_feed(feed: FeedConfig, state: FeedState | None, ctx: FeedContext) ->
     with ctx.db.session() as con:
         known = lookup_known(con, feed.url, parsed.entries)
     fresh, seen_again = split_known(parsed.entries, known, origin.tz)
+    fresh, elsewhere = claim_entries(ctx, fresh)
+    seen_again += elsewhere
     pages, page_errors, downloaded = download_and_extract(
         ctx.fetcher, ctx.extractor, (e.link for e in fresh if e.link)
     )
@@ -171,6 +184,20 @@ def collect_feed(feed: FeedConfig, state: FeedState | None, ctx: FeedContext) ->
         errors=errors,
         pages_downloaded=downloaded,
     )
+
+
+def claim_entries(
+    ctx: FeedContext, entries: list[FeedEntry]
+) -> tuple[list[FeedEntry], list[tuple[str, str | None]]]:
+    """Entries this feed downloads, and those another feed of this run already carries."""
+    mine, elsewhere = [], []
+    for entry in entries:
+        aid = entry_article_id(entry)
+        if aid is None or ctx.claim(aid):
+            mine.append(entry)
+        else:
+            elsewhere.append((aid, entry.guid))
+    return mine, elsewhere
 
 
 def _feed_warnings(feed: FeedConfig, parsed: ParsedFeed) -> list[IngestErrorRecord]:

@@ -111,21 +111,28 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConne
     con.execute("COMMIT")
 
 
-def upsert_articles(con: duckdb.DuckDBPyConnection, articles: Sequence[Article]) -> tuple[int, int]:
-    """Insert new articles and refresh known ones; returns (new, updated). Call in a transaction."""
+def upsert_articles(
+    con: duckdb.DuckDBPyConnection, articles: Sequence[Article]
+) -> tuple[int, int, int]:
+    """Insert new articles and refresh known ones; returns (new, updated, unchanged).
+
+    "Updated" means the title or text changed; the same article again (another feed carrying
+    it in the same run) is unchanged. Call in a transaction.
+    """
     if not articles:
-        return 0, 0
+        return 0, 0, 0
     table = articles_table(articles)
     con.register("batch_articles", table)
     try:
-        row = con.execute(
-            "SELECT count(*) FROM batch_articles b JOIN articles a USING (article_id)"
-        ).fetchone()
-        updated = int(row[0]) if row else 0
+        changed, known = con.execute(
+            "SELECT count(*) FILTER (WHERE a.content_hash IS DISTINCT FROM b.content_hash "
+            "OR a.title IS DISTINCT FROM b.title), count(*) "
+            "FROM batch_articles b JOIN articles a USING (article_id)"
+        ).fetchone() or (0, 0)
         con.execute(_UPSERT_ARTICLES)
     finally:
         con.unregister("batch_articles")
-    return len(articles) - updated, updated
+    return len(articles) - known, changed, known - changed
 
 
 def stored_unchanged(con: duckdb.DuckDBPyConnection, articles: Sequence[Article]) -> set[str]:
@@ -333,7 +340,7 @@ def write_articles(
     """A batch's articles (each once), their tags, feed refs and errors; call inside a
     transaction."""
     copies = mark_exact_copies(con, batch.articles)
-    new, updated = upsert_articles(con, batch.articles)
+    new, updated, unchanged = upsert_articles(con, batch.articles)
     write_tags(con, tags)
     if batch.feed_url:
         refs = [(a.article_id, a.guid) for a in batch.articles] + list(batch.seen_again)
@@ -343,7 +350,7 @@ def write_articles(
         pages_downloaded=batch.pages_downloaded,
         articles_new=new,
         articles_updated=updated,
-        duplicates=copies + len(batch.seen_again),
+        duplicates=copies + unchanged + len(batch.seen_again),
         errors=len(batch.errors),
     )
 

@@ -42,23 +42,29 @@ def db(tmp_path: Path) -> Database:
 def test_second_load_counts_duplicates_and_writes_nothing(db: Database) -> None:
     run = start_run(db, "test", {})
     first = load_articles(db, run, ArticleBatch(articles=[post(1), post(2)]))
+    last_seen = "SELECT last_seen_at FROM articles WHERE article_id = ?"
     with db.session() as con:
-        before = con.execute("SELECT last_seen_at FROM articles WHERE title = 'Post 2'").fetchall()
+        before = con.execute(last_seen, [post(2).article_id]).fetchall()
     again = load_articles(db, run, ArticleBatch(articles=[post(1), post(2), post(3)]))
-    edited = load_articles(db, run, ArticleBatch(articles=[post(1, tags=["a"])]))
+    with db.session() as con:
+        after = con.execute(last_seen, [post(2).article_id]).fetchall()
+    retitled = load_articles(db, run, ArticleBatch(articles=[post(1, title="Post 1, corrected")]))
+    retagged = load_articles(db, run, ArticleBatch(articles=[post(2, tags=["a"])]))
+
     assert (first.articles_new, first.articles_updated, first.duplicates) == (2, 0, 0)
     assert (again.articles_new, again.articles_updated, again.duplicates) == (1, 0, 2)
-    assert (edited.articles_new, edited.articles_updated, edited.duplicates) == (0, 1, 0)
+    assert after == before  # not written again
+    assert (retitled.articles_new, retitled.articles_updated, retitled.duplicates) == (0, 1, 0)
+    # As in ingest, only a new title or text counts as an update; the new tags are written.
+    assert (retagged.articles_new, retagged.articles_updated, retagged.duplicates) == (0, 0, 1)
     with db.session() as con:
         total, distinct = con.execute(
             "SELECT count(*), count(DISTINCT article_id) FROM articles"
         ).fetchone()  # type: ignore[misc]
-        after = con.execute("SELECT last_seen_at FROM articles WHERE title = 'Post 2'").fetchall()
-        tags = con.execute("SELECT tags FROM articles WHERE title = 'Post 1'").fetchone()
+        tags = con.execute("SELECT tags FROM articles WHERE article_id = ?", [post(2).article_id])
+        assert tags.fetchone() == (["a"],)
         assert con.execute("SELECT count(*) FROM article_feeds").fetchone() == (0,)
     assert total == distinct == 3
-    assert after == before  # post 2 was not written again
-    assert tags == (["a"],)
 
 
 @pytest.mark.parametrize("copy_first", [True, False], ids=["copy-first", "original-first"])
