@@ -109,7 +109,7 @@ def read_site(directory: Path, tz: ZoneInfo, base_url: str | None = None) -> Pos
         text = path.read_text(encoding="utf-8-sig")
         config = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
     except (OSError, UnicodeDecodeError, yaml.YAMLError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"cannot read site configuration {path}: {_first_line(exc)}") from exc
+        raise ConfigError(f"cannot read site configuration {path}: {_problem(exc)}") from exc
     keys = {str(k).lower(): v for k, v in config.items()} if isinstance(config, dict) else {}
     url, sub = _text(keys.get("url")), _text(keys.get("baseurl"))
     if url and sub:
@@ -167,9 +167,7 @@ def parse_front_matter(fmt: str, raw: str) -> dict[str, Any]:
     try:
         meta = tomllib.loads(raw) if fmt == "toml" else yaml.safe_load(raw)
     except (yaml.YAMLError, tomllib.TOMLDecodeError) as exc:
-        raise ItemError(
-            "invalid_front_matter", f"invalid {fmt.upper()}: {_first_line(exc)}"
-        ) from exc
+        raise ItemError("invalid_front_matter", f"invalid {fmt.upper()}: {_problem(exc)}") from exc
     except RecursionError as exc:
         raise ItemError("invalid_front_matter", "the front matter is nested too deeply") from exc
     if meta is None:
@@ -486,5 +484,10 @@ def _small(meta: dict[str, Any], max_values: int, max_depth: int) -> bool:
     return True
 
 
-def _first_line(exc: Exception) -> str:
+def _problem(exc: Exception) -> str:
+    """One line saying what is wrong and where (PyYAML's own message spans several)."""
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem:
+        mark = exc.problem_mark
+        where = f" (line {mark.line + 1} of the front matter)" if mark else ""
+        return f"{exc.problem}{where}"
     return " ".join(str(exc).split("\n")[0].split())

@@ -16,6 +16,7 @@ from tasks.frontmatter import (
     PostSite,
     find_posts,
     markdown_html,
+    parse_front_matter,
     post_text,
     read_post,
     read_posts,
@@ -187,6 +188,13 @@ def test_invalid_front_matter_is_refused(tmp_path: Path, text: str) -> None:
     with pytest.raises(ItemError) as exc:
         read_post(write(tmp_path, text), SITE)
     assert exc.value.kind == "invalid_front_matter"
+    assert "\n" not in str(exc.value)
+
+
+def test_yaml_errors_say_where() -> None:
+    message = r"^invalid YAML: mapping values are not allowed here \(line 2 of the front matter\)$"
+    with pytest.raises(ItemError, match=message):
+        parse_front_matter("yaml", "title: T\n  bad: indent\nlayout: post\n")
 
 
 def test_no_front_matter_is_not_a_post(tmp_path: Path) -> None:
