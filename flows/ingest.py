@@ -1,25 +1,32 @@
 """The ingest flow: due feeds → fetch → parse → drop known → download → extract → normalize
 → dedup → load, with a Prefect task per feed and the load in the flow's one writer thread.
+
+The per-feed tasks run in threads of the flow process or on Dask workers (flows/runners.py);
+their batches are loaded, or staged as Parquet, by the flow process (flows/targets.py).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator
+from contextlib import ExitStack, closing, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal
 from zoneinfo import ZoneInfo
 
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import as_completed
-from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.progress import report_progress
-from schemas.config import FeedConfig, FeedsFile, Settings, load_feeds_file
-from schemas.errors import ItemError
+from flows.runners import started_runner
+from flows.targets import DatabaseTarget, StageTarget, Target
+from schemas.config import FeedConfig, FeedsFile, ScaleOptions, Settings, load_feeds_file
+from schemas.errors import DatabaseError, ItemError
 from schemas.models import (
     Article,
     ExtractedPage,
@@ -31,14 +38,13 @@ from schemas.models import (
     RunCounts,
 )
 from tasks.dedup import entry_article_id, lookup_known, split_known
-from tasks.extract import Extractor
+from tasks.extract import Extractor, InlineExtractor
 from tasks.fetch import FEED_ACCEPT, Fetcher
-from tasks.health import FeedState, due_feeds, read_feed_states
-from tasks.load import finish_run, load_batch, start_run
+from tasks.health import FeedState, due_feeds
 from tasks.normalize import build_feed_article
 from tasks.parse import parse_feed
-from tasks.store import Database
-from tasks.tag import load_tagger
+from tasks.stage import Snapshot, Stage
+from tasks.store import Database, Reader
 
 LOGGER = logging.getLogger(__name__)
 
@@ -50,6 +56,9 @@ class RunSummary:
     started_at: datetime
     finished_at: datetime
     db_path: Path
+    # Set for a staged run: where its batches went, and how many articles they hold.
+    stage_dir: str | None = None
+    articles_collected: int = 0
 
     @property
     def seconds(self) -> float:
@@ -65,9 +74,9 @@ class FeedContext:
         self,
         settings: Settings,
         feeds_file: FeedsFile,
-        db: Database,
+        db: Reader,
         fetcher: Fetcher,
-        extractor: Extractor,
+        extractor: Extractor | InlineExtractor,
     ) -> None:
         self.settings = settings
         self.feeds_file = feeds_file
@@ -227,7 +236,7 @@ def _feed_warnings(feed: FeedConfig, parsed: ParsedFeed) -> list[IngestErrorReco
 
 
 def download_and_extract(
-    fetcher: Fetcher, extractor: Extractor, links: Iterable[str]
+    fetcher: Fetcher, extractor: Extractor | InlineExtractor, links: Iterable[str]
 ) -> tuple[dict[str, ExtractedPage], dict[str, tuple[str, ItemError]], int]:
     """Pages at the links, extracted; each page goes to the pool as soon as it arrives.
 
@@ -293,71 +302,175 @@ def normalize_entries(
     return articles
 
 
+class FeedJob:
+    """What a per-feed task needs besides its feed, as it travels to a Dask worker: the run,
+    its settings, the feeds file's defaults and host policies (not its feed list, which every
+    task would carry), and the stage whose snapshot says which entries are known (None: the
+    database). Opaque to Prefect, which would otherwise walk it for futures in every task."""
+
+    __slots__ = ("feeds_file", "run_id", "settings", "stage_dir")
+
+    def __init__(
+        self, run_id: str, settings: Settings, feeds_file: FeedsFile, stage_dir: str | None
+    ) -> None:
+        self.run_id = run_id
+        self.settings = settings
+        self.feeds_file = feeds_file.model_copy(update={"feeds": []})
+        self.stage_dir = stage_dir
+
+
+def open_feed_context(
+    job: FeedJob, extractor: Extractor | InlineExtractor, *, worker: bool
+) -> tuple[FeedContext, ExitStack]:
+    """A FeedContext for the job, and the stack that closes its resources."""
+    settings = job.settings
+    resources = ExitStack()
+    known: Reader
+    if job.stage_dir:
+        known = resources.enter_context(closing(Snapshot(Stage(job.stage_dir))))
+    else:
+        # A worker on another machine would create an empty database and re-download
+        # everything: say what to do instead.
+        if worker and not settings.db_path.exists():
+            raise DatabaseError(
+                f"database {settings.db_path} is not on this worker's machine: "
+                "with workers elsewhere, stage the run (--stage-dir) and load it"
+            )
+        known = Database(settings.db_path, settings.lock_timeout)
+    fetcher = resources.enter_context(
+        Fetcher(job.feeds_file.fetch_limits(settings.fetch), job.feeds_file.hosts)
+    )
+    resources.enter_context(extractor)
+    return FeedContext(settings, job.feeds_file, known, fetcher, extractor), resources
+
+
+# Per process: the contexts of the runs whose tasks it ran, by run id. A Dask worker outlives
+# runs, so only the latest few are kept.
+_CONTEXTS: OrderedDict[str, tuple[FeedContext, ExitStack]] = OrderedDict()
+_CONTEXTS_LOCK = threading.Lock()
+_KEEP_CONTEXTS = 4
+
+
+def feed_context(job: FeedJob) -> FeedContext:
+    """The run's context in this process: the one the flow opened (local runner), or, in a
+    Dask worker, one opened by the run's first task there and kept for the next ones."""
+    with _CONTEXTS_LOCK:
+        if job.run_id not in _CONTEXTS:
+            _CONTEXTS[job.run_id] = open_feed_context(
+                job, InlineExtractor(job.settings.extract_deadline), worker=True
+            )
+            while len(_CONTEXTS) > _KEEP_CONTEXTS:
+                _, (_, resources) = _CONTEXTS.popitem(last=False)
+                resources.close()
+        return _CONTEXTS[job.run_id][0]
+
+
+@contextmanager
+def hosted_context(job: FeedJob) -> Iterator[None]:
+    """The flow process's context for a local run's tasks, extracting in its process pool."""
+    settings = job.settings
+    extractor = Extractor(settings.extract_workers, settings.extract_deadline)
+    opened = open_feed_context(job, extractor, worker=False)
+    with _CONTEXTS_LOCK:
+        _CONTEXTS[job.run_id] = opened
+    try:
+        yield
+    finally:
+        with _CONTEXTS_LOCK:
+            _CONTEXTS.pop(job.run_id, None)
+        opened[1].close()
+
+
 @task(name="collect-feed", cache_policy=NO_CACHE, task_run_name="collect {feed.url}")
-def collect_feed_task(feed: FeedConfig, state: FeedState | None, ctx: FeedContext) -> FeedBatch:
-    return collect_feed(feed, state, ctx)
+def collect_feed_task(feed: FeedConfig, state: FeedState | None, job: FeedJob) -> FeedBatch:
+    return collect_feed(feed, state, feed_context(job))
 
 
-@task(name="load-batch", cache_policy=NO_CACHE)
-def load_batch_task(ctx: FeedContext, run_id: str, feed: FeedConfig, batch: FeedBatch) -> RunCounts:
-    return load_batch(
-        ctx.db,
+def collect_and_write(
+    due: list[FeedConfig],
+    states: dict[str, FeedState],
+    job: FeedJob,
+    scale: ScaleOptions,
+    target: Target,
+) -> tuple[RunCounts, int]:
+    """Run a task per due feed on the chosen runner; write each batch as it comes back.
+    Returns the counts and how many articles the batches held."""
+    counts = RunCounts()
+    collected = 0
+    by_url = {f.url: f for f in due}
+    local = scale.runner == "local"
+    with (
+        started_runner(scale, job.settings.extract_workers) as runner,
+        hosted_context(job) if local else nullcontext(),
+    ):
+        futures = [
+            runner.submit(collect_feed_task, {"feed": f, "state": states.get(f.url), "job": job})
+            for f in due
+        ]
+        for done, future in enumerate(as_completed(futures), start=1):
+            batch: FeedBatch = future.result()
+            counts += target.write(job.run_id, by_url[batch.feed_url], batch)
+            collected += len(batch.articles)
+            report_progress("feeds", done, len(due), batch.feed_url)
+    return counts, collected
+
+
+def run_ingest(
+    settings: Settings, *, force: bool = False, scale: ScaleOptions | None = None
+) -> RunSummary:
+    """The ingest flow's body, for use inside a Prefect flow run."""
+    scale = scale or ScaleOptions()
+    started = datetime.now(UTC)
+    feeds_file = load_feeds_file(settings.feeds_path)
+    feeds = scale.shard.select(feeds_file.feeds) if scale.shard else feeds_file.feeds
+    target: Target = StageTarget(scale.stage_dir) if scale.stage_dir else DatabaseTarget(settings)
+    parameters = {"feeds": str(settings.feeds_path), "force": force, **scale.describe()}
+    run_id = target.start(parameters)
+    counts = RunCounts()
+    collected = 0
+    status = "crashed"
+    try:
+        states = target.feed_states()
+        due = due_feeds(feeds, states, force=force)
+        if due:
+            job = FeedJob(run_id, settings, feeds_file, scale.stage_dir)
+            counts, collected = collect_and_write(due, states, job, scale, target)
+        status = "completed"
+    finally:
+        target.finish(run_id, counts, status)
+    return RunSummary(
         run_id,
-        batch,
-        name=feed.name,
-        source=feed.source,
-        default_interval=ctx.settings.default_poll_interval,
-        tagger=load_tagger(ctx.settings.lexicon_path, ctx.settings.gazetteer_path),
+        counts,
+        started,
+        datetime.now(UTC),
+        settings.db_path,
+        stage_dir=scale.stage_dir,
+        articles_collected=collected,
     )
 
 
-def run_ingest(settings: Settings, *, force: bool = False) -> RunSummary:
-    """The ingest flow's body, for use inside a Prefect flow run."""
-    started = datetime.now(UTC)
-    feeds_file = load_feeds_file(settings.feeds_path)
-    db = Database(settings.db_path, settings.lock_timeout)
-    run_id = start_run(db, "ingest", {"feeds": str(settings.feeds_path), "force": force})
-    counts = RunCounts()
-    status = "crashed"
-    try:
-        with db.session() as con:
-            states = read_feed_states(con)
-        due = due_feeds(feeds_file.feeds, states, force=force)
-        by_url = {f.url: f for f in due}
-        with (
-            Fetcher(feeds_file.fetch_limits(settings.fetch), feeds_file.hosts) as fetcher,
-            Extractor(settings.extract_workers, settings.extract_deadline) as extractor,
-        ):
-            ctx = FeedContext(settings, feeds_file, db, fetcher, extractor)
-            futures = [collect_feed_task.submit(f, states.get(f.url), ctx) for f in due]
-            for done, future in enumerate(as_completed(futures), start=1):
-                batch = future.result()
-                counts += load_batch_task(ctx, run_id, by_url[batch.feed_url], batch)
-                report_progress("feeds", done, len(due), batch.feed_url)
-        status = "completed"
-    finally:
-        finish_run(db, run_id, counts, status)
-    return RunSummary(run_id, counts, started, datetime.now(UTC), settings.db_path)
-
-
-@flow(
-    name="ingest",
-    # Per-feed tasks mostly wait on the network and the extraction pool: more threads than cores.
-    task_runner=ThreadPoolTaskRunner(max_workers=8),  # type: ignore[arg-type]
-    log_prints=False,
-    validate_parameters=True,
-)
+@flow(name="ingest", log_prints=False, validate_parameters=True)
 def ingest(
     feeds: str | None = None,
     db: str | None = None,
     force: bool = False,
+    runner: Literal["local", "dask"] | None = None,
+    dask_address: str | None = None,
+    shard: str | None = None,
+    stage_dir: str | None = None,
     settings: Settings | None = None,
+    scale: ScaleOptions | None = None,
 ) -> RunSummary:
-    """Poll the feeds that are due and load their new articles.
+    """Poll the feeds that are due and load (or stage) their new articles.
 
-    A deployment passes `feeds`/`db` (or relies on NEWSFLOW_FEEDS/NEWSFLOW_DB); the CLI passes
-    the `settings` it built.
+    A deployment passes the plain parameters (or relies on NEWSFLOW_FEEDS/NEWSFLOW_DB): the
+    runner, a Dask scheduler's address, a shard "I/N", a stage folder. The CLI passes the
+    `settings` and `scale` it built and checked.
     """
     if settings is None:
         settings = Settings.from_env(feeds_path=feeds, db_path=db)
-    return run_ingest(settings, force=force)
+    if scale is None:
+        scale = ScaleOptions.build(
+            runner=runner, dask_address=dask_address, shard=shard, stage_dir=stage_dir
+        )
+    return run_ingest(settings, force=force, scale=scale)

@@ -4,17 +4,21 @@ Extraction is the CPU-bound stage (~20–30 ms a page), so it runs in worker pro
 core. pebble's pool is used rather than concurrent.futures because it can kill the one worker
 whose document overran its deadline and replace it, where ProcessPoolExecutor can only be
 torn down whole.
+
+A Dask worker is already one process per core, and a daemonic one, which may not start a pool
+of its own: there `InlineExtractor` extracts in the calling thread, under the same deadline.
 """
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import multiprocessing
 import re
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import Any
+from typing import Any, TypeVar
 
 import trafilatura
 from pebble import ProcessPool
@@ -25,6 +29,8 @@ from schemas.errors import ItemError
 from schemas.models import ExtractedPage
 
 LOGGER = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 # A worker is replaced after this many documents, so slow leaks in lxml cannot add up.
 _TASKS_PER_WORKER = 500
@@ -76,6 +82,15 @@ def _warm_worker() -> None:
     logging.getLogger("htmldate").setLevel(logging.CRITICAL)
 
 
+def _overran(url: str, deadline: float) -> ItemError:
+    return ItemError("timeout", f"extraction took longer than {deadline:.0f} s", url=url)
+
+
+def _failed(url: str, exc: Exception) -> ItemError:
+    """trafilatura/lxml failures on hostile markup, as a recorded error."""
+    return ItemError("extract_error", f"{type(exc).__name__}: {exc}", url=url)
+
+
 class Extractor:
     """A pool of extraction workers with a deadline per document."""
 
@@ -115,16 +130,11 @@ class Extractor:
             except ItemError as exc:
                 yield url, exc
             except FutureTimeout:
-                yield (
-                    url,
-                    ItemError(
-                        "timeout", f"extraction took longer than {self.deadline:.0f} s", url=url
-                    ),
-                )
+                yield url, _overran(url, self.deadline)
             except ProcessExpired as exc:
                 yield url, ItemError("extract_crash", f"extraction worker died: {exc}", url=url)
-            except Exception as exc:  # trafilatura/lxml failures on hostile markup
-                yield url, ItemError("extract_error", f"{type(exc).__name__}: {exc}", url=url)
+            except Exception as exc:
+                yield url, _failed(url, exc)
 
     def close(self) -> None:
         with self._lock:
@@ -134,6 +144,76 @@ class Extractor:
                 self._pool = None
 
     def __enter__(self) -> Extractor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _Overrun(BaseException):
+    """Raised into a thread whose document passed its deadline. A BaseException, so that no
+    `except Exception` inside trafilatura or lxml's Python layers swallows it."""
+
+
+def call_with_deadline(deadline: float, fn: Callable[..., T], *args: Any) -> T:
+    """`fn(*args)` in this thread, interrupted with _Overrun once `deadline` seconds have passed.
+
+    The interruption is an asynchronous exception (PyThreadState_SetAsyncExc): it lands at
+    the next Python bytecode, so Python-level work (most of trafilatura) stops at the deadline,
+    while one call into C (an lxml parse) finishes first. Only a process can be killed
+    mid-call; this is the price of extracting inside a Dask worker.
+    """
+    thread_id = threading.get_ident()
+    guard = threading.Lock()
+    armed = True
+
+    def interrupt() -> None:
+        with guard:
+            if armed:
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(
+                    ctypes.c_ulong(thread_id), ctypes.py_object(_Overrun)
+                )
+
+    timer = threading.Timer(deadline, interrupt)
+    timer.daemon = True
+    timer.start()
+    try:
+        return fn(*args)
+    finally:
+        # Disarmed under the lock: an interruption is either delivered before this block
+        # ends (and raised from here, so the caller sees the overrun) or never sent.
+        with guard:
+            armed = False
+        timer.cancel()
+
+
+class InlineExtractor:
+    """Extraction in the calling thread, one document at a time, each under the deadline; for
+    processes that are the parallelism themselves (Dask workers). Same interface as Extractor.
+    """
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+        _warm_worker()
+
+    def extract_many(
+        self, pages: Iterable[tuple[str, str]]
+    ) -> Iterator[tuple[str, ExtractedPage | ItemError]]:
+        """(url, html) pairs in; (url, page or error) out, in input order."""
+        for url, html in pages:
+            try:
+                yield url, call_with_deadline(self.deadline, extract_page, url, html)
+            except ItemError as exc:
+                yield url, exc
+            except _Overrun:
+                yield url, _overran(url, self.deadline)
+            except Exception as exc:
+                yield url, _failed(url, exc)
+
+    def close(self) -> None:
+        """Nothing to release: no pool."""
+
+    def __enter__(self) -> InlineExtractor:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -1,0 +1,68 @@
+"""Task runners of an ingest run: threads of the flow process, or a Dask cluster.
+
+`local` runs the per-feed tasks in threads of the flow process and extracts in its process
+pool. `dask` sends them to dask.distributed workers: those of a running scheduler
+(`--dask-address`), or of a LocalCluster started for the run with one single-threaded worker
+process per core — the shape CPU-bound extraction wants, each worker extracting in-process
+(tasks/extract.py, InlineExtractor). Either way the batches come back to the flow process,
+which alone writes them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
+
+from schemas.config import ScaleOptions
+from schemas.errors import ConfigError
+
+# How long to wait for a scheduler at --dask-address before calling it unreachable.
+CONNECT_TIMEOUT = "15s"
+
+
+def local_cluster_kwargs(workers: int) -> dict[str, Any]:
+    """A LocalCluster of `workers` processes with one thread each, and no dashboard (its port
+    would clash between runs, and a one-shot run has no one to look at it)."""
+    return {
+        "n_workers": max(1, workers),
+        "threads_per_worker": 1,
+        "processes": True,
+        "dashboard_address": None,
+    }
+
+
+def task_runner(scale: ScaleOptions, workers: int) -> TaskRunner[Any]:
+    if scale.runner == "local":
+        # Per-feed tasks mostly wait on the network and the extraction pool: more threads
+        # than cores.
+        return ThreadPoolTaskRunner(max_workers=8)
+    try:
+        from prefect_dask import DaskTaskRunner
+    except ImportError as exc:
+        raise ConfigError(
+            "--runner dask needs prefect-dask: pip install 'newsflow[scale]'"
+        ) from exc
+    if scale.dask_address:
+        return DaskTaskRunner(
+            address=scale.dask_address, client_kwargs={"timeout": CONNECT_TIMEOUT}
+        )
+    return DaskTaskRunner(cluster_kwargs=local_cluster_kwargs(workers))
+
+
+@contextmanager
+def started_runner(scale: ScaleOptions, workers: int) -> Iterator[TaskRunner[Any]]:
+    """The run's task runner, started; a Dask scheduler that cannot be reached is a one-line
+    error here rather than a traceback at the first task."""
+    with task_runner(scale, workers) as runner:
+        if scale.runner == "dask":
+            try:
+                # The client connects to the scheduler, or starts the LocalCluster.
+                _ = runner.client  # type: ignore[attr-defined]
+            except OSError as exc:  # distributed's connect timeouts are OSErrors
+                raise ConfigError(
+                    f"cannot reach the Dask scheduler at {scale.dask_address}: {exc}"
+                ) from exc
+        yield runner

@@ -1,0 +1,104 @@
+"""Where an ingest run's feed batches go: into the database, or into a stage folder.
+
+Either way the flow process alone writes them, one batch at a time as the per-feed tasks
+finish, wherever those ran: the database keeps its one writer (DESIGN.md), and a staged run
+(`--stage-dir`) touches no database at all — `newsflow load` merges its batches later.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from schemas.config import FeedConfig, Settings
+from schemas.models import FeedBatch, RunCounts, new_run_id
+from tasks.health import FeedState, read_feed_states
+from tasks.load import finish_run, load_batch, poll_counts, start_run
+from tasks.stage import Snapshot, Stage, StagedBatch, StageWriter, batch_id_for
+from tasks.store import Database
+from tasks.tag import load_tagger
+
+
+class Target(Protocol):
+    def start(self, parameters: dict[str, Any]) -> str:
+        """Begin the run; returns its id."""
+        ...
+
+    def feed_states(self) -> dict[str, FeedState]: ...
+
+    def write(self, run_id: str, feed: FeedConfig, batch: FeedBatch) -> RunCounts: ...
+
+    def finish(self, run_id: str, counts: RunCounts, status: str) -> None: ...
+
+
+@task(name="load-batch", cache_policy=NO_CACHE)
+def load_batch_task(
+    db: Database, settings: Settings, run_id: str, feed: FeedConfig, batch: FeedBatch
+) -> RunCounts:
+    return load_batch(
+        db,
+        run_id,
+        batch,
+        name=feed.name,
+        source=feed.source,
+        default_interval=settings.default_poll_interval,
+        tagger=load_tagger(settings.lexicon_path, settings.gazetteer_path),
+    )
+
+
+class DatabaseTarget:
+    """A direct run: a `runs` row, feed states from the database, each batch loaded."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.db = Database(settings.db_path, settings.lock_timeout)
+
+    def start(self, parameters: dict[str, Any]) -> str:
+        return start_run(self.db, "ingest", parameters)
+
+    def feed_states(self) -> dict[str, FeedState]:
+        with self.db.session() as con:
+            return read_feed_states(con)
+
+    def write(self, run_id: str, feed: FeedConfig, batch: FeedBatch) -> RunCounts:
+        return load_batch_task(self.db, self.settings, run_id, feed, batch)
+
+    def finish(self, run_id: str, counts: RunCounts, status: str) -> None:
+        finish_run(self.db, run_id, counts, status)
+
+
+class StageTarget:
+    """A staged run: feed states from the stage's snapshot, batches written there in parts.
+
+    Counts are what the batches themselves tell (feeds, pages, errors); new, updated and
+    duplicate articles are known only when `newsflow load` compares them with the database.
+    """
+
+    def __init__(self, stage_dir: str) -> None:
+        self.stage = Stage(stage_dir, create=True)
+        self.writer = StageWriter(self.stage, new_run_id())
+
+    def start(self, parameters: dict[str, Any]) -> str:
+        return self.writer.run_id
+
+    def feed_states(self) -> dict[str, FeedState]:
+        snapshot = Snapshot(self.stage)
+        try:
+            with snapshot.session() as con:
+                return read_feed_states(con)
+        finally:
+            snapshot.close()
+
+    def write(self, run_id: str, feed: FeedConfig, batch: FeedBatch) -> RunCounts:
+        self.writer.add(
+            StagedBatch(batch_id_for(run_id, feed.url), run_id, feed.name, feed.source, batch)
+        )
+        return poll_counts(batch) + RunCounts(
+            pages_downloaded=batch.pages_downloaded, errors=len(batch.errors)
+        )
+
+    def finish(self, run_id: str, counts: RunCounts, status: str) -> None:
+        # Even a crashed run's collected batches are whole feeds: stage them.
+        self.writer.flush()
