@@ -12,6 +12,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from filelock import FileLock
 
 from flows.load import run_load
 from schemas.config import FeedConfig, ScaleOptions, Settings, Shard
@@ -31,8 +32,8 @@ from tasks.stage import (
     Snapshot,
     Stage,
     StagedBatch,
-    StageWriter,
     batch_id_for,
+    part_name,
     read_part,
     write_part,
 )
@@ -60,18 +61,16 @@ def feed_batch(feed: int, first: int, count: int) -> FeedBatch:
     )
 
 
-def stage_batches(stage: Stage, feeds: int, per_feed: int) -> list[StagedBatch]:
-    """Stage `feeds` feed batches through a StageWriter, as a staged run does."""
-    writer = StageWriter(stage, new_run_id())
+def stage_batches(stage: Stage, feeds: int, per_feed: int, per_part: int = 64) -> list[StagedBatch]:
+    """Stage `feeds` feed batches of one run, `per_part` to a part."""
+    run_id = new_run_id()
     staged = []
     for f in range(feeds):
         batch = feed_batch(f, f * per_feed, per_feed)
-        s = StagedBatch(
-            batch_id_for(writer.run_id, batch.feed_url), writer.run_id, f"f{f}", None, batch
-        )
-        writer.add(s)
-        staged.append(s)
-    writer.flush()
+        batch_id = batch_id_for(run_id, batch.feed_url)
+        staged.append(StagedBatch(batch_id, run_id, f"f{f}", None, batch))
+    for seq, start in enumerate(range(0, feeds, per_part)):
+        write_part(stage, part_name(run_id, seq), staged[start : start + per_part])
     return staged
 
 
@@ -212,15 +211,18 @@ def test_the_snapshot_answers_as_the_database_does(tmp_path: Path) -> None:
 
 
 def loaded(db: Path) -> int:
-    with Database(db, lock_timeout=30).session() as con:
-        row = con.execute("SELECT count(*) FROM loaded_batches").fetchone()
-    return int(row[0]) if row else 0
+    """Batches loaded so far. Polls the lock every 2 ms: the loader lets go of the database
+    only between parts, for as long as it takes to read the next one."""
+    with FileLock(f"{db}.lock").acquire(timeout=60, poll_interval=0.002):
+        return len(table_rows(db, "SELECT batch_id FROM loaded_batches"))
 
 
 @pytest.mark.slow
 def test_a_loader_killed_midway_loads_nothing_twice(tmp_path: Path) -> None:
     stage = Stage(str(tmp_path / "stage"), create=True)
-    staged = stage_batches(stage, feeds=80, per_feed=25)
+    # Parts of 8: the loader holds the database for a part, so the test sees it between
+    # parts, and the kill lands in the next one, some of whose batches are loaded already.
+    staged = stage_batches(stage, feeds=80, per_feed=25, per_part=8)
     reference = make_settings(tmp_path / "ref")
     run_load(reference, stage.url)
 
@@ -232,6 +234,7 @@ def test_a_loader_killed_midway_loads_nothing_twice(tmp_path: Path) -> None:
         assert loader.poll() is None, loader.communicate()
         assert time.monotonic() < deadline, "the loader made no progress"
         time.sleep(0.05)
+    time.sleep(0.15)  # into the next part: some of its batches loaded, the rest not
     loader.send_signal(signal.SIGKILL)
     loader.wait()
     at_kill = loaded(db)
