@@ -323,7 +323,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         stage_dir=args.stage_dir,
     )
     check_inputs(settings, stage_dir=scale.stage_dir)
-    _with_prefect()
+    _with_prefect()  # before distributed is imported: it reads its log level then
+    if scale.dask_address:
+        from flows.runners import check_scheduler
+
+        check_scheduler(scale.dask_address)
     from flows.ingest import ingest
 
     with progress_bar(settings.show_progress):

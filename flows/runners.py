@@ -52,6 +52,18 @@ def task_runner(scale: ScaleOptions, workers: int) -> TaskRunner[Any]:
     return DaskTaskRunner(cluster_kwargs=local_cluster_kwargs(workers))
 
 
+def check_scheduler(address: str) -> None:
+    """Connect to the scheduler once, so that a wrong address is a one-line error before any
+    flow starts."""
+    from distributed import Client
+
+    try:
+        with Client(address, timeout=CONNECT_TIMEOUT, set_as_default=False):
+            pass
+    except OSError as exc:  # distributed's connect timeouts are OSErrors
+        raise ConfigError(f"cannot reach the Dask scheduler at {address}: {exc}") from exc
+
+
 @contextmanager
 def started_runner(scale: ScaleOptions, workers: int) -> Iterator[TaskRunner[Any]]:
     """The run's task runner, started; a Dask scheduler that cannot be reached is a one-line

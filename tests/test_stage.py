@@ -39,7 +39,7 @@ from tasks.stage import (
 )
 from tasks.store import Database
 from tests.conftest import make_settings
-from tests.test_cli import NEWSFLOW, ROOT
+from tests.test_cli import NEWSFLOW, ROOT, newsflow
 from tests.test_load import article
 
 
@@ -267,3 +267,24 @@ def test_a_staged_run_needs_no_database(tmp_path: Path, settings: Settings) -> N
     check_inputs(settings, stage_dir=str(tmp_path / "stage"))
     assert not settings.db_path.exists()
     assert (tmp_path / "stage").is_dir()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["load", "--stage-dir", "{tmp}/nowhere"], "error: stage folder not found: "),
+        (["run", "--shard", "4/3"], "error: shard: no shard 4/3"),
+        (["run", "--runner", "local", "--dask-address", "tcp://127.0.0.1:1"], "error: --dask"),
+    ],
+)
+def test_bad_scale_arguments_are_one_line(tmp_path: Path, args: list[str], message: str) -> None:
+    feeds = tmp_path / "feeds.toml"
+    feeds.write_text("feeds = []\n", encoding="utf-8")
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    if args[0] == "run":
+        args += ["--feeds", str(feeds)]
+    result = newsflow(*args, "--db", str(tmp_path / "x.duckdb"))
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(message), result.stderr
+    assert not (tmp_path / "x.duckdb").exists()
