@@ -32,7 +32,7 @@ import duckdb
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.ingest import make_corpus, run_cli
+from benchmarks.ingest import describe_corpus, make_corpus, run_cli
 from flows.demo import SiteServer
 from flows.runtime import local_server_healthy, prepare_prefect
 from schemas.config import ScaleOptions, Settings
@@ -103,18 +103,12 @@ def main() -> None:
     parser.add_argument("--feeds", type=int, default=40)
     parser.add_argument("--latency", type=float, default=0.005)
     args = parser.parse_args()
-    cores = os.cpu_count() or 1
 
     with tempfile.TemporaryDirectory(prefix="newsflow-scale-") as tmp_dir:
         tmp = Path(tmp_dir)
         files = make_corpus(tmp / "site", args.pages, args.feeds)
-        size = sum(f.stat().st_size for f in files) / len(files) / 1024
-        print(
-            f"corpus: {args.pages} pages ({size:.0f} KiB each on average) in {args.feeds} "
-            f"feeds, {args.latency * 1000:.0f} ms per response, {cores} cores; "
-            f"load average at start {load_average()}",
-            flush=True,
-        )
+        corpus = describe_corpus(files, args.feeds, args.latency)
+        print(f"{corpus}; load average at start {load_average()}", flush=True)
         started = time.perf_counter()
         with (
             prefect_server(tmp / "prefect") as api_url,
@@ -126,7 +120,7 @@ def main() -> None:
             prepare_prefect()
             all_feeds = feeds_toml(tmp / "feeds.toml", site.base_url, range(args.feeds))
             warm_feeds = feeds_toml(tmp / "warm.toml", site.base_url, range(2))
-            results = measure(tmp, all_feeds, warm_feeds, cores)
+            results = measure(tmp, all_feeds, warm_feeds)
 
         print(f"load average at end {load_average()}")
         report(results, args.pages)
@@ -136,7 +130,7 @@ def settings_for(db: Path, feeds: Path) -> Settings:
     return Settings.from_env(db_path=db, feeds_path=feeds, show_progress=False)
 
 
-def measure(tmp: Path, all_feeds: Path, warm_feeds: Path, cores: int) -> dict[str, object]:
+def measure(tmp: Path, all_feeds: Path, warm_feeds: Path) -> dict[str, object]:
     from distributed import LocalCluster
 
     from flows.ingest import ingest

@@ -10,8 +10,8 @@ the stage a fresh snapshot of the database for the staged runs to read (tasks/st
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 from prefect import flow
@@ -33,17 +33,12 @@ class LoadSummary:
 
     run_id: str
     db_path: Path
-    started_at: datetime
-    finished_at: datetime | None = None
     counts: RunCounts = field(default_factory=RunCounts)
     parts: int = 0
     batches_loaded: int = 0
     batches_skipped: int = 0  # loaded before
     articles: int = 0  # article rows in the batches loaded
-
-    @property
-    def seconds(self) -> float:
-        return ((self.finished_at or datetime.now(UTC)) - self.started_at).total_seconds()
+    seconds: float = 0.0
 
 
 def load_part(
@@ -87,8 +82,8 @@ def run_load(settings: Settings, stage_dir: str) -> LoadSummary:
     stage = Stage(stage_dir)
     db = Database(settings.db_path, settings.lock_timeout)
     tagger = load_tagger(settings.lexicon_path, settings.gazetteer_path)
-    started = datetime.now(UTC)
-    summary = LoadSummary(start_run(db, "load", {"stage_dir": stage_dir}), db.path, started)
+    started = time.monotonic()
+    summary = LoadSummary(start_run(db, "load", {"stage_dir": stage_dir}), db.path)
     status = "crashed"
     try:
         parts = stage.committed_parts()
@@ -101,7 +96,7 @@ def run_load(settings: Settings, stage_dir: str) -> LoadSummary:
         status = "completed"
     finally:
         finish_run(db, summary.run_id, summary.counts, status)
-        summary.finished_at = datetime.now(UTC)
+        summary.seconds = time.monotonic() - started
         LOGGER.info("load %s %s: %s", summary.run_id, status, summary)
     return summary
 

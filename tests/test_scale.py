@@ -24,6 +24,7 @@ from schemas.config import ScaleOptions, Settings, Shard, load_feeds_file
 from schemas.models import RunCounts
 from tests.conftest import make_settings
 from tests.test_cli import NEWSFLOW, ROOT
+from tests.test_stage import table_rows
 
 pytestmark = [pytest.mark.usefixtures("prefect_harness"), pytest.mark.slow]
 
@@ -51,14 +52,6 @@ def direct(site: SiteServer, tmp_path_factory: pytest.TempPathFactory) -> Path:
     settings = site_settings(site, tmp_path_factory.mktemp("direct"))
     ingest(settings=settings)
     return settings.db_path
-
-
-def query(db: Path, sql: str) -> list[tuple[object, ...]]:
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
 
 
 def stored(db: Path) -> dict[str, object]:
@@ -96,7 +89,8 @@ def stored(db: Path) -> dict[str, object]:
 
 
 def assert_same_rows(db: Path, direct: Path) -> None:
-    assert query(db, "SELECT count(*) = count(DISTINCT canonical_url) FROM articles") == [(True,)]
+    unique = "SELECT count(*) = count(DISTINCT canonical_url) FROM articles"
+    assert table_rows(db, unique) == [(True,)]
     got, expected = stored(db), stored(direct)
     assert len(got["articles"]) == len(expected["articles"]) >= 30  # type: ignore[arg-type]
     for table in expected:
@@ -217,6 +211,5 @@ def test_a_deployment_passes_shard_and_stage_as_plain_parameters(
     assert not settings.db_path.exists()
     loaded = load_staged(stage_dir=str(stage), db=str(settings.db_path))
     assert loaded.batches_loaded == len(mine)
-    assert query(settings.db_path, "SELECT DISTINCT feed_url FROM loaded_batches ORDER BY 1") == [
-        (f.url,) for f in sorted(mine, key=lambda f: f.url)
-    ]
+    loaded_feeds = "SELECT DISTINCT feed_url FROM loaded_batches ORDER BY 1"
+    assert table_rows(settings.db_path, loaded_feeds) == sorted((f.url,) for f in mine)
