@@ -93,6 +93,18 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         );
         """,
     ),
+    (
+        5,
+        "feed claims and polling hints",
+        # claimed_by: the run polling the feed right now, so overlapping runs split the due
+        # feeds instead of fetching each twice (a claim of a run no longer running is void).
+        # poll_hint_s: the feed's own hint (<ttl>, sy:updatePeriod, Cache-Control max-age),
+        # kept because a 304 answer carries no feed body to read it from.
+        """
+        ALTER TABLE feeds ADD COLUMN claimed_by VARCHAR;
+        ALTER TABLE feeds ADD COLUMN poll_hint_s DOUBLE;
+        """,
+    ),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]

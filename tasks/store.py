@@ -91,18 +91,21 @@ class Database:
                 raise DatabaseError(f"cannot open database {self.path}: {exc}") from exc
 
 
-def schema_version(con: duckdb.DuckDBPyConnection) -> int:
+def applied_versions(con: duckdb.DuckDBPyConnection) -> set[int]:
     con.execute(SCHEMA_VERSION_DDL)
-    row = con.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()
-    return int(row[0]) if row else 0
+    return {int(v) for (v,) in con.execute("SELECT version FROM schema_version").fetchall()}
 
 
 def migrate(con: duckdb.DuckDBPyConnection) -> list[int]:
-    """Apply the migrations this file lacks, each in its own transaction."""
-    current = schema_version(con)
+    """Apply the migrations this file lacks, each in its own transaction.
+
+    By set, not by maximum: migrations are numbered per feature, so a file may have received
+    a later number before an earlier one existed in the code.
+    """
+    present = applied_versions(con)
     applied = []
-    for version, name, sql in MIGRATIONS:
-        if version <= current:
+    for version, name, sql in sorted(MIGRATIONS):
+        if version in present:
             continue
         con.execute("BEGIN")
         try:
