@@ -260,10 +260,10 @@ def print_feed_health(rows: Sequence[FeedHealth], tz: ZoneInfo) -> None:
     now = datetime.now(UTC)
     table = Table(title=f"feeds (times in {tz.key})")
     table.add_column("feed", overflow="fold", min_width=12)
-    table.add_column("status")
-    table.add_column("last success")
-    table.add_column("next check")
-    table.add_column("failures", justify="right")
+    table.add_column("status", no_wrap=True)
+    table.add_column("last ok", no_wrap=True)
+    table.add_column("next check", no_wrap=True)
+    table.add_column("fails", justify="right", no_wrap=True)
     table.add_column("last error", overflow="fold")
     for r in rows:
         table.add_row(
@@ -272,7 +272,8 @@ def print_feed_health(rows: Sequence[FeedHealth], tz: ZoneInfo) -> None:
             _stamp(r.last_success_at, now, tz) if r.last_success_at else "never",
             _next_check(r, now),
             str(r.consecutive_failures or ""),
-            r.last_error or "",
+            # The message names the feed's URL; the row already does.
+            (r.last_error or "").replace(r.url, "the feed"),
         )
     out.print(table)
     counts = Counter(r.status for r in rows)
@@ -280,10 +281,14 @@ def print_feed_health(rows: Sequence[FeedHealth], tz: ZoneInfo) -> None:
     if counts["gone"] or counts["disabled"]:
         out.print(
             "gone and disabled feeds are not polled; re-enable one with: "
-            "newsflow feeds --enable NAME_OR_URL"
+            "newsflow feeds --enable NAME_OR_URL",
+            soft_wrap=True,
         )
     if counts["unlisted"]:
-        out.print("unlisted: in the database, no longer in the feeds file (kept, not polled)")
+        out.print(
+            "unlisted: in the database, no longer in the feeds file (kept, not polled)",
+            soft_wrap=True,
+        )
 
 
 def _stamp(at: datetime, now: datetime, tz: ZoneInfo) -> str:
@@ -301,9 +306,11 @@ def _next_check(r: FeedHealth, now: datetime) -> str:
     if r.next_check_at is None or r.next_check_at <= now:
         return "next run"
     minutes = (r.next_check_at - now).total_seconds() / 60
-    if minutes < 90:
+    if minutes < 59.5:
         return f"in {max(round(minutes), 1)} min"
-    return f"in {minutes / 60:.0f} h" if minutes < 48 * 60 else f"in {minutes / 1440:.0f} d"
+    if minutes < 48 * 60:
+        return f"in {minutes / 60:.1f}".removesuffix(".0") + " h"
+    return f"in {minutes / 1440:.0f} d"
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
