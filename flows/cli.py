@@ -320,7 +320,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     check_inputs(settings)
     port = args.port or local_port(os.environ)
-    run_serve(settings, port, report=lambda line: out.print(line, markup=False))
+    run_serve(settings, port, report=lambda line: out.print(line, markup=False, soft_wrap=True))
     out.print("stopped")
     return 0
 

@@ -119,14 +119,16 @@ def runner_deployment(spec: DeploymentSpec, values: Mapping[str, Any]) -> Runner
     return deployment
 
 
-def serve_deployments(deployments: list[RunnerDeployment]) -> None:
-    """Register the deployments and run their flow runs until SIGTERM or Ctrl-C."""
+def serve_deployments(deployments: list[RunnerDeployment], on_ready: Callable[[], None]) -> None:
+    """Register the deployments, call `on_ready`, and run their flow runs until SIGTERM or
+    Ctrl-C."""
     from prefect.runner import Runner
 
     async def serve() -> None:
         runner = Runner(name="newsflow")
         for deployment in deployments:
             await runner.aadd_deployment(deployment)
+        on_ready()
         # On SIGTERM the runner cancels its flow runs and pauses the schedules, then returns.
         await runner.start()
 
@@ -165,14 +167,18 @@ def run_serve(
         quiet_prefect(env)
         for key, value in _SERVE_LOGGING.items():
             env.setdefault(key, value)
-        deployments = []
+        served = []
         for spec in specs:
             deployment = runner_deployment(spec, values)
             if deployment is None:
                 report(f"not serving {spec.name}: {spec.entrypoint} is not installed")
-                continue
-            deployments.append(deployment)
-            report(f"serving {deployment.flow_name}/{deployment.name}: {spec.describe()}")
-        report(f"feeds {values['feeds']} · database {values['db']} · Ctrl-C stops")
-        serve_deployments(deployments)
+            else:
+                served.append((deployment, spec))
+
+        def ready() -> None:
+            for deployment, spec in served:
+                report(f"serving {deployment.flow_name}/{deployment.name}: {spec.describe()}")
+            report(f"feeds {values['feeds']} · database {values['db']} · Ctrl-C stops")
+
+        serve_deployments([deployment for deployment, _ in served], ready)
         report("stopping …")
