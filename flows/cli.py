@@ -11,6 +11,7 @@ import logging
 import os
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -88,6 +89,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="port of the local Prefect server (default: $NEWSFLOW_PREFECT_PORT or 4200)",
     )
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("retag", help="tag every stored article again (after a lexicon change)")
+    _add_common(p)
+    p.add_argument(
+        "--lexicon", type=Path, help="topic lexicon (default: $NEWSFLOW_LEXICON or the shipped one)"
+    )
+    p.add_argument(
+        "--gazetteer",
+        type=Path,
+        help="place-name gazetteer (default: $NEWSFLOW_GAZETTEER or the shipped one)",
+    )
+    p.set_defaults(func=cmd_retag)
+
+    p = sub.add_parser("report", help="coverage report: one HTML file with charts, works offline")
+    _add_common(p)
+    p.add_argument("--out", type=Path, required=True, help="directory to write the report into")
+    p.add_argument(
+        "--lexicon", type=Path, help="lexicon whose topic labels to show (default: as retag)"
+    )
+    p.set_defaults(func=cmd_report)
     return parser
 
 
@@ -97,6 +118,8 @@ def settings_from_args(args: argparse.Namespace, **overrides: Any) -> Settings:
     flags: dict[str, Any] = {
         "db_path": getattr(args, "db", None),
         "feeds_path": getattr(args, "feeds", None),
+        "lexicon_path": getattr(args, "lexicon", None),
+        "gazetteer_path": getattr(args, "gazetteer", None),
         "show_progress": not getattr(args, "quiet", False) and err.is_terminal,
     }
     values = overrides | {k: v for k, v in flags.items() if v is not None}
@@ -166,12 +189,15 @@ def _with_prefect(quiet_server: bool = True) -> None:
 
 
 def check_inputs(settings: Settings, *, feeds: bool = True) -> None:
-    """Fail fast, before any flow starts, on a bad feeds file or a database that won't open."""
+    """Fail fast, before any flow starts, on a bad feeds file or lexicon, or a database that
+    won't open."""
     from schemas.config import load_feeds_file
     from tasks.store import Database
+    from tasks.tag import load_tagger
 
     if feeds:
         load_feeds_file(settings.feeds_path)
+    load_tagger(settings.lexicon_path, settings.gazetteer_path)
     with Database(settings.db_path, settings.lock_timeout).session():
         pass
 
@@ -322,6 +348,40 @@ def cmd_serve(args: argparse.Namespace) -> int:
     port = args.port or local_port(os.environ)
     run_serve(settings, port, report=lambda line: out.print(line, markup=False, soft_wrap=True))
     out.print("stopped")
+    return 0
+
+
+def cmd_retag(args: argparse.Namespace) -> int:
+    from flows.progress import report_progress
+    from tasks.load import retag_all
+    from tasks.store import Database
+    from tasks.tag import load_tagger
+
+    settings = settings_from_args(args)
+    tagger = load_tagger(settings.lexicon_path, settings.gazetteer_path)
+    db = Database(settings.db_path, settings.lock_timeout)
+    started = time.monotonic()
+    with progress_bar(settings.show_progress):
+        counts = retag_all(
+            db, tagger, progress=lambda done, total: report_progress("retag", done, total)
+        )
+    out.print(
+        f"retagged {counts.articles} articles in {time.monotonic() - started:.1f} s · "
+        f"rows: {counts.topics} topics, {counts.regions} regions, {counts.docs} documents, "
+        f"{counts.orgs} organizations · {settings.db_path}"
+    )
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from schemas.lexicon import load_lexicon
+    from tasks.report import write_report
+    from tasks.store import Database
+
+    settings = settings_from_args(args)
+    lexicon = load_lexicon(settings.lexicon_path)
+    path = write_report(Database(settings.db_path, settings.lock_timeout), args.out, lexicon)
+    out.print(f"report written: {path}")
     return 0
 
 

@@ -37,6 +37,7 @@ from tasks.load import claim_due_feeds, finish_run, load_batch, start_run
 from tasks.normalize import build_feed_article
 from tasks.parse import parse_feed
 from tasks.store import Database
+from tasks.tag import load_tagger
 
 LOGGER = logging.getLogger(__name__)
 
@@ -268,6 +269,7 @@ def load_batch_task(ctx: FeedContext, run_id: str, feed: FeedConfig, batch: Feed
         name=feed.name,
         source=feed.source,
         default_interval=ctx.settings.default_poll_interval,
+        tagger=load_tagger(ctx.settings.lexicon_path, ctx.settings.gazetteer_path),
     )
 
 

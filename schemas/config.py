@@ -86,6 +86,9 @@ class Settings(BaseModel):
     # Poll interval for feeds that give no hint of their own, in seconds.
     default_poll_interval: float = 1800.0
     show_progress: bool = True
+    # Coverage tagging data files; None means the ones shipped in schemas/.
+    lexicon_path: Path | None = None
+    gazetteer_path: Path | None = None
 
     _tz = field_validator("timezone")(_check_timezone)
 
@@ -104,6 +107,10 @@ class Settings(BaseModel):
             values["feeds_path"] = Path(env["NEWSFLOW_FEEDS"])
         if env.get("NEWSFLOW_TIMEZONE"):
             values["timezone"] = env["NEWSFLOW_TIMEZONE"]
+        if env.get("NEWSFLOW_LEXICON"):
+            values["lexicon_path"] = Path(env["NEWSFLOW_LEXICON"])
+        if env.get("NEWSFLOW_GAZETTEER"):
+            values["gazetteer_path"] = Path(env["NEWSFLOW_GAZETTEER"])
         fetch: dict[str, object] = {}
         if env.get("NEWSFLOW_ALLOW_PRIVATE_NETWORKS", "").lower() in {"1", "true", "yes"}:
             fetch["allow_private_networks"] = True

@@ -12,7 +12,7 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, NamedTuple
 
@@ -25,6 +25,7 @@ from schemas.models import Article, FeedBatch, FeedCheck, IngestErrorRecord, Run
 from tasks.dedup import mark_exact_copies, unique_articles
 from tasks.health import FeedState, due_feeds, next_state, read_feed_states
 from tasks.store import Database
+from tasks.tag import ArticleTags, Tagger, load_tagger, tag_tables
 
 LOGGER = logging.getLogger(__name__)
 
@@ -289,12 +290,21 @@ def load_batch(
     name: str | None = None,
     source: str | None = None,
     default_interval: float = 1800.0,
+    tagger: Tagger | None = None,
 ) -> RunCounts:
-    """Write one feed's contribution in one transaction; returns what it added."""
+    """Write one feed's contribution in one transaction; returns what it added.
+
+    New and updated articles are tagged for coverage analysis (default: the packaged lexicon
+    and gazetteer); the tags are computed before the lock is taken and written with the
+    articles, so a batch's articles never exist untagged.
+    """
     articles = unique_articles(batch.articles)
+    tagger = tagger or load_tagger()
+    tags = [tagger.tag(a.article_id, a.title, a.body_text) for a in articles]
     with db.session() as con, transaction(con):
         copies = mark_exact_copies(con, articles)
         new, updated = upsert_articles(con, articles)
+        write_tags(con, tags)
         refs = [(a.article_id, a.guid) for a in articles] + list(batch.seen_again)
         record_feed_refs(con, batch.feed_url, refs)
         batch.check.entries_new = new
@@ -313,6 +323,81 @@ def load_batch(
         duplicates=copies + len(batch.seen_again),
         errors=len(batch.errors),
     )
+
+
+# --- coverage tags -------------------------------------------------------------------------
+
+
+def write_tags(con: duckdb.DuckDBPyConnection, tags: Sequence[ArticleTags]) -> None:
+    """Replace these articles' rows in the four tag tables. Call inside a transaction."""
+    if not tags:
+        return
+    ids = pa.table({"article_id": [t.article_id for t in tags]})
+    con.register("batch_tag_ids", ids)
+    try:
+        for table, rows in tag_tables(tags).items():
+            con.execute(
+                f"DELETE FROM {table} WHERE article_id IN (SELECT article_id FROM batch_tag_ids)"
+            )
+            if rows.num_rows:
+                con.register("batch_tags", rows)
+                try:
+                    con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM batch_tags")
+                finally:
+                    con.unregister("batch_tags")
+    finally:
+        con.unregister("batch_tag_ids")
+
+
+class RetagCounts(NamedTuple):
+    articles: int
+    topics: int
+    regions: int
+    docs: int
+    orgs: int
+
+
+def retag_all(
+    db: Database,
+    tagger: Tagger,
+    chunk_size: int = 2000,
+    progress: Callable[[int, int], None] | None = None,
+) -> RetagCounts:
+    """Tag every stored article again, e.g. after the lexicon changed; returns the row counts.
+
+    Chunks in article_id order, each read, tagged and written in one short session, so a
+    scheduled run can load between chunks and an interrupted retag leaves whole chunks.
+    `progress(done, total)` is called after each chunk.
+    """
+    with db.session() as con:
+        row = con.execute("SELECT count(*) FROM articles").fetchone()
+        expected = int(row[0]) if row else 0
+    last = ""
+    total = 0
+    while True:
+        with db.session() as con, transaction(con):
+            rows = con.execute(
+                "SELECT article_id, title, body_text FROM articles WHERE article_id > ? "
+                "ORDER BY article_id LIMIT ?",
+                [last, chunk_size],
+            ).fetchall()
+            if not rows:
+                break
+            write_tags(con, [tagger.tag(*row) for row in rows])
+        last = rows[-1][0]
+        total += len(rows)
+        if progress:
+            progress(total, max(total, expected))
+    with db.session() as con, transaction(con):
+        counts = []
+        for table in ("article_topics", "article_regions", "article_policy_docs", "article_orgs"):
+            # Tags of articles that are gone (none are deleted today; a file edited by hand).
+            con.execute(
+                f"DELETE FROM {table} WHERE article_id NOT IN (SELECT article_id FROM articles)"
+            )
+            row = con.execute(f"SELECT count(*) FROM {table}").fetchone()
+            counts.append(int(row[0]) if row else 0)
+    return RetagCounts(total, *counts)
 
 
 # --- runs -----------------------------------------------------------------------------------

@@ -333,10 +333,13 @@ def build_feed_article(
             warnings.append(ItemError(exc.kind, f"{field}: {exc}", url=link))
             return None
 
-    published = date(entry.published, "published") or date(page.date if page else None, "page date")
+    # Feed dates carry the time of day; trafilatura's page date is only the day.
     updated = date(entry.updated, "updated")
-    if published is None:
-        published = updated
+    published = (
+        date(entry.published, "published")
+        or updated
+        or date(page.date if page else None, "page date")
+    )
     summary = html_to_text(entry.summary) or (page.description if page else None) or None
     article = Article(
         article_id=article_id_for(canon),

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -91,21 +91,23 @@ class Database:
                 raise DatabaseError(f"cannot open database {self.path}: {exc}") from exc
 
 
-def applied_versions(con: duckdb.DuckDBPyConnection) -> set[int]:
+def applied_migrations(con: duckdb.DuckDBPyConnection) -> set[int]:
     con.execute(SCHEMA_VERSION_DDL)
-    return {int(v) for (v,) in con.execute("SELECT version FROM schema_version").fetchall()}
+    return {row[0] for row in con.execute("SELECT version FROM schema_version").fetchall()}
 
 
-def migrate(con: duckdb.DuckDBPyConnection) -> list[int]:
-    """Apply the migrations this file lacks, each in its own transaction.
+def migrate(
+    con: duckdb.DuckDBPyConnection, migrations: Sequence[tuple[int, str, str]] = MIGRATIONS
+) -> list[int]:
+    """Apply the migrations this file lacks, in order, each in its own transaction.
 
-    By set, not by maximum: migrations are numbered per feature, so a file may have received
-    a later number before an earlier one existed in the code.
+    Lacking means "not recorded", not "above the highest recorded": numbers can land out of
+    order (see schemas/ddl.py).
     """
-    present = applied_versions(con)
+    done = applied_migrations(con)
     applied = []
-    for version, name, sql in sorted(MIGRATIONS):
-        if version in present:
+    for version, name, sql in sorted(migrations):
+        if version in done:
             continue
         con.execute("BEGIN")
         try:
