@@ -23,7 +23,7 @@ from flows.demo import DEMO_FEEDS, SiteServer, demo_feeds_toml
 from flows.ingest import ingest
 from schemas.errors import DatabaseError
 from tasks.store import Database
-from tests.conftest import NEWSFLOW, cli_env, make_settings
+from tests.conftest import NEWSFLOW, cli_env, make_settings, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -102,13 +102,6 @@ def test_two_runs_started_together_leave_one_runs_rows(
         assert con.execute("SELECT status, count(*) FROM runs GROUP BY ALL").fetchall() == [
             ("completed", 2)
         ]
-
-
-def wait_for(condition: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
 
 
 def recorded_feeds(db: Database) -> set[str]:

@@ -8,8 +8,6 @@ import contextlib
 import signal
 import subprocess
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +19,7 @@ from flows.demo import SiteServer, demo_feeds_toml
 from flows.runtime import local_server_healthy
 from flows.serve import DEPLOYMENTS_FILE, fill_parameters, read_deployments
 from tasks.store import Database
-from tests.conftest import NEWSFLOW, cli_env, free_port
+from tests.conftest import NEWSFLOW, cli_env, free_port, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 ENTRIES = yaml.safe_load(DEPLOYMENTS_FILE.read_text(encoding="utf-8"))["deployments"]
@@ -55,13 +53,6 @@ def test_serve_reads_the_same_deployments_as_prefect_deploy() -> None:
         "db": "/n.duckdb",
         "force": False,
     }
-
-
-def wait_for(condition: Callable[[], object], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
 
 
 @pytest.mark.slow
