@@ -34,8 +34,8 @@ import trafilatura
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from flows.demo import SiteServer  # noqa: E402
-from tasks.extract import Extractor  # noqa: E402
+from flows.demo import SiteServer
+from tasks.extract import Extractor
 
 ZH = (
     "中国人民银行表示，将稳妥推进数字人民币研发试点，扩大试点范围，完善相关制度安排。",
@@ -69,7 +69,7 @@ def make_page(rng: random.Random, i: int) -> tuple[str, str]:
         for k in range(rng.randint(8, 16))
     )
     comments = "".join(
-        f"<div class='comment'><span class='user'>reader{k}</span><p>{rng.choice(sentences)}</p></div>"
+        f"<div class='comment'><b>reader{k}</b><p>{rng.choice(sentences)}</p></div>"
         for k in range(rng.randint(10, 40))
     )
     # Real news pages weigh 60-150 KiB: inline config, analytics, menus, sidebars.
@@ -78,10 +78,12 @@ def make_page(rng: random.Random, i: int) -> tuple[str, str]:
 <title>{title} - Bench Daily</title><meta property="og:title" content="{title}">
 <meta property="article:published_time" content="2024-05-{i % 28 + 1:02d}T08:00:00+08:00">
 <script>{script}</script><style>{"." * 2000}</style></head><body>
-<header><nav>{boilerplate(rng, 400)}</nav><div class="breadcrumb">首页 &gt; 财经 &gt; 正文</div></header>
+<header><nav>{boilerplate(rng, 400)}</nav>
+<div class="breadcrumb">首页 &gt; 财经 &gt; 正文</div></header>
 <div class="main"><article><h1>{title}</h1><div class="meta">Bench Daily · 2024-05-01</div>
 <div class="article-content">{paragraphs}</div><div class="editor">责任编辑：王五</div></article>
-<aside><h3>Related</h3>{boilerplate(rng, 80)}</aside><aside class="hot">{boilerplate(rng, 80)}</aside>
+<aside><h3>Related</h3>{boilerplate(rng, 80)}</aside>
+<aside class="hot">{boilerplate(rng, 80)}</aside>
 <section class="comments"><h3>Comments</h3>{comments}</section></div>
 <footer>{boilerplate(rng, 120)}<p>Copyright © Bench Daily. All rights reserved.</p></footer>
 </body></html>"""

@@ -302,7 +302,8 @@ def run_ingest(settings: Settings, *, force: bool = False) -> RunSummary:
 
 @flow(
     name="ingest",
-    task_runner=ThreadPoolTaskRunner(max_workers=8),
+    # Per-feed tasks mostly wait on the network and the extraction pool: more threads than cores.
+    task_runner=ThreadPoolTaskRunner(max_workers=8),  # type: ignore[arg-type]
     log_prints=False,
     validate_parameters=True,
 )
