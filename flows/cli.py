@@ -62,7 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="one ingest run over the feeds that are due")
     _add_common(p, feeds=True)
-    p.add_argument("--force", action="store_true", help="poll every enabled feed, due or not")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="poll every enabled feed, due or not (a server's Retry-After still holds)",
+    )
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("demo", help="the whole pipeline offline, on a bundled sample site")
@@ -333,10 +337,13 @@ def _next_check(r: FeedHealth, now: datetime) -> str:
         return "next run"
     minutes = (r.next_check_at - now).total_seconds() / 60
     if minutes < 59.5:
-        return f"in {max(round(minutes), 1)} min"
-    if minutes < 48 * 60:
-        return f"in {minutes / 60:.1f}".removesuffix(".0") + " h"
-    return f"in {minutes / 1440:.0f} d"
+        when = f"in {max(round(minutes), 1)} min"
+    elif minutes < 48 * 60:
+        when = f"in {minutes / 60:.1f}".removesuffix(".0") + " h"
+    else:
+        when = f"in {minutes / 1440:.0f} d"
+    asked = r.retry_after_until is not None and r.retry_after_until > now
+    return f"{when} (Retry-After)" if asked else when
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

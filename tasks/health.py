@@ -40,6 +40,8 @@ class FeedState:
     next_check_at: datetime | None = None
     poll_interval_s: float | None = None
     poll_hint_s: float | None = None
+    # Until when the server asked us to stay away (Retry-After); not even --force overrides it.
+    retry_after_until: datetime | None = None
     # Claimed by a run that is still running: that run polls it, no other should.
     busy: bool = False
 
@@ -48,7 +50,7 @@ def read_feed_states(con: duckdb.DuckDBPyConnection) -> dict[str, FeedState]:
     rows = con.execute(
         """
         SELECT f.url, f.status, f.etag, f.last_modified, f.consecutive_failures,
-               f.next_check_at, f.poll_interval_s, f.poll_hint_s,
+               f.next_check_at, f.poll_interval_s, f.poll_hint_s, f.retry_after_until,
                coalesce(r.status = 'running', false)
         FROM feeds f LEFT JOIN runs r ON r.run_id = f.claimed_by
         """
@@ -68,17 +70,20 @@ def due_feeds(
     force: bool,
     now: datetime | None = None,
 ) -> Due:
-    """Enabled feeds whose next check has come (all enabled ones with force); gone or disabled
-    feeds never, until re-enabled."""
+    """Enabled feeds whose next check has come (all enabled ones with force); never gone or
+    disabled feeds (until re-enabled), nor, even with force, one whose server said when to
+    come back (Retry-After) before that time."""
     now = now or utcnow()
     ready: list[FeedConfig] = []
     busy: list[FeedConfig] = []
     for feed in feeds:
-        state = states.get(feed.url)
-        if not feed.enabled or (state and state.status in STOPPED):
+        state = states.get(feed.url) or FeedState(feed.url)
+        if not feed.enabled or state.status in STOPPED:
             continue
-        if force or state is None or state.next_check_at is None or state.next_check_at <= now:
-            (busy if state and state.busy else ready).append(feed)
+        if state.retry_after_until is not None and state.retry_after_until > now:
+            continue
+        if force or state.next_check_at is None or state.next_check_at <= now:
+            (busy if state.busy else ready).append(feed)
     return Due(ready, busy)
 
 
@@ -92,6 +97,7 @@ def next_state(check: FeedCheck, previous: FeedState | None, default_interval: f
     """The feed's state after this check: its status, failure count and next check time."""
     failures = 0 if check.ok else (previous.consecutive_failures if previous else 0) + 1
     next_check: datetime | None
+    retry_after_until = None
     if check.ok:
         status = "active"
         interval = success_interval(check, previous, default_interval)
@@ -102,6 +108,8 @@ def next_state(check: FeedCheck, previous: FeedState | None, default_interval: f
         status = "failing"
         delay = failure_delay(check, failures, default_interval)
         next_check = check.checked_at + timedelta(seconds=delay)
+        if check.retry_after is not None:
+            retry_after_until = next_check
     kept = previous or FeedState(check.url)
     return FeedState(
         url=check.url,
@@ -112,6 +120,7 @@ def next_state(check: FeedCheck, previous: FeedState | None, default_interval: f
         next_check_at=next_check,
         poll_interval_s=interval if check.ok else kept.poll_interval_s,
         poll_hint_s=check.poll_hint if check.ok else kept.poll_hint_s,
+        retry_after_until=retry_after_until,
     )
 
 
@@ -162,6 +171,7 @@ class FeedHealth:
     consecutive_failures: int = 0
     last_error: str | None = None  # "kind: message" while the feed is in trouble
     busy: bool = False
+    retry_after_until: datetime | None = None
 
 
 _ORDER = {"gone": 0, "failing": 1, "disabled": 2, "unlisted": 3, "new": 4, "active": 5}
@@ -180,7 +190,7 @@ def feed_health(con: duckdb.DuckDBPyConnection, feeds_file: FeedsFile | None) ->
                f.consecutive_failures,
                CASE WHEN f.status <> 'active' AND f.last_error IS NOT NULL
                     THEN concat_ws(': ', f.last_error_kind, f.last_error) END,
-               coalesce(r.status = 'running', false)
+               coalesce(r.status = 'running', false), f.retry_after_until
         FROM feeds f LEFT JOIN runs r ON r.run_id = f.claimed_by
         """
     ).fetchall()

@@ -179,11 +179,11 @@ def record_feed_check(
         """
         INSERT INTO feeds (url, name, source, title, etag, last_modified, status,
             consecutive_failures, last_checked_at, last_success_at, next_check_at, last_error,
-            last_error_kind, last_status_code, poll_interval_s, poll_hint_s, last_new_items_at,
-            articles_total, claimed_by)
+            last_error_kind, last_status_code, poll_interval_s, poll_hint_s, retry_after_until,
+            last_new_items_at, articles_total, claimed_by)
         VALUES ($url, $name, $source, $title, $etag, $lm, $status, $failures, $checked,
             CASE WHEN $ok THEN $checked END, $next, $error, $kind, $code, $interval, $hint,
-            CASE WHEN $new > 0 THEN $checked END, $new, NULL)
+            $retry_until, CASE WHEN $new > 0 THEN $checked END, $new, NULL)
         ON CONFLICT (url) DO UPDATE SET
             name = coalesce(excluded.name, feeds.name),
             source = coalesce(excluded.source, feeds.source),
@@ -202,6 +202,7 @@ def record_feed_check(
             last_status_code = excluded.last_status_code,
             poll_interval_s = excluded.poll_interval_s,
             poll_hint_s = excluded.poll_hint_s,
+            retry_after_until = excluded.retry_after_until,
             claimed_by = NULL,
             last_new_items_at = coalesce(excluded.last_new_items_at, feeds.last_new_items_at),
             articles_total = feeds.articles_total + excluded.articles_total
@@ -223,6 +224,7 @@ def record_feed_check(
             "code": check.status_code,
             "interval": state.poll_interval_s,
             "hint": state.poll_hint_s,
+            "retry_until": state.retry_after_until,
             "new": check.entries_new,
         },
     )

@@ -145,10 +145,11 @@ def test_due_feeds_are_polled_again_and_unchanged_ones_cost_no_pages(
     assert rows["down"][:3] == ("failing", 2, 900.0)  # backing off
     assert rows["limited"][0] == "failing"  # Retry-After 3600 has 20 minutes to go
 
-    # A gone feed stays unpolled, even forced, until re-enabled.
+    # Even forced: a gone feed stays unpolled until re-enabled, and a Retry-After holds.
     before = len(site.requests)
     run(settings, force=True)
-    assert "gone" not in polled(site, before)
+    assert "policy-en" in polled(site, before)
+    assert "gone" not in polled(site, before) and "limited" not in polled(site, before)
     assert main(["feeds", "--db", str(settings.db_path), "--enable", "gone"]) == 0
     before = len(site.requests)
     run(settings)

@@ -136,6 +136,9 @@ def test_backoff_is_capped_at_a_day() -> None:
 def test_retry_after_is_honoured(status: int) -> None:
     state = next_state(failed(f"http_{status}", status, retry_after=3600.0), None, DEFAULT)
     assert seconds_until(state) == 3600.0
+    assert state.retry_after_until == state.next_check_at
+    assert next_state(ok(), state, DEFAULT).retry_after_until is None
+    assert next_state(failed("timeout"), state, DEFAULT).retry_after_until is None
 
 
 def test_failure_keeps_validators_and_cadence() -> None:
@@ -161,7 +164,7 @@ def feed(n: int, **kw: object) -> FeedConfig:
 
 
 def test_due_feeds() -> None:
-    feeds = [feed(i) for i in range(7)] + [feed(7, enabled=False)]
+    feeds = [feed(i) for i in range(8)] + [feed(8, enabled=False)]
     past, future = NOW - timedelta(minutes=1), NOW + timedelta(minutes=1)
     states = {
         feeds[1].url: FeedState(feeds[1].url, next_check_at=past),
@@ -170,12 +173,17 @@ def test_due_feeds() -> None:
         feeds[4].url: FeedState(feeds[4].url, status="disabled"),
         feeds[5].url: FeedState(feeds[5].url, next_check_at=past, busy=True),
         feeds[6].url: FeedState(feeds[6].url, status="failing", next_check_at=past),
+        feeds[7].url: FeedState(
+            feeds[7].url, status="failing", next_check_at=future, retry_after_until=future
+        ),
     }
     due = due_feeds(feeds, states, force=False, now=NOW)
     assert [f.name for f in due.ready] == ["f0", "f1", "f6"]
     assert [f.name for f in due.busy] == ["f5"]
     forced = due_feeds(feeds, states, force=True, now=NOW)
-    assert [f.name for f in forced.ready] == ["f0", "f1", "f2", "f6"]
+    assert [f.name for f in forced.ready] == ["f0", "f1", "f2", "f6"]  # not f7: Retry-After
+    later = due_feeds(feeds, states, force=False, now=future)
+    assert "f7" in [f.name for f in later.ready]
 
 
 # --- claims and the health listing, on a database ----------------------------------------------
