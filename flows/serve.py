@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from flows.local_server import local_server
 from flows.runtime import local_api_url, local_server_healthy, quiet_prefect
 from schemas.config import Settings
-from schemas.errors import ConfigError
+from schemas.errors import ConfigError, ServerError
 
 if TYPE_CHECKING:
     from prefect.deployments.runner import RunnerDeployment
@@ -132,8 +132,14 @@ def serve_deployments(deployments: list[RunnerDeployment], on_ready: Callable[[]
         # On SIGTERM the runner cancels its flow runs and pauses the schedules, then returns.
         await runner.start()
 
-    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how one stops serve
+    import httpx
+
+    try:
         asyncio.run(serve())
+    except KeyboardInterrupt:  # Ctrl-C is how one stops serve
+        pass
+    except httpx.HTTPError as exc:  # unreachable, refusing, or not a Prefect API
+        raise ServerError(f"the Prefect server does not answer: {exc}") from exc
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
