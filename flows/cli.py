@@ -171,7 +171,7 @@ def progress_bar(enabled: bool) -> Iterator[None]:
         PROGRESS.removeHandler(handler)
 
 
-def print_run_summary(summary: RunSummary) -> None:
+def print_run_summary(summary: RunSummary, started: float) -> None:
     for line in summary.lines():
         out.print(line)
     c = summary.counts
@@ -180,7 +180,11 @@ def print_run_summary(summary: RunSummary) -> None:
     elif not c.feeds_checked:
         out.print("no feed was due: `newsflow feeds` shows the next checks, --force polls all")
     hint = " (see the ingest_errors table)" if c.errors else ""
-    out.print(f"run {summary.run_id} · {summary.seconds:.1f} s · {summary.db_path}{hint}")
+    total = time.monotonic() - started
+    out.print(
+        f"run {summary.run_id} · {total:.1f} s ({total - summary.seconds:.1f} s start-up)"
+        f" · {summary.db_path}{hint}"
+    )
 
 
 # --- commands -------------------------------------------------------------------------------
@@ -207,6 +211,7 @@ def check_inputs(settings: Settings, *, feeds: bool = True) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    started = time.monotonic()
     settings = settings_from_args(args)
     check_inputs(settings)
     _with_prefect()
@@ -214,13 +219,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     with progress_bar(settings.show_progress):
         summary = ingest(settings=settings, force=args.force)
-    print_run_summary(summary)
+    print_run_summary(summary, started)
     return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from flows.demo import SiteServer, demo_feeds_toml
 
+    started = time.monotonic()
     settings = settings_from_args(
         args,
         db_path=DEMO_DB,
@@ -239,7 +245,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         run_settings = settings.model_copy(update={"feeds_path": feeds_path})
         with progress_bar(settings.show_progress):
             summary = ingest(settings=run_settings, force=True)
-    print_run_summary(summary)
+    print_run_summary(summary, started)
     show_latest(settings, limit=8)
     return 0
 

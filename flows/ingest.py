@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,7 +30,7 @@ from schemas.models import (
     ParsedFeed,
     RunCounts,
 )
-from tasks.dedup import lookup_known, split_known
+from tasks.dedup import entry_article_id, lookup_known, split_known
 from tasks.extract import Extractor
 from tasks.fetch import FEED_ACCEPT, Fetcher
 from tasks.health import FeedState, poll_hint
@@ -70,7 +71,7 @@ class RunSummary:
 class FeedContext:
     """The run's shared resources, handed to every per-feed task (not a collection to Prefect)."""
 
-    __slots__ = ("db", "extractor", "feeds_file", "fetcher", "settings")
+    __slots__ = ("_claim_lock", "_claimed", "db", "extractor", "feeds_file", "fetcher", "settings")
 
     def __init__(
         self,
@@ -85,6 +86,16 @@ class FeedContext:
         self.db = db
         self.fetcher = fetcher
         self.extractor = extractor
+        self._claimed: set[str] = set()
+        self._claim_lock = threading.Lock()
+
+    def claim(self, article_id: str) -> bool:
+        """True for the first feed of this run to carry the article: it downloads the page."""
+        with self._claim_lock:
+            if article_id in self._claimed:
+                return False
+            self._claimed.add(article_id)
+            return True
 
 
 def _error(stage: str, exc: ItemError, feed_url: str, url: str | None = None) -> IngestErrorRecord:
@@ -137,6 +148,8 @@ def collect_feed(feed: FeedConfig, state: FeedState | None, ctx: FeedContext) ->
         known = lookup_known(con, feed.url, parsed.entries)
     tz = ZoneInfo(ctx.feeds_file.timezone_for(feed))
     fresh, seen_again = split_known(parsed.entries, known, tz)
+    fresh, elsewhere = claim_entries(ctx, fresh)
+    seen_again += elsewhere
     pages, page_errors, downloaded = download_and_extract(ctx, fresh)
     articles = normalize_entries(ctx, feed, parsed, fresh, pages, page_errors, errors)
     check = FeedCheck(
@@ -157,6 +170,20 @@ def collect_feed(feed: FeedConfig, state: FeedState | None, ctx: FeedContext) ->
         errors=errors,
         pages_downloaded=downloaded,
     )
+
+
+def claim_entries(
+    ctx: FeedContext, entries: list[FeedEntry]
+) -> tuple[list[FeedEntry], list[tuple[str, str | None]]]:
+    """Entries this feed downloads, and those another feed of this run already carries."""
+    mine, elsewhere = [], []
+    for entry in entries:
+        aid = entry_article_id(entry)
+        if aid is None or ctx.claim(aid):
+            mine.append(entry)
+        else:
+            elsewhere.append((aid, entry.guid))
+    return mine, elsewhere
 
 
 def _feed_warnings(feed: FeedConfig, parsed: ParsedFeed) -> list[IngestErrorRecord]:

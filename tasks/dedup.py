@@ -55,8 +55,10 @@ def lookup_known(
         known.updated_at = {r[0]: r[1] for r in rows}
     if guids:
         rows = con.execute(
-            "SELECT guid, article_id FROM article_feeds WHERE feed_url = ? "
-            "AND guid IN (SELECT unnest(?::VARCHAR[]))",
+            # Only GUIDs whose article was stored: a ref recorded for an article whose page
+            # failed elsewhere must not hide it from the next run.
+            "SELECT f.guid, f.article_id FROM article_feeds f JOIN articles a USING (article_id) "
+            "WHERE f.feed_url = ? AND f.guid IN (SELECT unnest(?::VARCHAR[]))",
             [feed_url, guids],
         ).fetchall()
         known.guids = {r[0]: r[1] for r in rows}

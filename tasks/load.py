@@ -94,21 +94,28 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConne
     con.execute("COMMIT")
 
 
-def upsert_articles(con: duckdb.DuckDBPyConnection, articles: Sequence[Article]) -> tuple[int, int]:
-    """Insert new articles and refresh known ones; returns (new, updated). Call in a transaction."""
+def upsert_articles(
+    con: duckdb.DuckDBPyConnection, articles: Sequence[Article]
+) -> tuple[int, int, int]:
+    """Insert new articles and refresh known ones; returns (new, updated, unchanged).
+
+    "Updated" means the title or text changed; the same article again (another feed carrying
+    it in the same run) is unchanged. Call in a transaction.
+    """
     if not articles:
-        return 0, 0
+        return 0, 0, 0
     table = articles_table(articles)
     con.register("batch_articles", table)
     try:
-        row = con.execute(
-            "SELECT count(*) FROM batch_articles b JOIN articles a USING (article_id)"
-        ).fetchone()
-        updated = int(row[0]) if row else 0
+        changed, known = con.execute(
+            "SELECT count(*) FILTER (WHERE a.content_hash IS DISTINCT FROM b.content_hash "
+            "OR a.title IS DISTINCT FROM b.title), count(*) "
+            "FROM batch_articles b JOIN articles a USING (article_id)"
+        ).fetchone() or (0, 0)
         con.execute(_UPSERT_ARTICLES)
     finally:
         con.unregister("batch_articles")
-    return len(articles) - updated, updated
+    return len(articles) - known, changed, known - changed
 
 
 def record_feed_refs(
@@ -305,7 +312,7 @@ def load_batch(
     tags = [tagger.tag(a.article_id, a.title, a.body_text) for a in articles]
     with db.session() as con, transaction(con):
         copies = mark_exact_copies(con, articles)
-        new, updated = upsert_articles(con, articles)
+        new, updated, unchanged = upsert_articles(con, articles)
         write_tags(con, tags)
         refs = [(a.article_id, a.guid) for a in articles] + list(batch.seen_again)
         record_feed_refs(con, batch.feed_url, refs)
@@ -322,7 +329,7 @@ def load_batch(
         pages_downloaded=batch.pages_downloaded,
         articles_new=new,
         articles_updated=updated,
-        duplicates=copies + len(batch.seen_again),
+        duplicates=copies + unchanged + len(batch.seen_again),
         errors=len(batch.errors),
     )
 
