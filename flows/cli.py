@@ -26,10 +26,11 @@ from rich.table import Table
 
 from flows.progress import PROGRESS
 from flows.runtime import prepare_prefect, silence_shutdown_noise
-from schemas.config import Settings
+from schemas.config import EXPORT_FORMATS, BackfillRequest, ExportRequest, Settings
 from schemas.errors import NewsflowError
 
 if TYPE_CHECKING:
+    from flows.backfill import BackfillSummary
     from flows.ingest import RunSummary
     from tasks.health import FeedHealth
 
@@ -50,6 +51,17 @@ def _add_common(p: argparse.ArgumentParser, *, feeds: bool = False, quiet: bool 
         )
     if quiet:
         p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, summary only")
+
+
+def _add_days(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--since", metavar="DATE", help="first day, YYYY-MM-DD (included)")
+    p.add_argument("--until", metavar="DATE", help="last day, YYYY-MM-DD (included)")
+    p.add_argument(
+        "--timezone",
+        metavar="TZ",
+        help="timezone of the days and of naive dates (default: $NEWSFLOW_TIMEZONE or "
+        "Asia/Shanghai)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,6 +85,46 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     p.add_argument("--port", type=int, default=DEMO_PORT, help="loopback port of the sample site")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser(
+        "backfill",
+        help="load the past over a window of days: feed archives, sitemaps, URL lists, "
+        "Markdown post archives; every source optional, at least one given",
+    )
+    _add_common(p)
+    _add_days(p)
+    p.add_argument(
+        "--feeds", type=Path, metavar="F", help="follow the archive pages of this file's feeds"
+    )
+    p.add_argument(
+        "--from-dir", type=Path, metavar="DIR", help="a folder (recursive) of front-matter posts"
+    )
+    p.add_argument(
+        "--urls", type=Path, metavar="FILE", help="a file of page URLs, one a line (# comments)"
+    )
+    p.add_argument(
+        "--sitemap",
+        action="append",
+        metavar="URL",
+        help="a sitemap, sitemap index or news sitemap (repeatable)",
+    )
+    p.add_argument(
+        "--reextract",
+        action="store_true",
+        help="download and extract again the stored articles of the window (those of the "
+        "given web sources, or all), keeping first_seen_at",
+    )
+    p.add_argument(
+        "--base-url", metavar="URL", help="base of site-relative permalinks and images in posts"
+    )
+    p.set_defaults(func=cmd_backfill)
+
+    p = sub.add_parser("export", help="write articles out as Markdown posts, Parquet or JSON lines")
+    _add_common(p)
+    _add_days(p)
+    p.add_argument("--format", required=True, choices=EXPORT_FORMATS, help="output format")
+    p.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("feeds", help="feed health: status, last success, next check, errors")
     _add_common(p, feeds=True, quiet=False)
@@ -122,6 +174,7 @@ def settings_from_args(args: argparse.Namespace, **overrides: Any) -> Settings:
     flags: dict[str, Any] = {
         "db_path": getattr(args, "db", None),
         "feeds_path": getattr(args, "feeds", None),
+        "timezone": getattr(args, "timezone", None),
         "lexicon_path": getattr(args, "lexicon", None),
         "gazetteer_path": getattr(args, "gazetteer", None),
         "show_progress": not getattr(args, "quiet", False) and err.is_terminal,
@@ -220,6 +273,67 @@ def cmd_run(args: argparse.Namespace) -> int:
     with progress_bar(settings.show_progress):
         summary = ingest(settings=settings, force=args.force)
     print_run_summary(summary, started)
+    return 0
+
+
+def cmd_backfill(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    settings = settings_from_args(args)
+    request = BackfillRequest.build(
+        since=args.since,
+        until=args.until,
+        feeds=args.feeds,
+        from_dir=args.from_dir,
+        urls=args.urls,
+        sitemaps=tuple(args.sitemap or ()),
+        reextract=args.reextract,
+        base_url=args.base_url,
+    )
+    _with_prefect()
+    from flows.backfill import backfill, check_backfill_inputs
+
+    check_backfill_inputs(settings, request)
+    with progress_bar(settings.show_progress):
+        summary = backfill(settings=settings, request=request)
+    print_backfill_summary(summary, started)
+    return 0
+
+
+def print_backfill_summary(summary: BackfillSummary, started: float) -> None:
+    c = summary.counts
+    not_posts = f" · {summary.not_posts} files without front matter" if summary.not_posts else ""
+    out.print(
+        f"backfill: {c.entries_seen} items read, {c.pages_downloaded} pages downloaded, "
+        f"{summary.outside_window} outside the window{not_posts}",
+        soft_wrap=True,
+    )
+    out.print(
+        f"articles: {c.articles_new} new, {c.articles_updated} updated, "
+        f"{c.duplicates} duplicates · refused: {summary.refused} posts · errors: {c.errors}",
+        soft_wrap=True,
+    )
+    hint = " (see the ingest_errors table)" if c.errors else ""
+    total = time.monotonic() - started
+    out.print(
+        f"run {summary.run_id} · {total:.1f} s ({total - summary.seconds:.1f} s start-up)"
+        f" · {summary.db_path}{hint}",
+        soft_wrap=True,
+    )
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from tasks.export import export_articles
+    from tasks.store import Database
+
+    settings = settings_from_args(args)
+    request = ExportRequest.build(
+        format=args.format, out=args.out, since=args.since, until=args.until
+    )
+    db = Database(settings.db_path, settings.lock_timeout)
+    result = export_articles(db, request, settings.tz)
+    out.print(
+        f"exported {result.count} articles as {result.format} to {result.path}", soft_wrap=True
+    )
     return 0
 
 

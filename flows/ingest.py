@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -98,7 +98,33 @@ class FeedContext:
             return True
 
 
-def _error(stage: str, exc: ItemError, feed_url: str, url: str | None = None) -> IngestErrorRecord:
+@dataclass(frozen=True)
+class EntryOrigin:
+    """Where entries come from, as normalize needs to know it: a polled feed, a feed's archive,
+    a sitemap or a list of URLs (these last two have no feed_url)."""
+
+    feed_url: str | None
+    tz: ZoneInfo
+    source: str | None = None
+    title: str | None = None
+    language: str | None = None
+    categories: tuple[str, ...] = ()
+
+
+def feed_origin(feeds_file: FeedsFile, feed: FeedConfig, title: str | None) -> EntryOrigin:
+    return EntryOrigin(
+        feed_url=feed.url,
+        tz=ZoneInfo(feeds_file.timezone_for(feed)),
+        source=feed.source,
+        title=title,
+        language=feeds_file.language_for(feed),
+        categories=tuple(feeds_file.categories_for(feed)),
+    )
+
+
+def _error(
+    stage: str, exc: ItemError, feed_url: str | None, url: str | None = None
+) -> IngestErrorRecord:
     return IngestErrorRecord(
         stage=stage, url=exc.url or url, kind=exc.kind, message=str(exc), feed_url=feed_url
     )
@@ -144,14 +170,16 @@ def collect_feed(feed: FeedConfig, state: FeedState | None, ctx: FeedContext) ->
         return failed_batch(feed, "parse", exc)
 
     errors = _feed_warnings(feed, parsed)
+    origin = feed_origin(ctx.feeds_file, feed, parsed.title)
     with ctx.db.session() as con:
         known = lookup_known(con, feed.url, parsed.entries)
-    tz = ZoneInfo(ctx.feeds_file.timezone_for(feed))
-    fresh, seen_again = split_known(parsed.entries, known, tz)
+    fresh, seen_again = split_known(parsed.entries, known, origin.tz)
     fresh, elsewhere = claim_entries(ctx, fresh)
     seen_again += elsewhere
-    pages, page_errors, downloaded = download_and_extract(ctx, fresh)
-    articles = normalize_entries(ctx, feed, parsed, fresh, pages, page_errors, errors)
+    pages, page_errors, downloaded = download_and_extract(
+        ctx.fetcher, ctx.extractor, (e.link for e in fresh if e.link)
+    )
+    articles = normalize_entries(fresh, pages, page_errors, errors, origin)
     check = FeedCheck(
         url=feed.url,
         ok=True,
@@ -213,18 +241,18 @@ def _feed_warnings(feed: FeedConfig, parsed: ParsedFeed) -> list[IngestErrorReco
 
 
 def download_and_extract(
-    ctx: FeedContext, entries: list[FeedEntry]
+    fetcher: Fetcher, extractor: Extractor, links: Iterable[str]
 ) -> tuple[dict[str, ExtractedPage], dict[str, tuple[str, ItemError]], int]:
-    """Pages of the entries, extracted; each page goes to the pool as soon as it arrives.
+    """Pages at the links, extracted; each page goes to the pool as soon as it arrives.
 
     Returns pages and (stage, error) by link, and how many pages were downloaded.
     """
-    links = list(dict.fromkeys(e.link for e in entries if e.link))
+    links = list(dict.fromkeys(links))
     errors: dict[str, tuple[str, ItemError]] = {}
     final_urls: dict[str, str] = {}
 
     def downloaded() -> Iterator[tuple[str, str]]:
-        for link, result in ctx.fetcher.get_many(links, decode_html=True):
+        for link, result in fetcher.get_many(links, decode_html=True):
             if isinstance(result, ItemError):
                 errors[link] = ("download", result)
             elif result.text is not None:
@@ -232,7 +260,7 @@ def download_and_extract(
                 yield link, result.text
 
     pages: dict[str, ExtractedPage] = {}
-    for link, extracted in ctx.extractor.extract_many(downloaded()):
+    for link, extracted in extractor.extract_many(downloaded()):
         if isinstance(extracted, ItemError):
             errors[link] = ("extract", extracted)
         else:
@@ -241,18 +269,15 @@ def download_and_extract(
 
 
 def normalize_entries(
-    ctx: FeedContext,
-    feed: FeedConfig,
-    parsed: ParsedFeed,
     entries: list[FeedEntry],
     pages: dict[str, ExtractedPage],
     page_errors: dict[str, tuple[str, ItemError]],
     errors: list[IngestErrorRecord],
+    origin: EntryOrigin,
 ) -> list[Article]:
     """One Article per entry. Without a page, the feed's own content stands in; with neither,
     the entry is skipped (and tried again next run) and its page error recorded."""
     articles = []
-    tz = ZoneInfo(ctx.feeds_file.timezone_for(feed))
     for entry in entries:
         link = entry.link or ""
         page = pages.get(link)
@@ -261,23 +286,23 @@ def normalize_entries(
             stage, exc = page_errors[link]
             # An extraction that found nothing is no loss when the feed carries the text.
             if not (stage == "extract" and exc.kind == "extract_empty" and has_feed_text):
-                errors.append(_error(stage, exc, feed.url, link))
+                errors.append(_error(stage, exc, origin.feed_url, link))
         if page is None and not has_feed_text:
             continue
         try:
             article, warnings = build_feed_article(
                 entry,
                 page,
-                source=feed.source,
-                feed_title=parsed.title,
-                language=ctx.feeds_file.language_for(feed),
-                feed_categories=ctx.feeds_file.categories_for(feed),
-                tz=tz,
+                source=origin.source,
+                feed_title=origin.title,
+                language=origin.language,
+                feed_categories=list(origin.categories),
+                tz=origin.tz,
             )
         except ItemError as exc:
-            errors.append(_error("normalize", exc, feed.url, link))
+            errors.append(_error("normalize", exc, origin.feed_url, link))
             continue
-        errors.extend(_error("normalize", w, feed.url, link) for w in warnings)
+        errors.extend(_error("normalize", w, origin.feed_url, link) for w in warnings)
         articles.append(article)
     return articles
 

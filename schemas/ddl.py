@@ -226,6 +226,15 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         """,
     ),
     (
+        4,
+        "body source",
+        """
+        -- page, feed or post (schemas.models.Article.body_source); NULL on rows loaded before
+        -- this migration, which came from pages or feeds.
+        ALTER TABLE articles ADD COLUMN body_source VARCHAR;
+        """,
+    ),
+    (
         5,
         "feed claims and polling hints",
         # claimed_by: the run polling the feed right now, so overlapping runs split the due

@@ -21,7 +21,15 @@ import pyarrow as pa
 
 from schemas.config import FeedConfig
 from schemas.errors import ConfigError
-from schemas.models import Article, FeedBatch, FeedCheck, IngestErrorRecord, RunCounts, utcnow
+from schemas.models import (
+    Article,
+    ArticleBatch,
+    FeedBatch,
+    FeedCheck,
+    IngestErrorRecord,
+    RunCounts,
+    utcnow,
+)
 from tasks.dedup import mark_exact_copies, unique_articles
 from tasks.health import FeedState, due_feeds, next_state, read_feed_states
 from tasks.store import Database
@@ -56,6 +64,7 @@ ARTICLE_SCHEMA = pa.schema(
         ("extra", pa.string()),
         ("first_seen_at", _TS),
         ("last_seen_at", _TS),
+        ("body_source", pa.string()),
     ]
 )
 _ARTICLE_COLUMNS = [f.name for f in ARTICLE_SCHEMA]
@@ -69,6 +78,15 @@ _UPSERT_ARTICLES = (
         f"{c} = coalesce(excluded.{c}, articles.{c})"
         for c in _ARTICLE_COLUMNS
         if c not in _KEEP_ON_CONFLICT
+    )
+)
+# Stored rows that the upsert would leave as they are, the time of the sighting aside.
+_UNCHANGED_ARTICLES = (
+    "SELECT b.article_id FROM batch_articles b JOIN articles a USING (article_id) WHERE "
+    + " AND ".join(
+        f"coalesce(b.{c}{'::JSON' if c == 'extra' else ''}, a.{c}) IS NOT DISTINCT FROM a.{c}"
+        for c in _ARTICLE_COLUMNS
+        if c not in _KEEP_ON_CONFLICT | {"last_seen_at"}
     )
 )
 
@@ -116,6 +134,17 @@ def upsert_articles(
     finally:
         con.unregister("batch_articles")
     return len(articles) - known, changed, known - changed
+
+
+def stored_unchanged(con: duckdb.DuckDBPyConnection, articles: Sequence[Article]) -> set[str]:
+    """Ids of the articles that are stored with these very values already."""
+    if not articles:
+        return set()
+    con.register("batch_articles", articles_table(articles))
+    try:
+        return {row[0] for row in con.execute(_UNCHANGED_ARTICLES).fetchall()}
+    finally:
+        con.unregister("batch_articles")
 
 
 def record_feed_refs(
@@ -308,30 +337,78 @@ def load_batch(
     articles, so a batch's articles never exist untagged.
     """
     articles = unique_articles(batch.articles)
-    tagger = tagger or load_tagger()
-    tags = [tagger.tag(a.article_id, a.title, a.body_text) for a in articles]
+    tags = tag_articles(articles, tagger)
     with db.session() as con, transaction(con):
-        copies = mark_exact_copies(con, articles)
-        new, updated, unchanged = upsert_articles(con, articles)
-        write_tags(con, tags)
-        refs = [(a.article_id, a.guid) for a in articles] + list(batch.seen_again)
-        record_feed_refs(con, batch.feed_url, refs)
-        batch.check.entries_new = new
+        counts = write_articles(con, run_id, batch.model_copy(update={"articles": articles}), tags)
+        batch.check.entries_new = counts.articles_new
         record_feed_check(
             con, batch.check, name=name, source=source, default_interval=default_interval
         )
-        record_errors(con, run_id, batch.errors)
-    return RunCounts(
+    return counts + RunCounts(
         feeds_checked=1,
         feeds_failed=0 if batch.check.ok else 1,
         feeds_not_modified=1 if batch.check.status_code == 304 else 0,
         entries_seen=batch.check.entries_seen,
+    )
+
+
+def load_articles(
+    db: Database, run_id: str, batch: ArticleBatch, tagger: Tagger | None = None
+) -> RunCounts:
+    """Write a batch that polled no feed (a backfill's) in one transaction, tagged as
+    load_batch tags.
+
+    Articles stored with the same values already are not written (or tagged) again and count
+    as duplicates, as do repeats within the batch, so a second backfill of the same archive
+    reports nothing new or updated.
+    """
+    articles = unique_articles(batch.articles)
+    with db.session() as con:
+        unchanged = stored_unchanged(con, articles)
+    changed = [a for a in articles if a.article_id not in unchanged]
+    again = [(a.article_id, a.guid) for a in articles if a.article_id in unchanged]
+    tags = tag_articles(changed, tagger)
+    with db.session() as con, transaction(con):
+        counts = write_articles(
+            con,
+            run_id,
+            batch.model_copy(
+                update={"articles": changed, "seen_again": [*batch.seen_again, *again]}
+            ),
+            tags,
+        )
+    repeats = len(batch.articles) - len(articles)
+    return counts + RunCounts(entries_seen=batch.entries_seen, duplicates=repeats)
+
+
+def write_articles(
+    con: duckdb.DuckDBPyConnection,
+    run_id: str,
+    batch: ArticleBatch,
+    tags: Sequence[ArticleTags],
+) -> RunCounts:
+    """A batch's articles (each once), their tags, feed refs and errors; call inside a
+    transaction."""
+    copies = mark_exact_copies(con, batch.articles)
+    new, updated, unchanged = upsert_articles(con, batch.articles)
+    write_tags(con, tags)
+    if batch.feed_url:
+        refs = [(a.article_id, a.guid) for a in batch.articles] + list(batch.seen_again)
+        record_feed_refs(con, batch.feed_url, refs)
+    record_errors(con, run_id, batch.errors)
+    return RunCounts(
         pages_downloaded=batch.pages_downloaded,
         articles_new=new,
         articles_updated=updated,
         duplicates=copies + unchanged + len(batch.seen_again),
         errors=len(batch.errors),
     )
+
+
+def tag_articles(articles: Sequence[Article], tagger: Tagger | None) -> list[ArticleTags]:
+    """Coverage tags of the articles (default tagger: the packaged lexicon and gazetteer)."""
+    tagger = tagger or load_tagger()
+    return [tagger.tag(a.article_id, a.title, a.body_text) for a in articles]
 
 
 # --- coverage tags -------------------------------------------------------------------------
