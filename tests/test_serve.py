@@ -90,6 +90,7 @@ def test_serve_schedules_runs_and_stops_cleanly(tmp_path: Path) -> None:
             wait_for(lambda: printed("Ctrl-C stops") or serve.poll() is not None, 150, "serve")
             assert printed(f"Prefect UI: http://127.0.0.1:{port}"), lines
             assert printed("serving ingest/ingest: cron */30 * * * * (Asia/Shanghai)"), lines
+            assert printed("serving backfill/backfill: by hand"), lines
 
             with (
                 temporary_settings({PREFECT_API_URL: api_url}),
@@ -101,6 +102,9 @@ def test_serve_schedules_runs_and_stops_cleanly(tmp_path: Path) -> None:
                 assert getattr(schedule.schedule, "cron", None) == "*/30 * * * *"
                 assert getattr(schedule.schedule, "timezone", None) == "Asia/Shanghai"
                 assert deployment.parameters["db"] == str(db_path)
+                manual = client.read_deployment_by_name("backfill/backfill")
+                assert manual.schedules == []
+                assert manual.parameters == {"db": str(db_path)}
 
                 def upcoming() -> list[Any]:
                     ours = DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id]))
