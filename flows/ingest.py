@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from prefect import flow, task
+from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import as_completed
 
@@ -40,7 +40,7 @@ from schemas.models import (
 from tasks.dedup import entry_article_id, lookup_known, split_known
 from tasks.extract import Extractor, InlineExtractor
 from tasks.fetch import FEED_ACCEPT, Fetcher
-from tasks.health import FeedState, due_feeds
+from tasks.health import FeedState, poll_hint
 from tasks.normalize import build_feed_article
 from tasks.parse import parse_feed
 from tasks.stage import Snapshot, Stage
@@ -56,6 +56,8 @@ class RunSummary:
     started_at: datetime
     finished_at: datetime
     db_path: Path
+    # Due feeds left alone because an overlapping run was polling them.
+    feeds_busy: int = 0
     # Set for a staged run: where its batches went, and how many articles they hold.
     stage_dir: str | None = None
     articles_collected: int = 0
@@ -63,6 +65,22 @@ class RunSummary:
     @property
     def seconds(self) -> float:
         return (self.finished_at - self.started_at).total_seconds()
+
+    def lines(self) -> list[str]:
+        """What the run did, in two lines (the CLI prints them; serve logs them). A staged
+        run knows only how many articles it staged: `newsflow load` tells new from known."""
+        c = self.counts
+        articles = (
+            f"articles: {self.articles_collected} staged"
+            if self.stage_dir
+            else f"articles: {c.articles_new} new, {c.articles_updated} updated, "
+            f"{c.duplicates} duplicates"
+        )
+        return [
+            f"feeds: {c.feeds_checked} checked, {c.feeds_failed} failed, "
+            f"{c.feeds_not_modified} unchanged · pages downloaded: {c.pages_downloaded}",
+            f"{articles} · errors: {c.errors}",
+        ]
 
 
 class FeedContext:
@@ -157,6 +175,8 @@ def collect_feed(feed: FeedConfig, state: FeedState | None, ctx: FeedContext) ->
             status_code=304,
             etag=response.etag or (state.etag if state else None),
             last_modified=response.last_modified or (state.last_modified if state else None),
+            # A 304 has no body to read <ttl> from: the hint seen last time still holds.
+            poll_hint=poll_hint(state.poll_hint_s if state else None, response.cache_max_age),
         )
         return FeedBatch(feed_url=feed.url, check=check)
     try:
@@ -182,7 +202,7 @@ def collect_feed(feed: FeedConfig, state: FeedState | None, ctx: FeedContext) ->
         title=parsed.title,
         etag=response.etag,
         last_modified=response.last_modified,
-        poll_hint=parsed.poll_hint,
+        poll_hint=poll_hint(parsed.poll_hint, response.cache_max_age),
         entries_seen=len(parsed.entries),
     )
     return FeedBatch(
@@ -428,10 +448,10 @@ def run_ingest(
     run_id = target.start(parameters)
     counts = RunCounts()
     collected = 0
+    busy = 0
     status = "crashed"
     try:
-        states = target.feed_states()
-        due = due_feeds(feeds, states, force=force)
+        due, states, busy = target.claim_due(run_id, feeds, force=force)
         if due:
             job = FeedJob(run_id, settings, feeds_file, scale.stage_dir)
             counts, collected = collect_and_write(due, states, job, scale, target)
@@ -444,6 +464,7 @@ def run_ingest(
         started,
         datetime.now(UTC),
         settings.db_path,
+        feeds_busy=busy,
         stage_dir=scale.stage_dir,
         articles_collected=collected,
     )
@@ -473,4 +494,7 @@ def ingest(
         scale = ScaleOptions.build(
             runner=runner, dask_address=dask_address, shard=shard, stage_dir=stage_dir
         )
-    return run_ingest(settings, force=force, scale=scale)
+    summary = run_ingest(settings, force=force, scale=scale)
+    # Under `newsflow serve` and in the Prefect UI; the CLI quiets it and prints its own.
+    get_run_logger().info(" · ".join(summary.lines()))
+    return summary

@@ -101,7 +101,7 @@ def run_load(settings: Settings, stage_dir: str) -> LoadSummary:
     return summary
 
 
-@flow(name="load-staged", log_prints=False, validate_parameters=True)
+@flow(name="load", log_prints=False, validate_parameters=True)
 def load_staged(
     stage_dir: str, db: str | None = None, settings: Settings | None = None
 ) -> LoadSummary:

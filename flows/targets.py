@@ -14,8 +14,8 @@ from prefect.cache_policies import NO_CACHE
 
 from schemas.config import FeedConfig, Settings
 from schemas.models import FeedBatch, RunCounts, new_run_id
-from tasks.health import FeedState, read_feed_states
-from tasks.load import finish_run, load_batch, poll_counts, start_run
+from tasks.health import due_feeds, read_feed_states
+from tasks.load import Claim, claim_due_feeds, finish_run, load_batch, poll_counts, start_run
 from tasks.stage import Snapshot, Stage, StagedBatch, StageWriter, batch_id_for
 from tasks.store import Database
 from tasks.tag import load_tagger
@@ -26,7 +26,10 @@ class Target(Protocol):
         """Begin the run; returns its id."""
         ...
 
-    def feed_states(self) -> dict[str, FeedState]: ...
+    def claim_due(self, run_id: str, feeds: list[FeedConfig], *, force: bool) -> Claim:
+        """The feeds this run polls, every feed's state, and how many due feeds it leaves to
+        overlapping runs."""
+        ...
 
     def write(self, run_id: str, feed: FeedConfig, batch: FeedBatch) -> RunCounts: ...
 
@@ -58,9 +61,8 @@ class DatabaseTarget:
     def start(self, parameters: dict[str, Any]) -> str:
         return start_run(self.db, "ingest", parameters)
 
-    def feed_states(self) -> dict[str, FeedState]:
-        with self.db.session() as con:
-            return read_feed_states(con)
+    def claim_due(self, run_id: str, feeds: list[FeedConfig], *, force: bool) -> Claim:
+        return claim_due_feeds(self.db, run_id, feeds, force=force)
 
     def write(self, run_id: str, feed: FeedConfig, batch: FeedBatch) -> RunCounts:
         return load_batch_task(self.db, self.settings, run_id, feed, batch)
@@ -83,13 +85,17 @@ class StageTarget:
     def start(self, parameters: dict[str, Any]) -> str:
         return self.writer.run_id
 
-    def feed_states(self) -> dict[str, FeedState]:
+    def claim_due(self, run_id: str, feeds: list[FeedConfig], *, force: bool) -> Claim:
+        # Nothing to claim in: shards of one feeds file do not overlap, and a run is not
+        # repeated before the loader has recorded its checks (SCALING.md).
         snapshot = Snapshot(self.stage)
         try:
             with snapshot.session() as con:
-                return read_feed_states(con)
+                states = read_feed_states(con)
         finally:
             snapshot.close()
+        due = due_feeds(feeds, states, force=force)
+        return Claim(due.ready, states, len(due.busy))
 
     def write(self, run_id: str, feed: FeedConfig, batch: FeedBatch) -> RunCounts:
         self.writer.add(

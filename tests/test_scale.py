@@ -4,7 +4,6 @@ giving the rows of one direct run."""
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -22,8 +21,8 @@ from flows.load import load_staged, run_load
 from flows.runners import local_cluster_kwargs
 from schemas.config import ScaleOptions, Settings, Shard, load_feeds_file
 from schemas.models import RunCounts
-from tests.conftest import make_settings
-from tests.test_cli import NEWSFLOW, ROOT
+from tests.conftest import NEWSFLOW, cli_env, make_settings
+from tests.test_cli import ROOT
 from tests.test_stage import table_rows
 
 pytestmark = [pytest.mark.usefixtures("prefect_harness"), pytest.mark.slow]
@@ -97,16 +96,11 @@ def assert_same_rows(db: Path, direct: Path) -> None:
         assert got[table] == expected[table], table
 
 
-def cli_env(tmp: Path) -> dict[str, str]:
+def attached_env(tmp: Path) -> dict[str, str]:
     """Child processes attach to the test's Prefect server instead of starting their own."""
     from prefect.settings import PREFECT_API_URL
 
-    return os.environ | {
-        "PREFECT_API_URL": str(PREFECT_API_URL.value()),
-        "PREFECT_HOME": str(tmp / "prefect"),
-        "NEWSFLOW_ALLOW_PRIVATE_NETWORKS": "1",
-        "COLUMNS": "200",
-    }
+    return cli_env(tmp, PREFECT_API_URL=str(PREFECT_API_URL.value()), COLUMNS="200")
 
 
 def assert_quiet(output: str) -> None:
@@ -142,7 +136,7 @@ def test_runner_dask_from_the_command_line(site: SiteServer, direct: Path, tmp_p
         capture_output=True,
         text=True,
         timeout=240,
-        env=cli_env(tmp_path),
+        env=attached_env(tmp_path),
         cwd=ROOT,
         stdin=subprocess.DEVNULL,
     )
@@ -166,7 +160,7 @@ def test_three_shards_and_a_loader_give_the_rows_of_a_direct_run(
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            env=cli_env(tmp_path),
+            env=attached_env(tmp_path),
             cwd=ROOT,
             stdin=subprocess.DEVNULL,
         )

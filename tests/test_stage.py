@@ -38,8 +38,8 @@ from tasks.stage import (
     write_part,
 )
 from tasks.store import Database
-from tests.conftest import make_settings
-from tests.test_cli import NEWSFLOW, ROOT, newsflow
+from tests.conftest import NEWSFLOW, make_settings, wait_for
+from tests.test_cli import ROOT, newsflow
 from tests.test_load import article
 
 
@@ -229,11 +229,12 @@ def test_a_loader_killed_midway_loads_nothing_twice(tmp_path: Path) -> None:
     db = tmp_path / "killed.duckdb"
     args = [*NEWSFLOW, "load", "--stage-dir", stage.url, "--db", str(db), "-q"]
     loader = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 120
-    while not db.exists() or loaded(db) < 3:
+
+    def progressed() -> bool:
         assert loader.poll() is None, loader.communicate()
-        assert time.monotonic() < deadline, "the loader made no progress"
-        time.sleep(0.05)
+        return db.exists() and loaded(db) >= 3
+
+    wait_for(progressed, 120, "the loader's first part")
     time.sleep(0.15)  # into the next part: some of its batches loaded, the rest not
     loader.send_signal(signal.SIGKILL)
     loader.wait()
