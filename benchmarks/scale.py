@@ -18,14 +18,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
@@ -34,45 +30,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.ingest import describe_corpus, make_corpus, run_cli
 from flows.demo import SiteServer
-from flows.runtime import local_server_healthy, prepare_prefect
+from flows.local_server import local_server
+from flows.runtime import prepare_prefect
 from schemas.config import ScaleOptions, Settings
 
 BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextmanager
-def prefect_server(home: Path) -> Iterator[str]:
-    """A `prefect server start` of our own, as a deployment at scale has; yields its API URL."""
-    port = free_port()
-    env = os.environ | {
-        "PREFECT_HOME": str(home),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_UI_ENABLED": "false",
-        "PREFECT_SERVER_UI_ENABLED": "false",
-    }
-    server = subprocess.Popen(
-        [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}/api"
-    try:
-        deadline = time.monotonic() + 180
-        while not local_server_healthy(url, timeout=1.0):
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit("the Prefect server did not start")
-            time.sleep(0.5)
-        yield url
-    finally:
-        server.terminate()
-        server.wait(timeout=60)
+# A Prefect server of the benchmark's own, not one a user runs on 4200.
+PREFECT_PORT = 4298
 
 
 def feeds_toml(path: Path, base_url: str, feeds: range) -> Path:
@@ -111,11 +75,11 @@ def main() -> None:
         print(f"{corpus}; load average at start {load_average()}", flush=True)
         started = time.perf_counter()
         with (
-            prefect_server(tmp / "prefect") as api_url,
+            local_server(tmp / "prefect", PREFECT_PORT, os.environ) as server,
             SiteServer(root=tmp / "site", latency=args.latency, max_threads=32) as site,
         ):
             print(f"prefect server start-up: {time.perf_counter() - started:.1f} s", flush=True)
-            os.environ["PREFECT_API_URL"] = api_url
+            os.environ["PREFECT_API_URL"] = server.api_url
             os.environ["NEWSFLOW_ALLOW_PRIVATE_NETWORKS"] = "1"
             prepare_prefect()
             all_feeds = feeds_toml(tmp / "feeds.toml", site.base_url, range(args.feeds))

@@ -11,7 +11,7 @@ import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
-from contextlib import ExitStack, closing, contextmanager, nullcontext
+from contextlib import ExitStack, closing, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,10 +23,10 @@ from prefect.cache_policies import NO_CACHE
 from prefect.futures import as_completed
 
 from flows.progress import report_progress
-from flows.runners import started_runner
+from flows.runners import from_cluster, published, started_runner
 from flows.targets import DatabaseTarget, StageTarget, Target
 from schemas.config import FeedConfig, FeedsFile, ScaleOptions, Settings, load_feeds_file
-from schemas.errors import DatabaseError, ItemError
+from schemas.errors import ItemError
 from schemas.models import (
     Article,
     ExtractedPage,
@@ -43,8 +43,8 @@ from tasks.fetch import FEED_ACCEPT, Fetcher
 from tasks.health import FeedState, poll_hint
 from tasks.normalize import build_feed_article
 from tasks.parse import parse_feed
-from tasks.stage import Snapshot, Stage
-from tasks.store import Database, Reader
+from tasks.stage import Snapshot
+from tasks.store import Reader
 
 LOGGER = logging.getLogger(__name__)
 
@@ -324,39 +324,29 @@ def normalize_entries(
 
 class FeedJob:
     """What a per-feed task needs besides its feed, as it travels to a Dask worker: the run,
-    its settings, the feeds file's defaults and host policies (not its feed list, which every
-    task would carry), and the stage whose snapshot says which entries are known (None: the
-    database). Opaque to Prefect, which would otherwise walk it for futures in every task."""
+    its settings, and the feeds file's defaults and host policies (not its feed list, which
+    every task would carry). Opaque to Prefect, which would otherwise walk it for futures in
+    every task."""
 
-    __slots__ = ("feeds_file", "run_id", "settings", "stage_dir")
+    __slots__ = ("feeds_file", "run_id", "settings")
 
-    def __init__(
-        self, run_id: str, settings: Settings, feeds_file: FeedsFile, stage_dir: str | None
-    ) -> None:
+    def __init__(self, run_id: str, settings: Settings, feeds_file: FeedsFile) -> None:
         self.run_id = run_id
         self.settings = settings
         self.feeds_file = feeds_file.model_copy(update={"feeds": []})
-        self.stage_dir = stage_dir
+
+    @property
+    def known_dataset(self) -> str:
+        """Name of the known-articles tables the run publishes to its Dask cluster."""
+        return f"newsflow-known-{self.run_id}"
 
 
 def open_feed_context(
-    job: FeedJob, extractor: Extractor | InlineExtractor, *, worker: bool
+    job: FeedJob, extractor: Extractor | InlineExtractor, known: Reader
 ) -> tuple[FeedContext, ExitStack]:
-    """A FeedContext for the job, and the stack that closes its resources."""
+    """A FeedContext for the job, and the stack that closes its fetcher and extractor."""
     settings = job.settings
     resources = ExitStack()
-    known: Reader
-    if job.stage_dir:
-        known = resources.enter_context(closing(Snapshot(Stage(job.stage_dir))))
-    else:
-        # A worker on another machine would create an empty database and re-download
-        # everything: say what to do instead.
-        if worker and not settings.db_path.exists():
-            raise DatabaseError(
-                f"database {settings.db_path} is not on this worker's machine: "
-                "with workers elsewhere, stage the run (--stage-dir) and load it"
-            )
-        known = Database(settings.db_path, settings.lock_timeout)
     fetcher = resources.enter_context(
         Fetcher(job.feeds_file.fetch_limits(settings.fetch), job.feeds_file.hosts)
     )
@@ -373,24 +363,27 @@ _KEEP_CONTEXTS = 4
 
 def feed_context(job: FeedJob) -> FeedContext:
     """The run's context in this process: the one the flow opened (local runner), or, in a
-    Dask worker, one opened by the run's first task there and kept for the next ones."""
+    Dask worker, one opened by the run's first task there, with the known articles the flow
+    published, and kept for the run's next tasks."""
     with _CONTEXTS_LOCK:
         if job.run_id not in _CONTEXTS:
-            _CONTEXTS[job.run_id] = open_feed_context(
-                job, InlineExtractor(job.settings.extract_deadline), worker=True
-            )
+            known = Snapshot(from_cluster(job.known_dataset))
+            extractor = InlineExtractor(job.settings.extract_deadline)
+            ctx, resources = open_feed_context(job, extractor, known)
+            resources.enter_context(closing(known))
+            _CONTEXTS[job.run_id] = ctx, resources
             while len(_CONTEXTS) > _KEEP_CONTEXTS:
-                _, (_, resources) = _CONTEXTS.popitem(last=False)
-                resources.close()
+                _, (_, evicted) = _CONTEXTS.popitem(last=False)
+                evicted.close()
         return _CONTEXTS[job.run_id][0]
 
 
 @contextmanager
-def hosted_context(job: FeedJob) -> Iterator[None]:
+def hosted_context(job: FeedJob, known: Reader) -> Iterator[None]:
     """The flow process's context for a local run's tasks, extracting in its process pool."""
     settings = job.settings
     extractor = Extractor(settings.extract_workers, settings.extract_deadline)
-    opened = open_feed_context(job, extractor, worker=False)
+    opened = open_feed_context(job, extractor, known)
     with _CONTEXTS_LOCK:
         _CONTEXTS[job.run_id] = opened
     try:
@@ -418,11 +411,12 @@ def collect_and_write(
     counts = RunCounts()
     collected = 0
     by_url = {f.url: f for f in due}
-    local = scale.runner == "local"
-    with (
-        started_runner(scale, job.settings.extract_workers) as runner,
-        hosted_context(job) if local else nullcontext(),
-    ):
+    with ExitStack() as stack:
+        runner = stack.enter_context(started_runner(scale, job.settings.extract_workers))
+        if scale.runner == "local":
+            stack.enter_context(hosted_context(job, target.reader()))
+        else:
+            stack.enter_context(published(runner, job.known_dataset, target.known_index()))
         futures = [
             runner.submit(collect_feed_task, {"feed": f, "state": states.get(f.url), "job": job})
             for f in due
@@ -453,7 +447,7 @@ def run_ingest(
     try:
         due, states, busy = target.claim_due(run_id, feeds, force=force)
         if due:
-            job = FeedJob(run_id, settings, feeds_file, scale.stage_dir)
+            job = FeedJob(run_id, settings, feeds_file)
             counts, collected = collect_and_write(due, states, job, scale, target)
         status = "completed"
     finally:

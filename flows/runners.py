@@ -6,6 +6,11 @@ pool. `dask` sends them to dask.distributed workers: those of a running schedule
 process per core — the shape CPU-bound extraction wants, each worker extracting in-process
 (tasks/extract.py, InlineExtractor). Either way the batches come back to the flow process,
 which alone writes them.
+
+Dask workers open no database and no stage folder: what their entry lookups need (the known
+articles, tasks/stage.py's snapshot tables) is published to the cluster by the flow process
+at the start of the run. Workers may thus be on any machine; and none waits for the database
+lock while the flow process writes, which would leave its core idle.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import pyarrow as pa
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from schemas.config import ScaleOptions
@@ -78,3 +84,23 @@ def started_runner(scale: ScaleOptions, workers: int) -> Iterator[TaskRunner[Any
                     f"cannot reach the Dask scheduler at {scale.dask_address}: {exc}"
                 ) from exc
         yield runner
+
+
+@contextmanager
+def published(runner: TaskRunner[Any], name: str, tables: dict[str, pa.Table]) -> Iterator[None]:
+    """The tables, copied to every worker of the runner's cluster and named, for the block."""
+    client = runner.client  # type: ignore[attr-defined]
+    [future] = client.scatter([tables], broadcast=True)
+    client.publish_dataset(future, name=name)
+    try:
+        yield
+    finally:
+        client.unpublish_dataset(name)
+
+
+def from_cluster(name: str) -> dict[str, pa.Table]:
+    """Tables published to the cluster, from inside a task running on one of its workers."""
+    from distributed import get_client
+
+    tables: dict[str, pa.Table] = get_client().get_dataset(name).result()
+    return tables

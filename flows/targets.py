@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+import pyarrow as pa
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
@@ -16,8 +17,16 @@ from schemas.config import FeedConfig, Settings
 from schemas.models import FeedBatch, RunCounts, new_run_id
 from tasks.health import due_feeds, read_feed_states
 from tasks.load import Claim, claim_due_feeds, finish_run, load_batch, poll_counts, start_run
-from tasks.stage import Snapshot, Stage, StagedBatch, StageWriter, batch_id_for
-from tasks.store import Database
+from tasks.stage import (
+    Snapshot,
+    Stage,
+    StagedBatch,
+    StageWriter,
+    batch_id_for,
+    read_snapshot,
+    snapshot_tables,
+)
+from tasks.store import Database, Reader
 from tasks.tag import load_tagger
 
 
@@ -29,6 +38,14 @@ class Target(Protocol):
     def claim_due(self, run_id: str, feeds: list[FeedConfig], *, force: bool) -> Claim:
         """The feeds this run polls, every feed's state, and how many due feeds it leaves to
         overlapping runs."""
+        ...
+
+    def reader(self) -> Reader:
+        """Where a local run's tasks look up known entries."""
+        ...
+
+    def known_index(self) -> dict[str, pa.Table]:
+        """The same as tables, for Dask workers, which open neither database nor stage."""
         ...
 
     def write(self, run_id: str, feed: FeedConfig, batch: FeedBatch) -> RunCounts: ...
@@ -64,6 +81,13 @@ class DatabaseTarget:
     def claim_due(self, run_id: str, feeds: list[FeedConfig], *, force: bool) -> Claim:
         return claim_due_feeds(self.db, run_id, feeds, force=force)
 
+    def reader(self) -> Reader:
+        return self.db
+
+    def known_index(self) -> dict[str, pa.Table]:
+        with self.db.session() as con:
+            return snapshot_tables(con)
+
     def write(self, run_id: str, feed: FeedConfig, batch: FeedBatch) -> RunCounts:
         return load_batch_task(self.db, self.settings, run_id, feed, batch)
 
@@ -81,6 +105,8 @@ class StageTarget:
     def __init__(self, stage_dir: str) -> None:
         self.stage = Stage(stage_dir, create=True)
         self.writer = StageWriter(self.stage, new_run_id())
+        self.snapshot_tables = read_snapshot(self.stage)
+        self.snapshot = Snapshot(self.snapshot_tables)
 
     def start(self, parameters: dict[str, Any]) -> str:
         return self.writer.run_id
@@ -88,14 +114,16 @@ class StageTarget:
     def claim_due(self, run_id: str, feeds: list[FeedConfig], *, force: bool) -> Claim:
         # Nothing to claim in: shards of one feeds file do not overlap, and a run is not
         # repeated before the loader has recorded its checks (SCALING.md).
-        snapshot = Snapshot(self.stage)
-        try:
-            with snapshot.session() as con:
-                states = read_feed_states(con)
-        finally:
-            snapshot.close()
+        with self.snapshot.session() as con:
+            states = read_feed_states(con)
         due = due_feeds(feeds, states, force=force)
         return Claim(due.ready, states, len(due.busy))
+
+    def reader(self) -> Reader:
+        return self.snapshot
+
+    def known_index(self) -> dict[str, pa.Table]:
+        return self.snapshot_tables
 
     def write(self, run_id: str, feed: FeedConfig, batch: FeedBatch) -> RunCounts:
         self.writer.add(
@@ -108,3 +136,4 @@ class StageTarget:
     def finish(self, run_id: str, counts: RunCounts, status: str) -> None:
         # Even a crashed run's collected batches are whole feeds: stage them.
         self.writer.flush()
+        self.snapshot.close()

@@ -18,7 +18,8 @@ GETs, next checks) and the articles seen in the last SNAPSHOT_DAYS days with the
 feed. A staged run reads it for what a direct run asks the database — which feeds are due,
 which entries are known — as an in-memory DuckDB with the same tables, so the same queries
 answer. Before the first load there is none: every feed is due and every entry new, which the
-loader's upsert keeps correct, only slower.
+loader's upsert keeps correct, only slower. The same tables, taken from the database or the
+stage, are what a run hands its Dask workers (flows/runners.py).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -252,27 +253,37 @@ def _pylist(table: pa.Table | None) -> list[dict[str, Any]]:
 # --- the snapshot ---------------------------------------------------------------------------
 
 
-def write_snapshot(stage: Stage, con: duckdb.DuckDBPyConnection) -> None:
-    """What staged runs need to know of the database (see the module docstring)."""
+def snapshot_tables(con: duckdb.DuckDBPyConnection) -> dict[str, pa.Table]:
+    """What a run's entry lookups need of the database (see the module docstring)."""
     since = utcnow() - timedelta(days=SNAPSHOT_DAYS)
-    for name, sql in _SNAPSHOT_QUERIES.items():
-        table = con.sql(sql, params=[since] * sql.count("?")).to_arrow_table()
+    return {
+        name: con.sql(sql, params=[since] * sql.count("?")).to_arrow_table()
+        for name, sql in _SNAPSHOT_QUERIES.items()
+    }
+
+
+def write_snapshot(stage: Stage, con: duckdb.DuckDBPyConnection) -> None:
+    for name, table in snapshot_tables(con).items():
         stage.write_table(table, "snapshot", f"{name}.parquet", atomic=True)
 
 
-class Snapshot:
-    """The stage's snapshot as an in-memory DuckDB holding the tables it copies (empty ones
-    when there is no snapshot yet); `session()` is Database.session's read-only stand-in."""
+def read_snapshot(stage: Stage) -> dict[str, pa.Table]:
+    """The stage's snapshot; empty before the first load."""
+    tables = {name: stage.read_table("snapshot", f"{name}.parquet") for name in _SNAPSHOT_QUERIES}
+    return {name: table for name, table in tables.items() if table is not None}
 
-    def __init__(self, stage: Stage) -> None:
+
+class Snapshot:
+    """Snapshot tables as an in-memory DuckDB with the database's schema (tables the snapshot
+    lacks are there, empty); `session()` is Database.session's read-only stand-in."""
+
+    def __init__(self, tables: Mapping[str, pa.Table]) -> None:
         self._con = duckdb.connect(":memory:")
         migrate(self._con)
-        for name in _SNAPSHOT_QUERIES:
-            table = stage.read_table("snapshot", f"{name}.parquet")
-            if table is not None:
-                self._con.register("snapshot_table", table)
-                self._con.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT * FROM snapshot_table")
-                self._con.unregister("snapshot_table")
+        for name, table in tables.items():
+            self._con.register("snapshot_table", table)
+            self._con.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT * FROM snapshot_table")
+            self._con.unregister("snapshot_table")
 
     @contextmanager
     def session(self) -> Iterator[duckdb.DuckDBPyConnection]:

@@ -35,6 +35,7 @@ from tasks.stage import (
     batch_id_for,
     part_name,
     read_part,
+    read_snapshot,
     write_part,
 )
 from tasks.store import Database
@@ -179,7 +180,7 @@ def test_loading_twice_adds_nothing(tmp_path: Path) -> None:
 
 def test_the_snapshot_answers_as_the_database_does(tmp_path: Path) -> None:
     stage = Stage(str(tmp_path / "stage"), create=True)
-    before = Snapshot(stage)  # no load yet: nothing known, no feed states
+    before = Snapshot(read_snapshot(stage))  # no load yet: nothing known, no feed states
     with before.session() as con:
         assert read_feed_states(con) == {}
     before.close()
@@ -197,7 +198,7 @@ def test_the_snapshot_answers_as_the_database_does(tmp_path: Path) -> None:
     entries = parse_feed(
         Response(url="https://feeds.example/0.xml", final_url="", status=200, body=feed), 100
     ).entries
-    snapshot = Snapshot(stage)
+    snapshot = Snapshot(read_snapshot(stage))
     with Database(settings.db_path).session() as con:
         expected = (
             read_feed_states(con),
