@@ -9,7 +9,9 @@ as a long-lived cluster would be; each shard process's own start-up is measured 
 no feed due and taken off.
 
 Reports articles per second of each way, the speed-up from 1 to 2 Dask workers (target ≥ 1.6
-on 2 cores), the loader's rows per second, and whether every way stored the same rows.
+on 2 cores), the loader's rows per second, whether every way stored the same rows, and what
+docs/SCALING.md computes with: a worker's CPU per article, unchanged feeds polled per second,
+and bytes per article in the database, the stage and the snapshot.
 
 Usage: python benchmarks/scale.py [--pages 1200] [--feeds 40] [--latency 0.005]
 """
@@ -18,10 +20,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
@@ -94,34 +98,75 @@ def settings_for(db: Path, feeds: Path) -> Settings:
     return Settings.from_env(db_path=db, feeds_path=feeds, show_progress=False)
 
 
-def measure(tmp: Path, all_feeds: Path, warm_feeds: Path) -> dict[str, object]:
-    from distributed import LocalCluster
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def folder_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+@dataclass
+class Way:
+    """One way through the corpus: its work time and the database it filled."""
+
+    label: str
+    seconds: float
+    db: Path
+    note: str = ""
+
+
+@dataclass
+class Results:
+    ways: list[Way] = field(default_factory=list)
+    loader: tuple[float, int, int] = (0.0, 0, 0)  # seconds, articles, batches
+    worker_cpu_ms: float = 0.0  # per article, one Dask worker
+    polls_per_s: float = 0.0  # unchanged feeds (304), 2 Dask workers
+    bytes_per_article: dict[str, float] = field(default_factory=dict)
+
+
+def measure(tmp: Path, all_feeds: Path, warm_feeds: Path) -> Results:
+    from distributed import Client, LocalCluster
 
     from flows.ingest import ingest
     from flows.load import run_load
     from flows.runners import local_cluster_kwargs
 
-    results: dict[str, object] = {}
+    results = Results()
     # Warm this process (imports, the tagger) so the first timed run does not pay for it.
     ingest(settings=settings_for(tmp / "warm-local.duckdb", warm_feeds))
     summary = ingest(settings=settings_for(tmp / "local.duckdb", all_feeds))
-    results["local"] = (summary.seconds, tmp / "local.duckdb")
+    results.ways.append(
+        Way(
+            "local runner (threads + pool)",
+            summary.seconds,
+            tmp / "local.duckdb",
+            "(pool start-up included)",
+        )
+    )
     print(f"local runner: {summary.seconds:.1f} s", flush=True)
 
     for workers in (1, 2):
         started = time.perf_counter()
-        with LocalCluster(**local_cluster_kwargs(workers)) as cluster:
+        with LocalCluster(**local_cluster_kwargs(workers)) as cluster, Client(cluster) as client:
             scale = ScaleOptions(runner="dask", dask_address=cluster.scheduler_address)
             ingest(settings=settings_for(tmp / f"warm-{workers}.duckdb", warm_feeds), scale=scale)
             startup = time.perf_counter() - started
             db = tmp / f"dask-{workers}.duckdb"
+            before = client.run(cpu_seconds)
             summary = ingest(settings=settings_for(db, all_feeds), scale=scale)
-        results[f"dask-{workers}"] = (summary.seconds, db, startup)
-        print(
-            f"dask, {workers} worker(s): {summary.seconds:.1f} s "
-            f"(cluster start-up and warm-up {startup:.1f} s)",
-            flush=True,
+            used = sum(client.run(cpu_seconds).values()) - sum(before.values())
+            if workers == 1:
+                results.worker_cpu_ms = used / summary.counts.articles_new * 1000
+            else:  # every feed again, answered 304: the cost of a poll alone
+                again = ingest(settings=settings_for(db, all_feeds), scale=scale, force=True)
+                results.polls_per_s = again.counts.feeds_checked / again.seconds
+        label = f"dask, {workers} worker{'s' if workers > 1 else ''}"
+        results.ways.append(
+            Way(label, summary.seconds, db, f"(cluster start-up {startup:.1f} s apart)")
         )
+        print(f"{label}: {summary.seconds:.1f} s", flush=True)
 
     env = os.environ.copy()
     stage = tmp / "stage"
@@ -133,47 +178,56 @@ def measure(tmp: Path, all_feeds: Path, warm_feeds: Path) -> dict[str, object]:
     shard_cli = [*cli, "--feeds", str(all_feeds), "--stage-dir", str(stage)]
     started = time.perf_counter()
     with ThreadPoolExecutor(2) as pool:
-        outs = list(
-            pool.map(
-                lambda i: run_cli([*shard_cli, "--shard", f"{i}/2"], env)[2],
-                (1, 2),
-            )
-        )
+        list(pool.map(lambda i: run_cli([*shard_cli, "--shard", f"{i}/2"], env), (1, 2)))
     shards_s = time.perf_counter() - started - startup
     db = tmp / "staged.duckdb"
     loaded = run_load(settings_for(db, all_feeds), str(stage))
-    results["shards"] = (shards_s, startup, outs)
-    results["load"] = (loaded.seconds, loaded.articles, loaded.batches_loaded, db)
+    results.ways.append(
+        Way(
+            "2 shards staging, in parallel",
+            shards_s,
+            db,
+            f"(process start-up {startup:.1f} s apart)",
+        )
+    )
+    results.loader = (loaded.seconds, loaded.articles, loaded.batches_loaded)
     print(f"2 shards: {shards_s:.1f} s of work; loader: {loaded.seconds:.1f} s", flush=True)
+    con = duckdb.connect(str(db), read_only=True)
+    text = con.execute("SELECT avg(strlen(body_text) + strlen(title)) FROM articles").fetchone()
+    con.close()
+    results.bytes_per_article = {
+        "text (title + body, uncompressed)": float(text[0]) if text else 0.0,
+        "DuckDB file": db.stat().st_size / loaded.articles,
+        "staged Parquet": folder_bytes(stage / "parts") / loaded.articles,
+        "snapshot": folder_bytes(stage / "snapshot") / loaded.articles,
+    }
     return results
 
 
-def report(results: dict[str, object], pages: int) -> None:
-    local_s, local_db = results["local"]  # type: ignore[misc]
-    one_s, one_db, one_up = results["dask-1"]  # type: ignore[misc]
-    two_s, two_db, two_up = results["dask-2"]  # type: ignore[misc]
-    shards_s, shard_up, _ = results["shards"]  # type: ignore[misc]
-    load_s, load_rows, load_batches, staged_db = results["load"]  # type: ignore[misc]
-    reference = stored(local_db)
+def report(results: Results, pages: int) -> None:
+    reference = stored(results.ways[0].db)
     n = len(reference)
-
-    def line(label: str, seconds: float, note: str = "") -> None:
-        print(f"{label:<34}{seconds:6.1f} s  {n / seconds:7.1f} articles/s  {note}")
-
     print()
-    line("local runner (threads + pool)", local_s, "(pool start-up included)")
-    line("dask, 1 worker", one_s, f"(cluster start-up {one_up:.1f} s apart)")
-    line("dask, 2 workers", two_s, f"(cluster start-up {two_up:.1f} s apart)")
-    line("2 shards staging, in parallel", shards_s, f"(process start-up {shard_up:.1f} s apart)")
+    for way in results.ways:
+        print(f"{way.label:<34}{way.seconds:6.1f} s  {n / way.seconds:7.1f} articles/s  {way.note}")
+    load_s, load_rows, load_batches = results.loader
     print(
         f"{'loader':<34}{load_s:6.1f} s  {load_rows / load_s:7.1f} rows/s       "
         f"({load_batches} batches, {load_rows} articles)"
     )
-    line("2 shards + loader", shards_s + load_s)
+    both_s = results.ways[-1].seconds + load_s
+    print(f"{'2 shards + loader':<34}{both_s:6.1f} s  {n / both_s:7.1f} articles/s")
     print()
     print(f"articles stored: {n} of {pages} pages")
-    print(f"speed-up, 1 → 2 Dask workers: {one_s / two_s:.2f}x   (target >= 1.6)")
-    same = all(stored(db) == reference for db in (one_db, two_db, staged_db))
+    print(f"CPU of one Dask worker per article: {results.worker_cpu_ms:.0f} ms")
+    print(f"unchanged feeds (304) polled per second, 2 Dask workers: {results.polls_per_s:.1f}")
+    print(
+        "bytes per article: "
+        + ", ".join(f"{k} {v / 1024:.1f} KiB" for k, v in results.bytes_per_article.items())
+    )
+    one, two = (w.seconds for w in results.ways[1:3])
+    print(f"speed-up, 1 → 2 Dask workers: {one / two:.2f}x   (target >= 1.6)")
+    same = all(stored(w.db) == reference for w in results.ways)
     print(f"same rows in every database: {'yes' if same else 'NO'}")
 
 
