@@ -75,8 +75,11 @@ def stage_batches(stage: Stage, feeds: int, per_feed: int, per_part: int = 64) -
     return staged
 
 
-def test_a_part_round_trips(tmp_path: Path) -> None:
-    stage = Stage(str(tmp_path / "stage"), create=True)
+@pytest.mark.parametrize("where", ["folder", "memory://"])
+def test_a_part_round_trips(tmp_path: Path, where: str) -> None:
+    """In a folder, and in any fsspec filesystem (here fsspec's in-memory one)."""
+    url = str(tmp_path / "stage") if where == "folder" else f"memory://{tmp_path.name}/stage"
+    stage = Stage(url, create=True)
     run_id = new_run_id()
     not_modified = FeedBatch(
         feed_url="https://feeds.example/304.xml",
