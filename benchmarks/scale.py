@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import sys
 import tempfile
 import time
@@ -98,9 +97,15 @@ def settings_for(db: Path, feeds: Path) -> Settings:
     return Settings.from_env(db_path=db, feeds_path=feeds, show_progress=False)
 
 
-def cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+def cpu_and_wait() -> tuple[float, float]:
+    """Seconds this process's threads ran, and waited to run (Linux schedstat): a worker that
+    waits on a busy machine is not held back by newsflow."""
+    ran = waited = 0
+    for stat in Path("/proc/self/task").glob("*/schedstat"):
+        on_cpu, on_queue, _ = stat.read_text().split()
+        ran += int(on_cpu)
+        waited += int(on_queue)
+    return ran / 1e9, waited / 1e9
 
 
 def folder_bytes(path: Path) -> int:
@@ -122,6 +127,9 @@ class Results:
     ways: list[Way] = field(default_factory=list)
     loader: tuple[float, int, int] = (0.0, 0, 0)  # seconds, articles, batches
     worker_cpu_ms: float = 0.0  # per article, one Dask worker
+    # Per Dask run: the workers' time waiting for a CPU, as a share of their time running
+    # or waiting: a worker never blocks otherwise, so this is what a busy machine costs.
+    cpu_wait: dict[int, float] = field(default_factory=dict)
     polls_per_s: float = 0.0  # unchanged feeds (304), 2 Dask workers
     bytes_per_article: dict[str, float] = field(default_factory=dict)
 
@@ -154,11 +162,14 @@ def measure(tmp: Path, all_feeds: Path, warm_feeds: Path) -> Results:
             ingest(settings=settings_for(tmp / f"warm-{workers}.duckdb", warm_feeds), scale=scale)
             startup = time.perf_counter() - started
             db = tmp / f"dask-{workers}.duckdb"
-            before = client.run(cpu_seconds)
+            before = client.run(cpu_and_wait)
             summary = ingest(settings=settings_for(db, all_feeds), scale=scale)
-            used = sum(client.run(cpu_seconds).values()) - sum(before.values())
+            after = client.run(cpu_and_wait)
+            ran = sum(after[w][0] - before[w][0] for w in after)
+            waited = sum(after[w][1] - before[w][1] for w in after)
+            results.cpu_wait[workers] = waited / (ran + waited)
             if workers == 1:
-                results.worker_cpu_ms = used / summary.counts.articles_new * 1000
+                results.worker_cpu_ms = ran / summary.counts.articles_new * 1000
             else:  # every feed again, answered 304: the cost of a poll alone
                 again = ingest(settings=settings_for(db, all_feeds), scale=scale, force=True)
                 results.polls_per_s = again.counts.feeds_checked / again.seconds
@@ -227,6 +238,11 @@ def report(results: Results, pages: int) -> None:
     )
     one, two = (w.seconds for w in results.ways[1:3])
     print(f"speed-up, 1 → 2 Dask workers: {one / two:.2f}x   (target >= 1.6)")
+    print(
+        "time the Dask workers waited for a CPU (busy with the flow, the site, the server, or "
+        "other users' processes): "
+        + ", ".join(f"{w} worker(s) {share:.0%}" for w, share in results.cpu_wait.items())
+    )
     same = all(stored(w.db) == reference for w in results.ways)
     print(f"same rows in every database: {'yes' if same else 'NO'}")
 

@@ -15,7 +15,7 @@ from contextlib import ExitStack, closing, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from prefect import flow, get_run_logger, task
@@ -23,7 +23,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.futures import as_completed
 
 from flows.progress import report_progress
-from flows.runners import from_cluster, published, started_runner
+from flows.runners import feeds_per_task, from_cluster, published, started_runner
 from flows.targets import DatabaseTarget, StageTarget, Target
 from schemas.config import FeedConfig, FeedsFile, ScaleOptions, Settings, load_feeds_file
 from schemas.errors import ItemError
@@ -394,9 +394,19 @@ def hosted_context(job: FeedJob, known: Reader) -> Iterator[None]:
         opened[1].close()
 
 
-@task(name="collect-feed", cache_policy=NO_CACHE, task_run_name="collect {feed.url}")
-def collect_feed_task(feed: FeedConfig, state: FeedState | None, job: FeedJob) -> FeedBatch:
-    return collect_feed(feed, state, feed_context(job))
+def _collect_name(parameters: dict[str, Any]) -> str:
+    feeds: list[FeedConfig] = parameters["feeds"]
+    more = f" and {len(feeds) - 1} more" if len(feeds) > 1 else ""
+    return f"collect {feeds[0].url}{more}"
+
+
+# Prefect's protocol for a name callback also asks for a classmethod no function has.
+@task(name="collect-feeds", cache_policy=NO_CACHE, task_run_name=_collect_name)  # type: ignore[arg-type]
+def collect_feeds_task(
+    feeds: list[FeedConfig], states: list[FeedState | None], job: FeedJob
+) -> list[FeedBatch]:
+    ctx = feed_context(job)
+    return [collect_feed(feed, state, ctx) for feed, state in zip(feeds, states, strict=True)]
 
 
 def collect_and_write(
@@ -406,8 +416,8 @@ def collect_and_write(
     scale: ScaleOptions,
     target: Target,
 ) -> tuple[RunCounts, int]:
-    """Run a task per due feed on the chosen runner; write each batch as it comes back.
-    Returns the counts and how many articles the batches held."""
+    """Run the due feeds' tasks on the chosen runner; write each task's batches as it comes
+    back. Returns the counts and how many articles the batches held."""
     counts = RunCounts()
     collected = 0
     by_url = {f.url: f for f in due}
@@ -417,15 +427,23 @@ def collect_and_write(
             stack.enter_context(hosted_context(job, target.reader()))
         else:
             stack.enter_context(published(runner, job.known_dataset, target.known_index()))
+        size = feeds_per_task(runner, scale, len(due))
         futures = [
-            runner.submit(collect_feed_task, {"feed": f, "state": states.get(f.url), "job": job})
-            for f in due
+            runner.submit(
+                collect_feeds_task,
+                {"feeds": chunk, "states": [states.get(f.url) for f in chunk], "job": job},
+            )
+            for chunk in (due[i : i + size] for i in range(0, len(due), size))
         ]
-        for done, future in enumerate(as_completed(futures), start=1):
-            batch: FeedBatch = future.result()
-            counts += target.write(job.run_id, by_url[batch.feed_url], batch)
-            collected += len(batch.articles)
-            report_progress("feeds", done, len(due), batch.feed_url)
+        done = 0
+        for future in as_completed(futures):
+            batches: list[FeedBatch] = future.result()
+            with target.session():
+                for batch in batches:
+                    counts += target.write(job.run_id, by_url[batch.feed_url], batch)
+                    collected += len(batch.articles)
+                    done += 1
+                    report_progress("feeds", done, len(due), batch.feed_url)
     return counts, collected
 
 

@@ -15,6 +15,7 @@ lock while the flow process writes, which would leave its core idle.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -27,6 +28,12 @@ from schemas.errors import ConfigError
 
 # How long to wait for a scheduler at --dask-address before calling it unreachable.
 CONNECT_TIMEOUT = "15s"
+# On Dask, a task carries several feeds: submitting one costs the flow process tens of ms
+# (prefect-dask serializes Prefect's whole settings context for each), and running one costs
+# the worker its state reports. About this many tasks per worker thread keep the work evenly
+# spread to the end of the run; a task carries at most so many feeds.
+TASKS_PER_THREAD = 4
+MAX_FEEDS_PER_TASK = 50
 
 
 def local_cluster_kwargs(workers: int) -> dict[str, Any]:
@@ -84,6 +91,15 @@ def started_runner(scale: ScaleOptions, workers: int) -> Iterator[TaskRunner[Any
                     f"cannot reach the Dask scheduler at {scale.dask_address}: {exc}"
                 ) from exc
         yield runner
+
+
+def feeds_per_task(runner: TaskRunner[Any], scale: ScaleOptions, feeds: int) -> int:
+    """One feed a task on threads, which overlap the waits of many; on Dask, enough to share
+    a task's cost among several feeds (see TASKS_PER_THREAD)."""
+    if scale.runner == "local":
+        return 1
+    threads = sum(runner.client.nthreads().values()) or 1  # type: ignore[attr-defined]
+    return max(1, min(MAX_FEEDS_PER_TASK, math.ceil(feeds / (TASKS_PER_THREAD * threads))))
 
 
 @contextmanager

@@ -7,6 +7,7 @@ finish, wherever those ran: the database keeps its one writer (DESIGN.md), and a
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Protocol
 
 import pyarrow as pa
@@ -46,6 +47,10 @@ class Target(Protocol):
 
     def known_index(self) -> dict[str, pa.Table]:
         """The same as tables, for Dask workers, which open neither database nor stage."""
+        ...
+
+    def session(self) -> AbstractContextManager[object]:
+        """Held around the writes of one task's batches."""
         ...
 
     def write(self, run_id: str, feed: FeedConfig, batch: FeedBatch) -> RunCounts: ...
@@ -88,6 +93,11 @@ class DatabaseTarget:
         with self.db.session() as con:
             return snapshot_tables(con)
 
+    def session(self) -> AbstractContextManager[object]:
+        # One open of the database for a task's batches; each still loads in a transaction
+        # (and a session) of its own, which reuses it (flows/load.py does the same).
+        return self.db.session()
+
     def write(self, run_id: str, feed: FeedConfig, batch: FeedBatch) -> RunCounts:
         return load_batch_task(self.db, self.settings, run_id, feed, batch)
 
@@ -124,6 +134,9 @@ class StageTarget:
 
     def known_index(self) -> dict[str, pa.Table]:
         return self.snapshot_tables
+
+    def session(self) -> AbstractContextManager[object]:
+        return nullcontext()
 
     def write(self, run_id: str, feed: FeedConfig, batch: FeedBatch) -> RunCounts:
         self.writer.add(
