@@ -128,7 +128,7 @@ class Results:
     loader: tuple[float, int, int] = (0.0, 0, 0)  # seconds, articles, batches
     worker_cpu_ms: float = 0.0  # per article, one Dask worker
     # Per Dask run: the workers' time waiting for a CPU, as a share of their time running
-    # or waiting: a worker never blocks otherwise, so this is what a busy machine costs.
+    # or waiting: workers rarely block otherwise, so this is what a busy machine costs.
     cpu_wait: dict[int, float] = field(default_factory=dict)
     polls_per_s: float = 0.0  # unchanged feeds (304), 2 Dask workers
     bytes_per_article: dict[str, float] = field(default_factory=dict)

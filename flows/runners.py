@@ -98,8 +98,13 @@ def feeds_per_task(runner: TaskRunner[Any], scale: ScaleOptions, feeds: int) -> 
     a task's cost among several feeds (see TASKS_PER_THREAD)."""
     if scale.runner == "local":
         return 1
-    threads = sum(runner.client.nthreads().values()) or 1  # type: ignore[attr-defined]
-    return max(1, min(MAX_FEEDS_PER_TASK, math.ceil(feeds / (TASKS_PER_THREAD * threads))))
+    threads = sum(runner.client.nthreads().values())  # type: ignore[attr-defined]
+    return chunk_size(feeds, threads)
+
+
+def chunk_size(feeds: int, threads: int) -> int:
+    wanted = TASKS_PER_THREAD * max(1, threads)
+    return max(1, min(MAX_FEEDS_PER_TASK, math.ceil(feeds / wanted)))
 
 
 @contextmanager

@@ -15,6 +15,7 @@ import duckdb
 import pytest
 from distributed import Client, LocalCluster
 
+from flows import runners
 from flows.demo import SiteServer, demo_feeds_toml
 from flows.ingest import ingest
 from flows.load import load_staged, run_load
@@ -111,8 +112,10 @@ def assert_quiet(output: str) -> None:
 
 
 def test_two_dask_workers_give_the_rows_of_a_direct_run(
-    site: SiteServer, direct: Path, tmp_path: Path
+    site: SiteServer, direct: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # One task per worker thread: three feeds a task, as a large feeds file would have.
+    monkeypatch.setattr(runners, "TASKS_PER_THREAD", 1)
     settings = site_settings(site, tmp_path)
     with (
         LocalCluster(**local_cluster_kwargs(2)) as cluster,

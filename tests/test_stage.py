@@ -15,6 +15,7 @@ import pytest
 from filelock import FileLock
 
 from flows.load import run_load
+from flows.runners import chunk_size
 from schemas.config import FeedConfig, ScaleOptions, Settings, Shard
 from schemas.errors import ConfigError
 from schemas.models import (
@@ -152,6 +153,14 @@ def test_shards_are_the_same_in_every_process() -> None:
 def test_bad_scale_options_are_config_errors(flags: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         ScaleOptions.build(**flags)
+
+
+@pytest.mark.parametrize(
+    ("feeds", "threads", "size"),
+    [(6, 2, 1), (40, 2, 5), (41, 2, 6), (100_000, 64, 50), (3, 0, 1), (0, 2, 1)],
+)
+def test_dask_tasks_carry_several_feeds(feeds: int, threads: int, size: int) -> None:
+    assert chunk_size(feeds, threads) == size
 
 
 def test_an_address_alone_means_the_dask_runner() -> None:
