@@ -14,7 +14,7 @@ import unicodedata
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
-from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
+from urllib.parse import SplitResult, parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 from zoneinfo import ZoneInfo
 
 import courlan
@@ -36,9 +36,12 @@ _CN_TRACKERS_RE = re.compile(
     r"^(?:spm|scm|from|share_.*|shareid|sharer?|isappinstalled|scene|clicktime|enterid|"
     r"wxshare_count|wxfrom|timestamp|tt_from|tt_medium|app|appid|srcid|chksm|mpshare|"
     r"sessionid|subscene|ascene|devicetype|version|nettype|lang|pass_ticket|wx_header|"
-    r"utm_.*|fromid|fr|track_id|trackid|recommend_id|req_id|_t|t)$",
+    r"utm_.*|fromid|fr|track_id|trackid|recommend_id|req_id|_t|t|spm_id_from|"
+    r"jsessionid|phpsessid)$",
     re.IGNORECASE,
 )
+# A session id in the path (";jsessionid=…") names the visitor, not the page.
+_PATH_SESSION_RE = re.compile(r";(?:jsessionid|phpsessid)=[^/?#]*", re.IGNORECASE)
 
 
 def canonical_url(url: str, base: str | None = None) -> str:
@@ -53,7 +56,7 @@ def canonical_url(url: str, base: str | None = None) -> str:
         url = urljoin(base, url)
     if not url.lower().startswith(("http://", "https://")):
         raise ItemError("bad_url", f"not an http(s) URL: {url[:200]!r}", url=url[:2000])
-    normalized = courlan.normalize_url(url, strict=False)
+    normalized = courlan.normalize_url(_PATH_SESSION_RE.sub("", url), strict=False)
     parts = urlsplit(normalized)
     query = [
         (k, v)
@@ -61,7 +64,17 @@ def canonical_url(url: str, base: str | None = None) -> str:
         if not TRACKERS_RE.search(k) and not _CN_TRACKERS_RE.match(k)
     ]
     path = parts.path or "/"
-    return urlunsplit((parts.scheme, parts.netloc, path, urlencode(query), ""))
+    if "/." in path:  # dot segments ("/a/../b"), resolved as RFC 3986 says
+        path = urlsplit(urljoin("http://host/", path)).path
+    return urlunsplit((parts.scheme, _bare_netloc(parts), path, urlencode(query), ""))
+
+
+def _bare_netloc(parts: SplitResult) -> str:
+    """Host and non-default port: without credentials, and without the root label's dot."""
+    host = (parts.hostname or "").rstrip(".")
+    if ":" in host:  # IPv6
+        host = f"[{host}]"
+    return f"{host}:{parts.port}" if parts.port else host
 
 
 def absolute_url(url: str | None, base: str | None) -> str | None:
