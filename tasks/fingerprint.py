@@ -1,0 +1,408 @@
+"""Fingerprint article bodies for near-duplicate detection: the story's own text, shingles that
+suit its script, MinHash signatures and LSH band hashes, vectorized with numpy over a batch.
+
+- Story text: NFKC, lower case, and without the lines that are not the story (来源, 编辑,
+  责任编辑, reporter credits, bylines, copyright lines, "（完）", wire datelines), which are
+  exactly what a syndicating site changes.
+- Tokens: every character of an unspaced script (Han, kana, Thai, …) is a token, every run of
+  letters or digits in other scripts is one word. Shingles are runs of consecutive tokens:
+  character n-grams for Chinese, word n-grams for the rest. (Whitespace-token SimHash would see
+  a Chinese paragraph as one token.)
+- Signatures are datasketch's MinHash (scheme "affine32", the same seed and permutations), so a
+  signature equals `datasketch.MinHash(...).update_batch(shingles)`; computing them here in bulk
+  is ~4x faster than a MinHash object per article, which hashes its input one value at a time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import unicodedata
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import numpy as np
+import numpy.typing as npt
+from datasketch import MinHash
+
+from schemas.models import Article
+
+LOGGER = logging.getLogger(__name__)
+
+Shingles = npt.NDArray[np.uint32]  # sorted, unique shingle hashes of one article
+
+# --- story text -----------------------------------------------------------------------------
+
+# A line that is a credit, not the story: a label and a separator (来源：…, 责任编辑：…, Photo: …).
+_CREDIT_LINE_RE = re.compile(
+    r"^\W*(?:(?:文章|稿件|本文|图片|消息|新闻|内容)?来源|出处|原标题|原文标题|原文链接|"
+    r"(?:责任|值班|实习)?编辑|责编|主编|编审|审核|审校|校对|排版|出品|监制|策划|"
+    r"作者|撰文|撰稿|文|图|摄影?|(?:本报|本网|实习|特约)?记者|通讯员|"
+    r"(?:免责|特别|版权)?声明|风险提示|"
+    r"source|photo|image|editing|reporting|writing|additional reporting|compiled|edited)"
+    r"\s*(?:by)?\s*[：:｜|/]",
+    re.IGNORECASE,
+)
+# Reporter lines without a separator: "（记者 张三 李四）", "本报记者 王五 报道".
+_REPORTER_LINE_RE = re.compile(r"^\W*(?:本报|本网|特约|实习)?(?:记者|通讯员)[^。！？!?]{0,24}$")
+# English bylines: "By Jane Doe, Example Wire", "Reporting by Jane Doe; Editing by John Roe".
+# Every word after "by" is a name or a connector, so "By the end of the year, …" stays.
+_BYLINE_RE = re.compile(
+    r"^(?:(?:additional )?reporting|writing|editing|compiled)? ?by\s+(.+)$", re.I
+)
+_BYLINE_CONNECTORS = frozenset({"and", "&", "in", "for", "by", "editing", "reporting", "writing"})
+_BYLINE_MAX_WORDS = 12
+_RIGHTS_RE = re.compile(
+    r"all rights reserved|版权所有|copyright\s*©|©|未经(?:授权|许可)[^。]{0,12}(?:转载|使用)|"
+    r"转载请注明|不得转载|"
+    r"^\W*(?:点击)?(?:阅读|查看)(?:全文|原文|更多)|^\W*(?:相关|推荐|延伸)阅读|"
+    r"^\W*(?:read more|continue reading|related|follow us|sign up|subscribe)\b",
+    re.IGNORECASE,
+)
+# "（完）", "(END)" closing a dispatch.
+_END_MARK_RE = re.compile(r"\s*[（(【\[]\s*(?:完|end|ends)\s*[)）】\]]\s*$", re.IGNORECASE)
+# Datelines a wire copy rewrites: "财联社3月5日电，", "新华社北京3月5日电（记者 王五）",
+# "本报讯（记者 张三）", "HONG KONG, March 5 (Example Wire) - ".
+_LEAD_IN_RES = (
+    re.compile(
+        r"^[^，。,\s]{0,16}?\d{1,2}月\d{1,2}日\s*(?:电|讯|消息)\s*(?:[（(][^）)]{0,24}[）)])?\s*[，,：:]?\s*"
+    ),
+    re.compile(r"^(?:本报|本网|本刊)讯\s*(?:[（(][^）)]{0,24}[）)])?\s*[，,：:]?\s*"),
+    re.compile(
+        r"^[A-Z][A-Z.' ]{1,30}(?:,\s*[A-Z][a-z]{2,8}\.?\s+\d{1,2})?\s*(?:\([^)]{1,30}\))?\s*"
+        r"[-—–]{1,2}\s+"
+    ),
+)
+# A line that is only a date or time, which some page wrappers leave in the extracted text.
+_DATE_LINE_RE = re.compile(r"^[\d\s:/.,年月日时分秒-]+$")
+_NON_WORD_RE = re.compile(r"[\W_]+")
+
+
+def story_text(body: str, title: str = "") -> str:
+    """The words of the story itself: NFKC, credits and wrappers removed, lower case, words
+    separated by single spaces (unspaced scripts stay unspaced). A line repeating the title goes
+    too: a copy has its own headline, and extraction keeps it on some sites and not others."""
+    headline = _folded(title)
+    lines = []
+    for raw in unicodedata.normalize("NFKC", body).split("\n"):
+        line = raw.strip()
+        if not line or _is_not_story(line) or (headline and _folded(line) == headline):
+            continue
+        if not lines:
+            line = _strip_lead_in(line)
+        lines.append(_END_MARK_RE.sub("", line))
+    return _NON_WORD_RE.sub(" ", " ".join(lines).lower()).strip()
+
+
+def _folded(text: str) -> str:
+    return _NON_WORD_RE.sub("", unicodedata.normalize("NFKC", text).lower())
+
+
+def _is_not_story(line: str) -> bool:
+    if (
+        _DATE_LINE_RE.match(line)
+        or _CREDIT_LINE_RE.match(line)
+        or _REPORTER_LINE_RE.match(line)
+        or _RIGHTS_RE.search(line)
+    ):
+        return True
+    return _is_byline(line)
+
+
+def _is_byline(line: str) -> bool:
+    match = _BYLINE_RE.match(line)
+    if not match:
+        return False
+    words = re.findall(r"[^\s,;]+", match[1])
+    return len(words) <= _BYLINE_MAX_WORDS and all(
+        w[0].isupper() or w.lower() in _BYLINE_CONNECTORS for w in words
+    )
+
+
+def _strip_lead_in(line: str) -> str:
+    for pattern in _LEAD_IN_RES:
+        line = pattern.sub("", line, count=1)
+    return line
+
+
+# --- shingles -------------------------------------------------------------------------------
+
+# Shingle sizes, chosen on the evaluation set (tests/fixtures/dedup): 4 characters of Chinese is
+# about two words, specific enough that different reports on one policy (which share its long
+# official name) stay below the thresholds; 3 words is the usual w-shingle for English news.
+CHARS_PER_SHINGLE = 4
+WORDS_PER_SHINGLE = 3
+# An article whose story text gives fewer shingles is too short to tell copies from reports
+# that share a template ("比特币跌破6万美元"): it is not compared by body.
+MIN_SHINGLES = 30
+
+_UNSPACED_RANGES = (
+    (0x0E00, 0x0EFF),  # Thai, Lao
+    (0x1000, 0x109F),  # Myanmar
+    (0x1780, 0x17FF),  # Khmer
+    (0x3040, 0x30FF),  # Hiragana, Katakana
+    (0x3400, 0x4DBF),  # CJK extension A
+    (0x4E00, 0x9FFF),  # CJK unified ideographs
+    (0xF900, 0xFAFF),  # CJK compatibility ideographs
+    (0x20000, 0x323AF),  # CJK extensions B–H
+)
+_MAX_TOKEN_CHARS = 64
+_CHUNK_CHARS = 400_000  # bounds the temporary arrays of one vectorized pass
+_U64 = np.uint64
+_CHAR_BASE = _U64(0x100000001B3)
+_TOKEN_BASE = _U64(0x9E3779B97F4A7C15)
+
+
+def _powers(base: np.uint64, count: int) -> npt.NDArray[np.uint64]:
+    out = np.ones(count, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for i in range(1, count):
+            out[i] = out[i - 1] * base
+    return out
+
+
+_CHAR_POWERS = _powers(_CHAR_BASE, _MAX_TOKEN_CHARS)
+
+
+def _fmix64(h: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
+    """MurmurHash3's finalizer: spreads the polynomial hashes over all 64 bits."""
+    h = h ^ (h >> _U64(33))
+    h = h * _U64(0xFF51AFD7ED558CCD)
+    h = h ^ (h >> _U64(33))
+    h = h * _U64(0xC4CEB9FE1A85EC53)
+    return h ^ (h >> _U64(33))
+
+
+def shingle_sets(texts: Sequence[str]) -> list[Shingles]:
+    """The shingle set of each story text (see `story_text`), as sorted unique uint32 hashes."""
+    out: list[Shingles] = []
+    for chunk in _chunks(texts):
+        out.extend(_shingle_chunk(chunk))
+    return out
+
+
+def _chunks(texts: Sequence[str]) -> Iterator[Sequence[str]]:
+    start, size = 0, 0
+    for i, text in enumerate(texts):
+        size += len(text) + 1
+        if size >= _CHUNK_CHARS:
+            yield texts[start : i + 1]
+            start, size = i + 1, 0
+    if start < len(texts):
+        yield texts[start:]
+
+
+def _shingle_chunk(texts: Sequence[str]) -> list[Shingles]:
+    """All texts of a chunk in one pass: one code-point array, separated by spaces."""
+    cps = np.frombuffer((" ".join(texts) + " ").encode("utf-32-le"), dtype=np.uint32)
+    doc_of_char = np.repeat(np.arange(len(texts)), [len(t) + 1 for t in texts])
+    space = cps == 32
+    unspaced = np.zeros(len(cps), dtype=bool)
+    for low, high in _UNSPACED_RANGES:
+        unspaced |= (cps >= low) & (cps <= high)
+    # A token starts at every unspaced character and at a word character after a boundary.
+    boundary_before = np.ones(len(cps), dtype=bool)
+    boundary_before[1:] = space[:-1] | unspaced[:-1]
+    starts = ~space & (unspaced | boundary_before)
+    token_hashes, token_docs, token_unspaced = _token_hashes(cps, space, starts, doc_of_char)
+    if not len(token_hashes):
+        return [np.empty(0, dtype=np.uint32) for _ in texts]
+    # Character n-grams for documents that are mostly unspaced script, word n-grams otherwise.
+    unspaced_share = np.bincount(token_docs, token_unspaced, len(texts)) / np.maximum(
+        np.bincount(token_docs, minlength=len(texts)), 1
+    )
+    size_of_doc = np.where(unspaced_share >= 0.5, CHARS_PER_SHINGLE, WORDS_PER_SHINGLE)
+    hashes, docs = _ngrams(token_hashes, token_docs, size_of_doc)
+    keyed = np.unique((docs.astype(np.uint64) << _U64(32)) | hashes)
+    bounds = np.searchsorted(keyed >> _U64(32), np.arange(len(texts) + 1))
+    values = keyed.astype(np.uint32)  # the low 32 bits: the shingle hash
+    return [values[bounds[i] : bounds[i + 1]] for i in range(len(texts))]
+
+
+def _token_hashes(
+    cps: npt.NDArray[np.uint32],
+    space: npt.NDArray[np.bool_],
+    starts: npt.NDArray[np.bool_],
+    doc_of_char: npt.NDArray[np.int64],
+) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
+    """A polynomial hash of each token's code points, the token's document and script."""
+    chars = np.flatnonzero(~space)
+    if not len(chars):
+        empty = np.empty(0, dtype=np.int64)
+        return np.empty(0, dtype=np.uint64), empty, np.empty(0, dtype=bool)
+    start_positions = np.flatnonzero(starts)
+    token_of_char = np.cumsum(starts)[chars] - 1
+    offset = np.minimum(chars - start_positions[token_of_char], _MAX_TOKEN_CHARS - 1)
+    with np.errstate(over="ignore"):
+        terms = cps[chars].astype(np.uint64) * _CHAR_POWERS[offset]
+        hashes = _fmix64(np.add.reduceat(terms, np.flatnonzero(starts[chars])))
+    first_cp = cps[start_positions]
+    unspaced = np.zeros(len(first_cp), dtype=bool)
+    for low, high in _UNSPACED_RANGES:
+        unspaced |= (first_cp >= low) & (first_cp <= high)
+    return hashes, doc_of_char[start_positions], unspaced
+
+
+def _ngrams(
+    tokens: npt.NDArray[np.uint64], docs: npt.NDArray[np.int64], size_of_doc: npt.NDArray[np.int_]
+) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.int64]]:
+    """Hashes of n consecutive tokens within one document, n per document."""
+    hashes, owners = [], []
+    for size in np.unique(size_of_doc):
+        n = int(size)
+        count = len(tokens) - n + 1
+        if count <= 0:
+            continue
+        h = tokens[:count].copy()
+        with np.errstate(over="ignore"):
+            for i in range(1, n):
+                h = h * _TOKEN_BASE + tokens[i : i + count]
+        keep = (docs[:count] == docs[n - 1 : n - 1 + count]) & (size_of_doc[docs[:count]] == n)
+        hashes.append((_fmix64(h[keep]) >> _U64(32)).astype(np.uint64))
+        owners.append(docs[:count][keep])
+    if not hashes:
+        return np.empty(0, dtype=np.uint64), np.empty(0, dtype=np.int64)
+    return np.concatenate(hashes), np.concatenate(owners)
+
+
+# --- MinHash and LSH bands ------------------------------------------------------------------
+
+# LSH: BANDS bands of ROWS_PER_BAND MinHash values. Two articles become candidates when one
+# band agrees, with probability 1 - (1 - J^r)^b for Jaccard similarity J. With b=42, r=3:
+# J=0.3 → 0.68, J=0.4 → 0.94, J=0.5 → 0.996, J=0.6 → 1.0; J=0.1 → 0.04, J=0.05 → 0.005.
+# The low band is deliberate: a truncated copy has a Jaccard of about its length ratio, and
+# candidates are verified on exact shingle sets (`is_near_copy`), which keeps precision.
+ROWS_PER_BAND = 3
+BANDS = 42
+NUM_PERM = ROWS_PER_BAND * BANDS
+MINHASH_SEED = 1
+# Folded into every band hash: a change of the fingerprint parameters must not match old rows.
+LSH_VERSION = 1
+
+_PERMUTATIONS = MinHash(num_perm=NUM_PERM, seed=MINHASH_SEED, scheme="affine32").permutations
+_U32 = np.uint32
+
+
+def _fmix32(h: npt.NDArray[np.uint32]) -> npt.NDArray[np.uint32]:
+    """datasketch's pre-mix for the affine32 scheme (MurmurHash3's 32-bit finalizer)."""
+    h = h ^ (h >> _U32(16))
+    h = h * _U32(0x85EBCA6B)
+    h = h ^ (h >> _U32(13))
+    h = h * _U32(0xC2B2AE35)
+    return h ^ (h >> _U32(16))
+
+
+def minhash_signatures(sets: Sequence[Shingles]) -> npt.NDArray[np.uint32]:
+    """MinHash signature of each non-empty shingle set, as datasketch computes it."""
+    if not sets:
+        return np.empty((0, NUM_PERM), dtype=np.uint32)
+    if any(not len(s) for s in sets):
+        raise ValueError("an empty shingle set has no signature")
+    values = _fmix32(np.concatenate(sets))
+    bounds = np.cumsum([0, *(len(s) for s in sets[:-1])])
+    a, b = _PERMUTATIONS
+    out = np.empty((len(sets), NUM_PERM), dtype=np.uint32)
+    with np.errstate(over="ignore"):
+        for k in range(NUM_PERM):
+            out[:, k] = np.minimum.reduceat(values * a[k] + b[k], bounds)
+    return out
+
+
+_BAND_SEEDS = _fmix64(np.arange(BANDS, dtype=np.uint64) + _U64(LSH_VERSION << 16))
+
+
+def band_hashes(signatures: npt.NDArray[np.uint32]) -> npt.NDArray[np.int64]:
+    """One 64-bit bucket per band and article (band index folded in), as DuckDB BIGINTs."""
+    bands = signatures.reshape(len(signatures), BANDS, ROWS_PER_BAND).astype(np.uint64)
+    h = np.broadcast_to(_BAND_SEEDS, (len(signatures), BANDS)).copy()
+    with np.errstate(over="ignore"):
+        for r in range(ROWS_PER_BAND):
+            h = _fmix64(h * _TOKEN_BASE + bands[:, :, r])
+    return h.view(np.int64)
+
+
+# --- verification ---------------------------------------------------------------------------
+
+# Thresholds on exact shingle sets, chosen on the evaluation set (see tests/test_dedup.py for
+# the measured similarities): syndicated copies with a new lead-in and 2–5 % of words changed
+# have Jaccard 0.55–0.9; different reports on one policy and an outlet's templated roundups stay
+# below 0.2. A truncated copy has a low Jaccard but most of its shingles are in the original.
+MIN_JACCARD = 0.45
+MIN_CONTAINMENT = 0.8
+# Containment alone only counts when the shorter text is a real part of the longer one: a flash
+# item quoted inside a daily roundup is contained in it but is not the same story.
+MIN_LENGTH_RATIO = 0.25
+
+
+@dataclass(frozen=True)
+class Similarity:
+    jaccard: float
+    containment: float  # shared shingles over the smaller set
+    length_ratio: float  # smaller set over the larger
+
+
+def similarity(a: Shingles, b: Shingles) -> Similarity:
+    if not len(a) or not len(b):
+        return Similarity(0.0, 0.0, 0.0)
+    shared = len(np.intersect1d(a, b, assume_unique=True))
+    small, large = sorted((len(a), len(b)))
+    return Similarity(shared / (small + large - shared), shared / small, small / large)
+
+
+def is_near_copy(s: Similarity) -> bool:
+    """The verdict on an LSH candidate: the same story text, edited or cut, or not."""
+    if s.jaccard >= MIN_JACCARD:
+        return True
+    return s.containment >= MIN_CONTAINMENT and s.length_ratio >= MIN_LENGTH_RATIO
+
+
+# --- articles -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """What dedup compares. The body fields are None for a body too short to compare."""
+
+    title_key: str | None  # source and normalized title
+    body_key: str | None  # the story text, exactly
+    shingles: Shingles | None
+    buckets: npt.NDArray[np.int64] | None  # LSH band hashes
+
+
+def fingerprint_articles(articles: Sequence[Article]) -> list[Fingerprint]:
+    texts = [story_text(a.body_text, a.title) for a in articles]
+    sets = story_shingles(texts)
+    usable = [i for i, s in enumerate(sets) if s is not None]
+    buckets = band_hashes(minhash_signatures([sets[i] for i in usable]))  # type: ignore[misc]
+    bucket_of = dict(zip(usable, buckets, strict=True))
+    return [
+        Fingerprint(
+            title_key(a),
+            _body_key(text) if sets[i] is not None else None,
+            sets[i],
+            bucket_of.get(i),
+        )
+        for i, (a, text) in enumerate(zip(articles, texts, strict=True))
+    ]
+
+
+def story_shingles(texts: Sequence[str]) -> list[Shingles | None]:
+    """Shingle sets of story texts; None for a text too short to compare."""
+    return [s if len(s) >= MIN_SHINGLES else None for s in shingle_sets(texts)]
+
+
+def _body_key(text: str) -> str:
+    # Spacing carries no meaning between Chinese characters, and copies differ in it.
+    return hashlib.blake2b(text.replace(" ", "").encode(), digest_size=16).hexdigest()
+
+
+def title_key(article: Article) -> str | None:
+    """Same source, same title up to case, width, spacing and punctuation: one key."""
+    title = _folded(article.title)
+    if not title:
+        return None
+    source = article.source or urlsplit(article.canonical_url).hostname or ""
+    source = unicodedata.normalize("NFKC", source).strip().lower()
+    return hashlib.blake2b(f"{source}\x1f{title}".encode(), digest_size=8).hexdigest()
