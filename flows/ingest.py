@@ -121,9 +121,9 @@ def collect_feed(feed: FeedConfig, state: FeedState | None, ctx: FeedContext) ->
     with ctx.db.session() as con:
         known = lookup_known(con, feed.url, parsed.entries)
     tz = ZoneInfo(ctx.feeds_file.timezone_for(feed))
-    fresh, seen_again = split_known(parsed.entries, known, tz)
-    pages, page_errors, downloaded = download_and_extract(ctx, fresh)
-    articles = normalize_entries(ctx, feed, parsed, fresh, pages, page_errors, errors)
+    split = split_known(parsed.entries, known, tz)
+    pages, page_errors, downloaded = download_and_extract(ctx, split.fresh)
+    articles = normalize_entries(ctx, feed, parsed, split.fresh, pages, page_errors, errors)
     check = FeedCheck(
         url=feed.url,
         ok=True,
@@ -138,7 +138,8 @@ def collect_feed(feed: FeedConfig, state: FeedState | None, ctx: FeedContext) ->
         feed_url=feed.url,
         check=check,
         articles=articles,
-        seen_again=seen_again,
+        seen_again=split.seen_again,
+        seen_again_by_guid=split.by_guid,
         errors=errors,
         pages_downloaded=downloaded,
     )

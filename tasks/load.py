@@ -21,7 +21,8 @@ import pyarrow as pa
 
 from schemas.errors import ConfigError
 from schemas.models import Article, FeedBatch, FeedCheck, IngestErrorRecord, RunCounts, utcnow
-from tasks.dedup import mark_exact_copies, unique_articles
+from tasks.dedup import LayerCounts, cluster_new_articles, unique_articles
+from tasks.fingerprint import fingerprint_articles
 from tasks.health import FeedState, next_state, read_feed_states
 from tasks.store import Database
 
@@ -244,8 +245,10 @@ def load_batch(
 ) -> RunCounts:
     """Write one feed's contribution in one transaction; returns what it added."""
     articles = unique_articles(batch.articles)
+    # Pure CPU work, done before taking the database so that other writers wait less.
+    prints = fingerprint_articles(articles)
     with db.session() as con, transaction(con):
-        copies = mark_exact_copies(con, articles)
+        layers = cluster_new_articles(con, articles, prints)
         new, updated = upsert_articles(con, articles)
         refs = [(a.article_id, a.guid) for a in articles] + list(batch.seen_again)
         record_feed_refs(con, batch.feed_url, refs)
@@ -262,9 +265,22 @@ def load_batch(
         pages_downloaded=batch.pages_downloaded,
         articles_new=new,
         articles_updated=updated,
-        duplicates=copies + len(batch.seen_again),
         errors=len(batch.errors),
+        **duplicate_counts(batch, len(batch.articles) - len(articles), layers),
     )
+
+
+def duplicate_counts(batch: FeedBatch, repeated: int, layers: LayerCounts) -> dict[str, int]:
+    """The `dup_*` counters of a batch and their sum; `repeated` are items of the batch that
+    share a canonical URL with an earlier one."""
+    counts = {
+        "dup_url": len(batch.seen_again) - batch.seen_again_by_guid + repeated,
+        "dup_guid": batch.seen_again_by_guid,
+        "dup_title": layers.title,
+        "dup_body": layers.body,
+        "dup_near": layers.near,
+    }
+    return {"duplicates": sum(counts.values()), **counts}
 
 
 # --- runs -----------------------------------------------------------------------------------
