@@ -24,6 +24,8 @@ import pyarrow as pa
 from schemas.errors import ItemError
 from schemas.models import Article, FeedEntry, article_id_for
 from tasks.fingerprint import (
+    MIN_CONTAINMENT,
+    MIN_JACCARD,
     Fingerprint,
     Shingles,
     is_near_copy,
@@ -244,8 +246,12 @@ def _is_near(a: Shingles, b: Shingles | None) -> bool:
 
 def _bodies_agree(a: Shingles | None, b: Shingles | None) -> bool:
     """Same outlet, same title: the same article, unless both bodies are long enough to say
-    otherwise (a daily roundup keeps its title and changes its text)."""
-    return a is None or b is None or is_near_copy(similarity(a, b))
+    otherwise (a daily roundup keeps its title and changes its text). One body may be a cut of
+    the other (a feed's excerpt), however short: the title already vouches for it."""
+    if a is None or b is None:
+        return True
+    found = similarity(a, b)
+    return found.jaccard >= MIN_JACCARD or found.containment >= MIN_CONTAINMENT
 
 
 def _remember(matches: _Matches, article: Article, fp: Fingerprint) -> None:
