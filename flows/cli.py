@@ -73,12 +73,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def settings_from_args(args: argparse.Namespace, **overrides: Any) -> Settings:
-    return Settings.from_env(
-        db_path=getattr(args, "db", None),
-        feeds_path=getattr(args, "feeds", None),
-        show_progress=not getattr(args, "quiet", False) and err.is_terminal,
-        **overrides,
-    )
+    """Settings from the environment, then the command's flags; `overrides` are defaults that
+    flags still win over (the demo's own database, for one)."""
+    flags: dict[str, Any] = {
+        "db_path": getattr(args, "db", None),
+        "feeds_path": getattr(args, "feeds", None),
+        "show_progress": not getattr(args, "quiet", False) and err.is_terminal,
+    }
+    values = overrides | {k: v for k, v in flags.items() if v is not None}
+    return Settings.from_env(**values)
 
 
 # --- progress and summaries -----------------------------------------------------------------
@@ -173,7 +176,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     settings = settings_from_args(
         args,
-        db_path=args.db or DEMO_DB,
+        db_path=DEMO_DB,
         fetch={"allow_private_networks": True, "retries": 0},
     )
     _with_prefect()

@@ -40,10 +40,10 @@ def extract_page(url: str, html: str) -> ExtractedPage:
         with_metadata=True,
         deduplicate=False,
     )
-    if doc is None:
-        raise ItemError("extract_empty", "no article text found on the page", url=url)
-    meta: dict[str, Any] = doc.as_dict() if hasattr(doc, "as_dict") else dict(doc)
+    meta: dict[str, Any] = doc.as_dict() if doc is not None else {}
     text = (meta.get("text") or "").strip()
+    if not text:
+        raise ItemError("extract_empty", "no article text found on the page", url=url)
     lang = _HTML_LANG_RE.search(html[:4096].encode("utf-8", "ignore"))
     return ExtractedPage(
         url=url,

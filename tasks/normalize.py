@@ -297,6 +297,12 @@ def as_list(value: object) -> list[str]:
 # --- assembling an article ------------------------------------------------------------------
 
 
+def _drop_leading_title(body: str, titles: Iterable[str]) -> str:
+    """trafilatura keeps the <h1> when it sits inside the article element; it is not body."""
+    first, _, rest = body.partition("\n")
+    return rest if rest and clean_title(first) in set(titles) - {""} else body
+
+
 def build_feed_article(
     entry: FeedEntry,
     page: ExtractedPage | None,
@@ -324,7 +330,8 @@ def build_feed_article(
     title = clean_title(entry.title or (page.title if page else None), names)
     if not title and page and page.title:
         title = clean_title(page.title, names)
-    body = clean_text(page.text) if page and page.text else ""
+    page_title = clean_title(page.title, names) if page else ""
+    body = _drop_leading_title(clean_text(page.text) if page else "", (title, page_title))
     if not body:
         body = html_to_text(entry.content) or html_to_text(entry.summary)
     if not title:
@@ -339,10 +346,13 @@ def build_feed_article(
             warnings.append(ItemError(exc.kind, f"{field}: {exc}", url=link))
             return None
 
-    published = date(entry.published, "published") or date(page.date if page else None, "page date")
+    # Feed dates carry the time of day; trafilatura's page date is only the day.
     updated = date(entry.updated, "updated")
-    if published is None:
-        published = updated
+    published = (
+        date(entry.published, "published")
+        or updated
+        or date(page.date if page else None, "page date")
+    )
     summary = html_to_text(entry.summary) or (page.description if page else None) or None
     article = Article(
         article_id=article_id_for(canon),

@@ -51,7 +51,7 @@ def parse_feed(response: Response, max_items: int) -> ParsedFeed:
         if not result.get("version"):
             what = "an HTML page" if _looks_like_html(data) else "not a feed"
             raise ItemError("not_a_feed", f"{what} where a feed was expected", url=feed_url)
-        if bozo is not None and not result.get("feed"):
+        if bozo is not None:
             raise ItemError("parse_error", f"feed XML could not be parsed: {bozo}", url=feed_url)
     feed = result.get("feed", {})
     total = len(entries)
@@ -61,7 +61,7 @@ def parse_feed(response: Response, max_items: int) -> ParsedFeed:
         link=feed.get("link"),
         language=_text(feed.get("language")),
         poll_hint=_poll_hint(feed),
-        entries=[_entry(feed_url, e) for e in entries[:max_items]],
+        entries=[entry for e in entries[:max_items] if (entry := _entry(feed_url, e)) is not None],
         warning=f"recovered from: {bozo}" if bozo is not None else None,
         truncated_from=total if total > max_items else None,
     )
@@ -92,7 +92,10 @@ def _poll_hint(feed: Any) -> float | None:
     return None
 
 
-def _entry(feed_url: str, e: Any) -> FeedEntry:
+def _entry(feed_url: str, e: Any) -> FeedEntry | None:
+    """The entry, or None for an empty shell (feedparser's leftover of a feed cut mid-item)."""
+    if not any(e.get(k) for k in ("link", "id", "title", "summary", "content")):
+        return None
     contents = [c.get("value", "") for c in e.get("content", []) if c.get("value")]
     authors = [a.get("name") for a in e.get("authors", []) if a.get("name")]
     return FeedEntry(
@@ -101,8 +104,9 @@ def _entry(feed_url: str, e: Any) -> FeedEntry:
         link=_text(e.get("link")),
         title=_text(e.get("title")),
         author=", ".join(authors) if authors else _text(e.get("author")),
-        published=_text(e.get("published")),
-        updated=_text(e.get("updated")),
+        # dict.get: FeedParserDict.get maps a missing `published` to `updated` with a warning.
+        published=_text(dict.get(e, "published")),
+        updated=_text(dict.get(e, "updated")),
         summary=_text(e.get("summary")),
         content=max(contents, key=len) if contents else None,
         categories=[t["term"] for t in e.get("tags", []) if t.get("term")],

@@ -158,15 +158,22 @@ def test_old_file_is_migrated_in_place(tmp_path: Path) -> None:
         assert con.execute("SELECT x FROM keep_me").fetchone() == (42,)
 
 
+def hold_file(path: Path, seconds: float) -> subprocess.Popen[str]:
+    """Another process (not newsflow) holding DuckDB's own lock on the file, like a duckdb shell."""
+    code = (
+        f"import duckdb, time; c = duckdb.connect({str(path)!r}); "
+        f"print('held', flush=True); time.sleep({seconds})"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    return holder
+
+
 def test_waits_for_a_foreign_process_holding_the_file(tmp_path: Path) -> None:
     path = tmp_path / "held.duckdb"
     with Database(path).session():
         pass
-    holder = subprocess.Popen(
-        [sys.executable, "-c", f"import duckdb,time; c=duckdb.connect({str(path)!r}); print('held', flush=True); time.sleep(1.5)"],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    holder = hold_file(path, 1.5)
     with Database(path, lock_timeout=30).session() as con:
         assert con.execute("SELECT 1").fetchone() == (1,)
     holder.wait()
@@ -176,14 +183,12 @@ def test_gives_up_with_a_clear_error(tmp_path: Path) -> None:
     path = tmp_path / "held.duckdb"
     with Database(path).session():
         pass
-    holder = subprocess.Popen(
-        [sys.executable, "-c", f"import duckdb,time; c=duckdb.connect({str(path)!r}); print('held', flush=True); time.sleep(5)"],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
-    with pytest.raises(DatabaseError, match="locked by another process"):
-        with Database(path, lock_timeout=0.5).session():
-            pass
+    holder = hold_file(path, 5)
+    with (
+        pytest.raises(DatabaseError, match="locked by another process"),
+        Database(path, lock_timeout=0.5).session(),
+    ):
+        pass
     holder.kill()
     holder.wait()
 
