@@ -13,11 +13,16 @@ from __future__ import annotations
 import html
 import itertools
 from dataclasses import dataclass
+from datetime import datetime
+from email.utils import format_datetime
 from pathlib import Path
 from string import Template
+from urllib.parse import urlsplit
+from xml.sax.saxutils import escape
 from zoneinfo import ZoneInfo
 
 import yaml
+from werkzeug import Request, Response
 
 from schemas.models import FeedBatch, FeedCheck, FeedEntry, RunCounts, article_id_for
 from tasks.dedup import lookup_known, split_known
@@ -158,3 +163,69 @@ def score_pairs(truth: dict[str, str], predicted: dict[str, str]) -> PairScores:
         predicted_pairs += same_predicted
         correct += same_truth and same_predicted
     return PairScores(true_pairs, predicted_pairs, correct)
+
+
+def truth_by_article(items: list[Item], link_of: dict[str, str] | None = None) -> dict[str, str]:
+    """article_id → story of every item that becomes a row. An entry whose GUID its feed carried
+    in an earlier run is not downloaded again, so its new URL gets no row; URL variants share
+    their original's row. `link_of` maps item names to the links actually served."""
+    links = link_of or {i.name: i.link for i in items}
+    first_run_guids = {(i.feed, i.guid) for i in items if i.run == 1 and i.guid}
+    truth = {}
+    for item in items:
+        if item.run > 1 and (item.feed, item.guid) in first_run_guids:
+            continue
+        truth.setdefault(article_id_for(canonical_url(links[item.name])), item.story)
+    return truth
+
+
+class LoopbackSite:
+    """The set served over loopback: one RSS feed per feed URL and every page, under
+    `base/<original host>/<original path>`; `run` selects what the feeds list."""
+
+    def __init__(self, base: str, items: list[Item]) -> None:
+        self.base = base.rstrip("/")
+        self.items = items
+        self.run = 1
+        self.link_of = {i.name: self._loopback(i.link) for i in items}
+        self.feed_of = {i.name: self._loopback(i.feed) for i in items}
+        self.pages = {urlsplit(self.link_of[i.name]).path: i for i in reversed(items)}
+
+    def _loopback(self, url: str) -> str:
+        parts = urlsplit(url)
+        query = f"?{parts.query}" if parts.query else ""
+        fragment = f"#{parts.fragment}" if parts.fragment else ""
+        return f"{self.base}/{(parts.hostname or '').lower()}{parts.path}{query}{fragment}"
+
+    def feeds_toml(self) -> str:
+        lines = ["[defaults]", 'timezone = "Asia/Shanghai"']
+        for feed, source in sorted({(self.feed_of[i.name], i.source) for i in self.items}):
+            lines += ["", "[[feeds]]", f'url = "{feed}"', f'source = "{source}"']
+        return "\n".join(lines) + "\n"
+
+    def respond(self, request: Request) -> Response:
+        url = f"{self.base}{request.path}"
+        if url in self.feed_of.values():
+            listed = [i for i in self.items if self.feed_of[i.name] == url and i.run <= self.run]
+            return Response(self._rss(url, listed), content_type="application/rss+xml")
+        if request.path in self.pages:
+            page = self.pages[request.path].page()
+            return Response(page, content_type="text/html; charset=utf-8")
+        return Response("not found", status=404)
+
+    def _rss(self, url: str, items: list[Item]) -> str:
+        latest = {i.guid or i.name: i for i in sorted(items, key=lambda i: i.run)}  # moved links
+        entries = "".join(
+            f"<item><title>{escape(i.title)}</title><link>{escape(self.link_of[i.name])}</link>"
+            f'<guid isPermaLink="false">{escape(i.guid or self.link_of[i.name])}</guid>'
+            f"<pubDate>{_rfc2822(i.published)}</pubDate></item>"
+            for i in latest.values()
+        )
+        return (
+            '<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel>'
+            f"<title>{escape(url)}</title><link>{escape(url)}</link>{entries}</channel></rss>"
+        )
+
+
+def _rfc2822(published: str) -> str:
+    return format_datetime(datetime.fromisoformat(published).replace(tzinfo=SHANGHAI))
