@@ -103,12 +103,14 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         ALTER TABLE runs ADD COLUMN dup_title INTEGER DEFAULT 0;
         ALTER TABLE runs ADD COLUMN dup_body INTEGER DEFAULT 0;
         ALTER TABLE runs ADD COLUMN dup_near INTEGER DEFAULT 0;
-        -- Keys of the title and body layers (tasks/dedup.py), one row per article.
+        -- Keys of the title and body layers and the MinHash signature (tasks/dedup.py): one
+        -- row per article, written in the transaction that inserts it (no index to maintain).
         CREATE TABLE article_keys (
-            article_id  VARCHAR PRIMARY KEY,
+            article_id  VARCHAR NOT NULL,
             title_key   VARCHAR,                  -- hash of (source, normalized title)
             body_key    VARCHAR,                  -- hash of the story text; NULL when too short
-            dated_at    TIMESTAMPTZ NOT NULL      -- published_at, else first_seen_at
+            dated_at    TIMESTAMPTZ NOT NULL,     -- published_at, else first_seen_at
+            minhash     BLOB                      -- MinHash signature, uint32 values
         );
         -- Near-duplicate layer: one row per LSH band of an article's MinHash signature, so a
         -- new article finds its candidates without reading old bodies (tasks/fingerprint.py).

@@ -26,8 +26,12 @@ from schemas.models import Article, FeedEntry, article_id_for
 from tasks.fingerprint import (
     MIN_CONTAINMENT,
     MIN_JACCARD,
+    SURE_JACCARD,
+    UNLIKELY_JACCARD,
     Fingerprint,
     Shingles,
+    Signature,
+    estimated_jaccard,
     is_near_copy,
     similarity,
     story_shingles,
@@ -138,8 +142,8 @@ def unique_articles(articles: Iterable[Article]) -> list[Article]:
 
 # The title layer's window: an outlet reuses a title for a new story after a while ("早报").
 TITLE_WINDOW = timedelta(days=7)
-# LSH candidates verified per new article, most shared bands first: a story's copies share many
-# bands, while a bucket shared by hundreds of articles (a template) adds candidates, not recall.
+# LSH candidates considered per new article, most shared bands first: a story's copies share
+# many bands, while a bucket shared by hundreds of articles (a template) adds candidates only.
 MAX_CANDIDATES = 12
 # Within one batch an article is paired only with the first members of each bucket, so that a
 # template shared by a whole backfill does not make the candidate join quadratic.
@@ -155,7 +159,7 @@ class LayerCounts:
     near: int = 0
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Earlier:
     """An article a new one may copy: stored, or earlier in the batch."""
 
@@ -163,29 +167,39 @@ class _Earlier:
     story_id: str
     first_copy: str  # what a copy of it points at: its own duplicate_of, or itself
     dated_at: datetime
-    shingles: Shingles | None
+    shingles: Shingles | None = None  # of a stored article, read only when a layer needs them
+
+
+class _Match(NamedTuple):
+    layer: str  # title, body or near
+    earlier: _Earlier
+    # The copy's LSH bands would find nothing its original's do not (same or nearly the same
+    # text), so they are not stored.
+    redundant: bool
 
 
 @dataclass
 class _Matches:
-    """Earlier articles by title key, body key and (for each new article) LSH candidates."""
+    """Earlier articles by title key and body key, and each new article's LSH candidates with
+    their MinHash estimate (best first, the unlikely ones dropped)."""
 
+    by_id: dict[str, _Earlier] = field(default_factory=dict)
     titles: dict[str, list[_Earlier]] = field(default_factory=dict)
     bodies: dict[str, _Earlier] = field(default_factory=dict)
-    candidates: dict[str, list[str]] = field(default_factory=dict)  # new id → earlier ids
-    by_id: dict[str, _Earlier] = field(default_factory=dict)
+    candidates: dict[str, list[tuple[str, float]]] = field(default_factory=dict)
 
 
 def cluster_new_articles(
     con: duckdb.DuckDBPyConnection, articles: list[Article], prints: list[Fingerprint]
 ) -> LayerCounts:
     """Set `story_id` (and `duplicate_of` for exact copies) on the articles not stored yet and
-    store their keys and LSH bands; returns how many copies each layer found.
+    store their keys, signatures and LSH bands; returns how many copies each layer found.
 
     Layers, cheapest first: the same title from the same source within 7 days (unless both
-    bodies say they differ), the same story text, then near-duplicates (LSH candidates verified
-    on shingle sets). Stored articles keep their story. Inside the load transaction "earlier" is
-    well defined across runs; within a batch, earlier means published earlier.
+    bodies say they differ), the same story text, then near-duplicates (LSH candidates, triaged
+    on their MinHash estimate and verified on shingle sets). Stored articles keep their story.
+    Inside the load transaction "earlier" is well defined across runs; within a batch, earlier
+    means published earlier.
     """
     stored = stored_article_ids(con, [a.article_id for a in articles])
     new = sorted(
@@ -196,17 +210,18 @@ def cluster_new_articles(
         return LayerCounts()
     matches = find_earlier(con, new)
     counts = LayerCounts()
-    layers: dict[str, str] = {}
+    unbanded: set[str] = set()
     for article, fp in new:
-        layer, earlier = first_match(article, fp, matches)
-        article.story_id = earlier.story_id if earlier else article.article_id
-        if earlier:
-            layers[article.article_id] = layer
-            setattr(counts, layer, getattr(counts, layer) + 1)
-            if layer != "near":
-                article.duplicate_of = earlier.first_copy
+        match = first_match(article, fp, matches)
+        article.story_id = match.earlier.story_id if match else article.article_id
+        if match:
+            setattr(counts, match.layer, getattr(counts, match.layer) + 1)
+            if match.layer != "near":
+                article.duplicate_of = match.earlier.first_copy
+            if match.redundant:
+                unbanded.add(article.article_id)
         _remember(matches, article, fp)
-    record_keys(con, new, layers)
+    record_keys(con, new, unbanded)
     return counts
 
 
@@ -221,27 +236,28 @@ def _dated_at(article: Article) -> datetime:
     return article.published_at or article.first_seen_at
 
 
-def first_match(
-    article: Article, fp: Fingerprint, matches: _Matches
-) -> tuple[str, _Earlier | None]:
-    """The cheapest layer that finds an earlier article this one copies, and that article."""
+def first_match(article: Article, fp: Fingerprint, matches: _Matches) -> _Match | None:
+    """The cheapest layer that finds an earlier article this one copies."""
     for earlier in matches.titles.get(fp.title_key or "", []):
         if abs(_dated_at(article) - earlier.dated_at) <= TITLE_WINDOW and _bodies_agree(
             fp.shingles, earlier.shingles
         ):
-            return "title", earlier
+            return _Match("title", earlier, redundant=False)
     if fp.body_key in matches.bodies:
-        return "body", matches.bodies[fp.body_key]
-    if fp.shingles is not None:
-        for candidate_id in matches.candidates.get(article.article_id, []):
-            candidate = matches.by_id.get(candidate_id)
-            if candidate and _is_near(fp.shingles, candidate.shingles):
-                return "near", candidate
-    return "", None
+        return _Match("body", matches.bodies[fp.body_key], redundant=True)
+    for candidate_id, estimate in matches.candidates.get(article.article_id, []):
+        candidate = matches.by_id.get(candidate_id)
+        if candidate is None:  # its bands outlived it: nothing to join
+            continue
+        if estimate >= SURE_JACCARD:
+            return _Match("near", candidate, redundant=True)
+        if _is_near(fp.shingles, candidate.shingles):
+            return _Match("near", candidate, redundant=False)
+    return None
 
 
-def _is_near(a: Shingles, b: Shingles | None) -> bool:
-    return b is not None and is_near_copy(similarity(a, b))
+def _is_near(a: Shingles | None, b: Shingles | None) -> bool:
+    return a is not None and b is not None and is_near_copy(similarity(a, b))
 
 
 def _bodies_agree(a: Shingles | None, b: Shingles | None) -> bool:
@@ -274,27 +290,64 @@ def _remember(matches: _Matches, article: Article, fp: Fingerprint) -> None:
 def find_earlier(
     con: duckdb.DuckDBPyConnection, new: list[tuple[Article, Fingerprint]]
 ) -> _Matches:
-    """The stored articles the new ones may copy, by title key, body key and LSH bucket; only
-    their bodies are read."""
-    candidates = lsh_candidates(con, new)
+    """The stored articles the new ones may copy, by title key, body key and LSH bucket.
+
+    LSH candidates are triaged on stored signatures; bodies are read only for title matches
+    and for candidates whose MinHash estimate leaves the verdict open.
+    """
+    new_ids = {a.article_id for a, _ in new}
+    pairs = lsh_candidates(con, new)
+    signatures = {a.article_id: fp.signature for a, fp in new}
+    signatures.update(_stored_signatures(con, {old for _, old in pairs if old not in new_ids}))
+    candidates = _ranked_candidates(pairs, signatures)
     titles = _stored_titles_in_window(con, new)
-    body_keys = [fp.body_key for _, fp in new if fp.body_key]
     bodies = con.execute(
         "SELECT DISTINCT ON (k.body_key) k.body_key, k.article_id "
         "FROM article_keys k JOIN articles a USING (article_id) "
         "WHERE k.body_key IN (SELECT unnest(?::VARCHAR[])) "
         "ORDER BY k.body_key, a.duplicate_of IS NOT NULL, a.first_seen_at, a.article_id",
-        [body_keys],
+        [[fp.body_key for _, fp in new if fp.body_key]],
     ).fetchall()
-    wanted = {old for _, old in candidates} | {aid for _, aid in titles} | {r[1] for r in bodies}
-    by_id = _stored_articles(con, wanted)
-    matches = _Matches(by_id=by_id)
+    considered = {old for ranked in candidates.values() for old, _ in ranked} - new_ids
+    title_ids = {aid for _, aid in titles}
+    matches = _Matches(
+        by_id=_stored_articles(con, considered | title_ids | {aid for _, aid in bodies}),
+        candidates=candidates,
+    )
     for key, article_id in titles:
-        matches.titles.setdefault(key, []).append(by_id[article_id])
-    matches.bodies = {key: by_id[aid] for key, aid in bodies}
-    for new_id, old_id in candidates:
-        matches.candidates.setdefault(new_id, []).append(old_id)
+        matches.titles.setdefault(key, []).append(matches.by_id[article_id])
+    matches.bodies = {key: matches.by_id[aid] for key, aid in bodies}
+    _read_shingles(con, matches, title_ids | _undecided(candidates, new_ids))
     return matches
+
+
+def _ranked_candidates(
+    pairs: list[tuple[str, str]], signatures: dict[str, Signature | None]
+) -> dict[str, list[tuple[str, float]]]:
+    """Each new article's candidates with their MinHash estimate, best first; the unlikely
+    ones dropped unread."""
+    ranked: dict[str, list[tuple[str, float]]] = {}
+    for new_id, old_id in pairs:
+        new_signature, old_signature = signatures[new_id], signatures.get(old_id)
+        if new_signature is not None and old_signature is not None:
+            estimate = estimated_jaccard(new_signature, old_signature)
+            if estimate >= UNLIKELY_JACCARD:
+                ranked.setdefault(new_id, []).append((old_id, estimate))
+    for found in ranked.values():
+        found.sort(key=lambda c: -c[1])
+    return ranked
+
+
+def _undecided(candidates: dict[str, list[tuple[str, float]]], new_ids: set[str]) -> set[str]:
+    """Stored candidates whose estimate leaves the verdict open, for new articles without a
+    sure candidate (which would end their search: candidates are ranked best first)."""
+    return {
+        old_id
+        for ranked in candidates.values()
+        if ranked[0][1] < SURE_JACCARD
+        for old_id, _ in ranked
+        if old_id not in new_ids
+    }
 
 
 def _stored_titles_in_window(
@@ -356,7 +409,6 @@ def lsh_candidates(
             SELECT new_id, old_id FROM pairs GROUP BY new_id, old_id
             QUALIFY row_number() OVER (PARTITION BY new_id ORDER BY count(*) DESC, old_id)
                     <= {MAX_CANDIDATES}
-            ORDER BY new_id, count(*) DESC, old_id
             """
         ).fetchall()
     finally:
@@ -366,18 +418,31 @@ def lsh_candidates(
 
 def _bands_table(new: list[tuple[Article, Fingerprint]]) -> pa.Table:
     """(bucket, article_id, position in the batch) for every band of every banded article."""
-    banded = [(i, a.article_id, fp.buckets) for i, (a, fp) in enumerate(new)]
-    rows = [(i, aid, b) for i, aid, b in banded if b is not None]
-    if not rows:
+    rows = [(i, a.article_id, fp.buckets) for i, (a, fp) in enumerate(new)]
+    banded = [(i, aid, b) for i, aid, b in rows if b is not None]
+    if not banded:
         return pa.table({"bucket": pa.array([], pa.int64())})
-    width = len(rows[0][2])
+    width = len(banded[0][2])
     return pa.table(
         {
-            "bucket": np.concatenate([b for _, _, b in rows]),
-            "article_id": np.repeat(np.array([aid for _, aid, _ in rows], dtype=object), width),
-            "position": np.repeat(np.array([i for i, _, _ in rows], dtype=np.int64), width),
+            "bucket": np.concatenate([b for _, _, b in banded]),
+            "article_id": np.repeat(np.array([aid for _, aid, _ in banded], dtype=object), width),
+            "position": np.repeat(np.array([i for i, _, _ in banded], dtype=np.int64), width),
         }
     )
+
+
+def _stored_signatures(
+    con: duckdb.DuckDBPyConnection, ids: set[str]
+) -> dict[str, Signature | None]:
+    if not ids:
+        return {}
+    rows = con.execute(
+        "SELECT article_id, minhash FROM article_keys "
+        "WHERE article_id IN (SELECT unnest(?::VARCHAR[]))",
+        [sorted(ids)],
+    ).fetchall()
+    return {r[0]: np.frombuffer(r[1], dtype=np.uint32) if r[1] else None for r in rows}
 
 
 def _stored_articles(con: duckdb.DuckDBPyConnection, ids: set[str]) -> dict[str, _Earlier]:
@@ -385,30 +450,45 @@ def _stored_articles(con: duckdb.DuckDBPyConnection, ids: set[str]) -> dict[str,
         return {}
     rows = con.execute(
         "SELECT article_id, coalesce(story_id, article_id), coalesce(duplicate_of, article_id), "
-        "coalesce(published_at, first_seen_at), title, body_text FROM articles "
+        "coalesce(published_at, first_seen_at) FROM articles "
         "WHERE article_id IN (SELECT unnest(?::VARCHAR[]))",
         [sorted(ids)],
     ).fetchall()
-    sets = story_shingles([story_text(r[5] or "", r[4]) for r in rows])
-    return {r[0]: _Earlier(r[0], r[1], r[2], r[3], s) for r, s in zip(rows, sets, strict=True)}
+    return {r[0]: _Earlier(r[0], r[1], r[2], r[3]) for r in rows}
+
+
+def _read_shingles(con: duckdb.DuckDBPyConnection, matches: _Matches, ids: set[str]) -> None:
+    """Shingles of these stored articles, from their bodies: the only bodies read."""
+    if not ids:
+        return
+    rows = con.execute(
+        "SELECT article_id, title, body_text FROM articles "
+        "WHERE article_id IN (SELECT unnest(?::VARCHAR[]))",
+        [sorted(ids)],
+    ).fetchall()
+    sets = story_shingles([story_text(body or "", title) for _, title, body in rows])
+    for (article_id, _, _), shingles in zip(rows, sets, strict=True):
+        matches.by_id[article_id].shingles = shingles
 
 
 def record_keys(
-    con: duckdb.DuckDBPyConnection,
-    new: list[tuple[Article, Fingerprint]],
-    layers: dict[str, str],
+    con: duckdb.DuckDBPyConnection, new: list[tuple[Article, Fingerprint]], unbanded: set[str]
 ) -> None:
-    """Store the new articles' keys and LSH bands for later batches; an identical story text
-    adds no bands."""
+    """Store the new articles' keys and signatures, and the LSH bands of those whose text is
+    not (nearly) their original's, for later batches."""
     keys = pa.table(
         {
             "article_id": [a.article_id for a, _ in new],
             "title_key": [fp.title_key for _, fp in new],
             "body_key": [fp.body_key for _, fp in new],
             "dated_at": pa.array([_dated_at(a) for a, _ in new], _TS),
+            "minhash": pa.array(
+                [fp.signature.tobytes() if fp.signature is not None else None for _, fp in new],
+                pa.binary(),
+            ),
         }
     )
-    bands = _bands_table([(a, fp) for a, fp in new if layers.get(a.article_id) != "body"])
+    bands = _bands_table([(a, fp) for a, fp in new if a.article_id not in unbanded])
     con.register("batch_keys", keys)
     con.register("batch_bands", bands)
     try:
