@@ -88,12 +88,25 @@ _LEAD_IN_RES = (
 # A line that is only a date or time, which some page wrappers leave in the extracted text.
 _DATE_LINE_RE = re.compile(r"^[\d\s:/.,年月日时分秒-]+$")
 _NON_WORD_RE = re.compile(r"[\W_]+")
+# The line patterns above in one pass of the regex engine.
+_NOT_STORY_LINE_RE = re.compile(
+    "|".join(
+        f"(?:{pattern.pattern})"
+        for pattern in (_DATE_LINE_RE, _CREDIT_LINE_RE, _REPORTER_LINE_RE, _PROMPT_LINE_RE)
+    ),
+    re.IGNORECASE,
+)
 
 
 def story_text(body: str, title: str = "") -> str:
     """The words of the story itself: NFKC, credits and wrappers removed, lower case, words
     separated by single spaces (unspaced scripts stay unspaced). A line repeating the title goes
     too: a copy has its own headline, and extraction keeps it on some sites and not others."""
+    return _NON_WORD_RE.sub(" ", _story_lines(body, title)).strip()
+
+
+def _story_lines(body: str, title: str) -> str:
+    """`story_text` with its punctuation: the tokenizer reads that as spaces anyway."""
     headline = _folded(title)
     lines = []
     for raw in unicodedata.normalize("NFKC", body).split("\n"):
@@ -105,7 +118,7 @@ def story_text(body: str, title: str = "") -> str:
         if line[-1] in ")）】]":
             line = _END_MARK_RE.sub("", line)
         lines.append(line)
-    return _NON_WORD_RE.sub(" ", " ".join(lines).lower()).strip()
+    return " ".join(lines).lower()
 
 
 def _folded(text: str) -> str:
@@ -120,12 +133,7 @@ def _is_headline(line: str, headline: str) -> bool:
 def _is_not_story(line: str) -> bool:
     if len(line) > _MAX_CREDIT_CHARS:
         return bool(_CREDIT_LINE_RE.match(line))
-    if (
-        _DATE_LINE_RE.match(line)
-        or _CREDIT_LINE_RE.match(line)
-        or _REPORTER_LINE_RE.match(line)
-        or _PROMPT_LINE_RE.match(line)
-    ):
+    if _NOT_STORY_LINE_RE.match(line):
         return True
     if any(hint in line for hint in _RIGHTS_HINTS) and _RIGHTS_RE.search(line):
         return True
@@ -173,6 +181,8 @@ _UNSPACED_BMP = np.zeros(0x10000, dtype=bool)
 for _low, _high in _UNSPACED_RANGES:
     _UNSPACED_BMP[_low : min(_high, 0xFFFF) + 1] = True
 _ASTRAL_CJK = (0x20000, 0x323AF)
+# Letters and digits of the Basic Multilingual Plane (what `[^\W_]` matches there).
+_WORD_BMP = np.array([chr(c).isalnum() for c in range(0x10000)], dtype=bool)
 # Ends each text in a chunk; a control character, which story texts no longer contain.
 _DOC_SEPARATOR = 0x1E
 _MAX_TOKEN_CHARS = 64
@@ -204,7 +214,12 @@ def _fmix64(h: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
 
 def shingle_sets(texts: Sequence[str]) -> list[Shingles]:
     """The shingle set of each story text (see `story_text`), as sorted unique uint32 hashes."""
-    out: list[Shingles] = []
+    return [shingles for shingles, _ in _shingles_and_keys(texts)]
+
+
+def _shingles_and_keys(texts: Sequence[str]) -> list[tuple[Shingles, str]]:
+    """Shingle sets, and a key of each text's token sequence (what `story_text` keeps of it)."""
+    out: list[tuple[Shingles, str]] = []
     for chunk in _chunks(texts):
         out.extend(_shingle_chunk(chunk))
     return out
@@ -221,19 +236,24 @@ def _chunks(texts: Sequence[str]) -> Iterator[Sequence[str]]:
         yield texts[start:]
 
 
-def _shingle_chunk(texts: Sequence[str]) -> list[Shingles]:
-    """All texts of a chunk in one pass: one code-point array, separated by spaces."""
+def _shingle_chunk(texts: Sequence[str]) -> list[tuple[Shingles, str]]:
+    """All texts of a chunk in one pass over one code-point array. Anything but a letter or a
+    digit (of the Basic Multilingual Plane, or a CJK extension ideograph) separates tokens."""
     separator = chr(_DOC_SEPARATOR)
     cps = np.frombuffer((separator.join(texts) + separator).encode("utf-32-le"), dtype=np.uint32)
-    space = (cps == 32) | (cps == _DOC_SEPARATOR)
+    space = ~_is_word(cps)
     unspaced = _is_unspaced(cps)
     # A token starts at every unspaced character and at a word character after a boundary.
     boundary_before = np.ones(len(cps), dtype=bool)
     boundary_before[1:] = space[:-1] | unspaced[:-1]
     starts = ~space & (unspaced | boundary_before)
     token_hashes, token_docs, token_unspaced = _token_hashes(cps, space, starts, unspaced)
+    token_bounds = np.searchsorted(token_docs, np.arange(len(texts) + 1))
+    keys = [
+        _body_key(token_hashes[token_bounds[i] : token_bounds[i + 1]]) for i in range(len(texts))
+    ]
     if not len(token_hashes):
-        return [np.empty(0, dtype=np.uint32) for _ in texts]
+        return [(np.empty(0, dtype=np.uint32), key) for key in keys]
     # Character n-grams for documents that are mostly unspaced script, word n-grams otherwise.
     unspaced_share = np.bincount(token_docs, token_unspaced, len(texts)) / np.maximum(
         np.bincount(token_docs, minlength=len(texts)), 1
@@ -245,7 +265,18 @@ def _shingle_chunk(texts: Sequence[str]) -> list[Shingles]:
     keyed = keyed[np.concatenate(([True], keyed[1:] != keyed[:-1]))]
     bounds = np.searchsorted(keyed >> _U64(32), np.arange(len(texts) + 1))
     values = keyed.astype(np.uint32)  # the low 32 bits: the shingle hash
-    return [values[bounds[i] : bounds[i + 1]] for i in range(len(texts))]
+    return [(values[bounds[i] : bounds[i + 1]], keys[i]) for i in range(len(texts))]
+
+
+def _body_key(tokens: npt.NDArray[np.uint64]) -> str:
+    # Tokens, not characters: spacing and punctuation, which copies change, do not count.
+    return hashlib.blake2b(tokens.tobytes(), digest_size=16).hexdigest()
+
+
+def _is_word(cps: npt.NDArray[np.uint32]) -> npt.NDArray[np.bool_]:
+    found = _WORD_BMP[np.minimum(cps, 0xFFFF)]
+    found |= (cps >= _ASTRAL_CJK[0]) & (cps <= _ASTRAL_CJK[1])
+    return found
 
 
 def _is_unspaced(cps: npt.NDArray[np.uint32]) -> npt.NDArray[np.bool_]:
@@ -423,8 +454,8 @@ class Fingerprint:
 
 
 def fingerprint_articles(articles: Sequence[Article]) -> list[Fingerprint]:
-    texts = [story_text(a.body_text, a.title) for a in articles]
-    sets = story_shingles(texts)
+    found = _shingles_and_keys([_story_lines(a.body_text, a.title) for a in articles])
+    sets = [s if len(s) >= MIN_SHINGLES else None for s, _ in found]
     usable = [i for i, s in enumerate(sets) if s is not None]
     signatures = minhash_signatures([sets[i] for i in usable])  # type: ignore[misc]
     of = {
@@ -433,22 +464,17 @@ def fingerprint_articles(articles: Sequence[Article]) -> list[Fingerprint]:
     return [
         Fingerprint(
             title_key(a),
-            _body_key(text) if sets[i] is not None else None,
+            found[i][1] if sets[i] is not None else None,
             sets[i],
             *of.get(i, (None, None)),
         )
-        for i, (a, text) in enumerate(zip(articles, texts, strict=True))
+        for i, a in enumerate(articles)
     ]
 
 
 def story_shingles(texts: Sequence[str]) -> list[Shingles | None]:
     """Shingle sets of story texts; None for a text too short to compare."""
     return [s if len(s) >= MIN_SHINGLES else None for s in shingle_sets(texts)]
-
-
-def _body_key(text: str) -> str:
-    # Spacing carries no meaning between Chinese characters, and copies differ in it.
-    return hashlib.blake2b(text.replace(" ", "").encode(), digest_size=16).hexdigest()
 
 
 def title_key(article: Article) -> str | None:

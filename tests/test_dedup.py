@@ -155,6 +155,23 @@ def test_chinese_is_shingled_by_characters_other_scripts_by_words() -> None:
     assert len(shingle_sets([story_text("数字人民币试点范围扩大到全国")])[0]) > 8
 
 
+def test_fingerprints_shingle_the_story_text() -> None:
+    articles = [from_item(name) for name in ("zh-aml-2-wire-copy", "en-mica-2-wire-copy")]
+    prints = fingerprint_articles(articles)
+    expected = shingle_sets([story_text(a.body_text, a.title) for a in articles])
+    for fp, shingles in zip(prints, expected, strict=True):
+        assert fp.shingles is not None and np.array_equal(fp.shingles, shingles)
+    # the body key ignores spacing and punctuation, not a changed word
+    (a, b, c) = fingerprint_articles(
+        [
+            article("https://a.example/1", articles[0].body_text),
+            article("https://a.example/2", articles[0].body_text.replace("，", " , ")),
+            article("https://a.example/3", articles[0].body_text.replace("洗钱", "洗白")),
+        ]
+    )
+    assert a.body_key == b.body_key != c.body_key
+
+
 def test_signatures_are_datasketch_minhash() -> None:
     (shingles,) = shingle_sets([story_text("\n".join(ITEMS["zh-aml-1-original"].paragraphs))])
     reference = MinHash(num_perm=NUM_PERM, seed=MINHASH_SEED, scheme="affine32", hashfunc=int)
