@@ -24,6 +24,7 @@ from flows.progress import PROGRESS
 from flows.runtime import prepare_prefect, silence_shutdown_noise
 from schemas.config import Settings
 from schemas.errors import NewsflowError
+from schemas.models import RunCounts
 
 if TYPE_CHECKING:
     from flows.ingest import RunSummary
@@ -125,6 +126,22 @@ def progress_bar(enabled: bool) -> Iterator[None]:
         PROGRESS.removeHandler(handler)
 
 
+def duplicate_layers(c: RunCounts) -> str:
+    """ " (url 2, near 5)": the dedup layers that found something."""
+    found = [
+        f"{layer} {n}"
+        for layer, n in (
+            ("url", c.dup_url),
+            ("guid", c.dup_guid),
+            ("title", c.dup_title),
+            ("body", c.dup_body),
+            ("near", c.dup_near),
+        )
+        if n
+    ]
+    return f" ({', '.join(found)})" if found else ""
+
+
 def print_run_summary(summary: RunSummary) -> None:
     c = summary.counts
     out.print(
@@ -133,7 +150,7 @@ def print_run_summary(summary: RunSummary) -> None:
     )
     out.print(
         f"articles: {c.articles_new} new, {c.articles_updated} updated, "
-        f"{c.duplicates} duplicates · errors: {c.errors}"
+        f"{c.duplicates} duplicates{duplicate_layers(c)} · errors: {c.errors}"
     )
     hint = " (see the ingest_errors table)" if c.errors else ""
     out.print(f"run {summary.run_id} · {summary.seconds:.1f} s · {summary.db_path}{hint}")

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 from datasketch import MinHash
 
+from flows.cli import duplicate_layers
 from schemas.ddl import MIGRATIONS
-from schemas.models import Article, FeedBatch, FeedCheck, FeedEntry, article_id_for
+from schemas.models import Article, FeedBatch, FeedCheck, FeedEntry, RunCounts, article_id_for
 from tasks.dedup import lookup_known, split_known
 from tasks.fingerprint import (
     MINHASH_SEED,
@@ -406,3 +407,8 @@ def test_version_1_database_gets_stories(tmp_path: Path) -> None:
         assert con.execute("SELECT dup_near FROM runs").fetchall() == []
     counts = load_batch(db, start_run(db, "test", {}), batch([from_item("zh-aml-1-original")]))
     assert counts.articles_new == 1
+
+
+def test_run_summary_names_the_layers_that_found_duplicates() -> None:
+    assert duplicate_layers(RunCounts(duplicates=7, dup_url=2, dup_near=5)) == " (url 2, near 5)"
+    assert duplicate_layers(RunCounts()) == ""
