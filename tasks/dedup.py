@@ -2,10 +2,11 @@
 
 Before download: the canonical URL (the article_id) and the GUID per feed drop entries already
 stored. Inside the load transaction, for articles not stored yet: the same title from the same
-source within 7 days, then the same body (hash) make an exact copy (`duplicate_of` points at the
-first copy); then near-duplicates (MinHash LSH over shingles, `tasks.fingerprint`) join the
-story of the article they copy. Every article gets a `story_id`: the article_id of its story's
-first stored article, or its own.
+source within 7 days, then the same story text (its words, credits and punctuation aside) make
+an exact copy (`duplicate_of` points at the first copy); then near-duplicates (MinHash LSH over
+shingles, `tasks.fingerprint`) join the story of the article they copy. Every article gets a
+`story_id`: the article_id of its story's first article — the first stored, and within one
+batch the first published — or its own. A story_id, once given, does not change.
 """
 
 from __future__ import annotations
@@ -31,11 +32,10 @@ from tasks.fingerprint import (
     Fingerprint,
     Shingles,
     Signature,
+    body_shingles,
     estimated_jaccard,
     is_near_copy,
     similarity,
-    story_shingles,
-    story_text,
 )
 from tasks.normalize import canonical_url, parse_date
 
@@ -466,7 +466,7 @@ def _read_shingles(con: duckdb.DuckDBPyConnection, matches: _Matches, ids: set[s
         "WHERE article_id IN (SELECT unnest(?::VARCHAR[]))",
         [sorted(ids)],
     ).fetchall()
-    sets = story_shingles([story_text(body or "", title) for _, title, body in rows])
+    sets = body_shingles([(body or "", title) for _, title, body in rows])
     for (article_id, _, _), shingles in zip(rows, sets, strict=True):
         matches.by_id[article_id].shingles = shingles
 

@@ -9,8 +9,9 @@ suit its script, MinHash signatures and LSH band hashes, vectorized with numpy o
   character n-grams for Chinese, word n-grams for the rest. (Whitespace-token SimHash would see
   a Chinese paragraph as one token.)
 - Signatures are datasketch's MinHash (scheme "affine32", the same seed and permutations), so a
-  signature equals `datasketch.MinHash(...).update_batch(shingles)`; computing them here in bulk
-  is ~4x faster than a MinHash object per article, which hashes its input one value at a time.
+  signature equals `datasketch.MinHash(...).update_batch(shingles)`; computed here in bulk they
+  cost ~21 µs an article against ~210 µs for a MinHash object per article (measured on the
+  benchmark's articles), which hashes its input one value at a time.
 """
 
 from __future__ import annotations
@@ -447,7 +448,7 @@ class Fingerprint:
     """What dedup compares. The body fields are None for a body too short to compare."""
 
     title_key: str | None  # source and normalized title
-    body_key: str | None  # the story text, exactly
+    body_key: str | None  # the story text's words in order (spacing, punctuation aside)
     shingles: Shingles | None
     signature: Signature | None  # MinHash
     buckets: npt.NDArray[np.int64] | None  # LSH band hashes
@@ -472,9 +473,11 @@ def fingerprint_articles(articles: Sequence[Article]) -> list[Fingerprint]:
     ]
 
 
-def story_shingles(texts: Sequence[str]) -> list[Shingles | None]:
-    """Shingle sets of story texts; None for a text too short to compare."""
-    return [s if len(s) >= MIN_SHINGLES else None for s in shingle_sets(texts)]
+def body_shingles(articles: Sequence[tuple[str, str]]) -> list[Shingles | None]:
+    """Shingle sets of (body, title) pairs as `fingerprint_articles` makes them; None for a
+    body too short to compare."""
+    found = shingle_sets([_story_lines(body, title) for body, title in articles])
+    return [s if len(s) >= MIN_SHINGLES else None for s in found]
 
 
 def title_key(article: Article) -> str | None:
