@@ -5,7 +5,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,7 +30,7 @@ from schemas.models import (
     ParsedFeed,
     RunCounts,
 )
-from tasks.dedup import lookup_known, split_known
+from tasks.dedup import entry_article_id, lookup_known, split_known
 from tasks.extract import Extractor
 from tasks.fetch import FEED_ACCEPT, Fetcher
 from tasks.health import FeedState, due_feeds, read_feed_states
@@ -37,6 +38,7 @@ from tasks.load import finish_run, load_batch, start_run
 from tasks.normalize import build_feed_article
 from tasks.parse import parse_feed
 from tasks.store import Database
+from tasks.tag import load_tagger
 
 LOGGER = logging.getLogger(__name__)
 
@@ -57,7 +59,7 @@ class RunSummary:
 class FeedContext:
     """The run's shared resources, handed to every per-feed task (not a collection to Prefect)."""
 
-    __slots__ = ("db", "extractor", "feeds_file", "fetcher", "settings")
+    __slots__ = ("_claim_lock", "_claimed", "db", "extractor", "feeds_file", "fetcher", "settings")
 
     def __init__(
         self,
@@ -72,9 +74,45 @@ class FeedContext:
         self.db = db
         self.fetcher = fetcher
         self.extractor = extractor
+        self._claimed: set[str] = set()
+        self._claim_lock = threading.Lock()
+
+    def claim(self, article_id: str) -> bool:
+        """True for the first feed of this run to carry the article: it downloads the page."""
+        with self._claim_lock:
+            if article_id in self._claimed:
+                return False
+            self._claimed.add(article_id)
+            return True
 
 
-def _error(stage: str, exc: ItemError, feed_url: str, url: str | None = None) -> IngestErrorRecord:
+@dataclass(frozen=True)
+class EntryOrigin:
+    """Where entries come from, as normalize needs to know it: a polled feed, a feed's archive,
+    a sitemap or a list of URLs (these last two have no feed_url)."""
+
+    feed_url: str | None
+    tz: ZoneInfo
+    source: str | None = None
+    title: str | None = None
+    language: str | None = None
+    categories: tuple[str, ...] = ()
+
+
+def feed_origin(feeds_file: FeedsFile, feed: FeedConfig, title: str | None) -> EntryOrigin:
+    return EntryOrigin(
+        feed_url=feed.url,
+        tz=ZoneInfo(feeds_file.timezone_for(feed)),
+        source=feed.source,
+        title=title,
+        language=feeds_file.language_for(feed),
+        categories=tuple(feeds_file.categories_for(feed)),
+    )
+
+
+def _error(
+    stage: str, exc: ItemError, feed_url: str | None, url: str | None = None
+) -> IngestErrorRecord:
     return IngestErrorRecord(
         stage=stage, url=exc.url or url, kind=exc.kind, message=str(exc), feed_url=feed_url
     )
@@ -108,8 +146,8 @@ def collect_feed(feed: FeedConfig, state: FeedState | None, ctx: FeedContext) ->
             url=feed.url,
             ok=True,
             status_code=304,
-            etag=response.etag or (state and state.etag),
-            last_modified=response.last_modified or (state and state.last_modified),
+            etag=response.etag or (state.etag if state else None),
+            last_modified=response.last_modified or (state.last_modified if state else None),
         )
         return FeedBatch(feed_url=feed.url, check=check)
     try:
@@ -118,12 +156,15 @@ def collect_feed(feed: FeedConfig, state: FeedState | None, ctx: FeedContext) ->
         return failed_batch(feed, "parse", exc)
 
     errors = _feed_warnings(feed, parsed)
+    origin = feed_origin(ctx.feeds_file, feed, parsed.title)
     with ctx.db.session() as con:
         known = lookup_known(con, feed.url, parsed.entries)
-    tz = ZoneInfo(ctx.feeds_file.timezone_for(feed))
-    split = split_known(parsed.entries, known, tz)
-    pages, page_errors, downloaded = download_and_extract(ctx, split.fresh)
-    articles = normalize_entries(ctx, feed, parsed, split.fresh, pages, page_errors, errors)
+    split = split_known(parsed.entries, known, origin.tz)
+    fresh, elsewhere = claim_entries(ctx, split.fresh)
+    pages, page_errors, downloaded = download_and_extract(
+        ctx.fetcher, ctx.extractor, (e.link for e in fresh if e.link)
+    )
+    articles = normalize_entries(fresh, pages, page_errors, errors, origin)
     check = FeedCheck(
         url=feed.url,
         ok=True,
@@ -138,11 +179,25 @@ def collect_feed(feed: FeedConfig, state: FeedState | None, ctx: FeedContext) ->
         feed_url=feed.url,
         check=check,
         articles=articles,
-        seen_again=split.seen_again,
+        seen_again=split.seen_again + elsewhere,
         seen_again_by_guid=split.by_guid,
         errors=errors,
         pages_downloaded=downloaded,
     )
+
+
+def claim_entries(
+    ctx: FeedContext, entries: list[FeedEntry]
+) -> tuple[list[FeedEntry], list[tuple[str, str | None]]]:
+    """Entries this feed downloads, and those another feed of this run already carries."""
+    mine, elsewhere = [], []
+    for entry in entries:
+        aid = entry_article_id(entry)
+        if aid is None or ctx.claim(aid):
+            mine.append(entry)
+        else:
+            elsewhere.append((aid, entry.guid))
+    return mine, elsewhere
 
 
 def _feed_warnings(feed: FeedConfig, parsed: ParsedFeed) -> list[IngestErrorRecord]:
@@ -172,18 +227,18 @@ def _feed_warnings(feed: FeedConfig, parsed: ParsedFeed) -> list[IngestErrorReco
 
 
 def download_and_extract(
-    ctx: FeedContext, entries: list[FeedEntry]
+    fetcher: Fetcher, extractor: Extractor, links: Iterable[str]
 ) -> tuple[dict[str, ExtractedPage], dict[str, tuple[str, ItemError]], int]:
-    """Pages of the entries, extracted; each page goes to the pool as soon as it arrives.
+    """Pages at the links, extracted; each page goes to the pool as soon as it arrives.
 
     Returns pages and (stage, error) by link, and how many pages were downloaded.
     """
-    links = list(dict.fromkeys(e.link for e in entries if e.link))
+    links = list(dict.fromkeys(links))
     errors: dict[str, tuple[str, ItemError]] = {}
     final_urls: dict[str, str] = {}
 
     def downloaded() -> Iterator[tuple[str, str]]:
-        for link, result in ctx.fetcher.get_many(links, decode_html=True):
+        for link, result in fetcher.get_many(links, decode_html=True):
             if isinstance(result, ItemError):
                 errors[link] = ("download", result)
             elif result.text is not None:
@@ -191,7 +246,7 @@ def download_and_extract(
                 yield link, result.text
 
     pages: dict[str, ExtractedPage] = {}
-    for link, extracted in ctx.extractor.extract_many(downloaded()):
+    for link, extracted in extractor.extract_many(downloaded()):
         if isinstance(extracted, ItemError):
             errors[link] = ("extract", extracted)
         else:
@@ -200,18 +255,15 @@ def download_and_extract(
 
 
 def normalize_entries(
-    ctx: FeedContext,
-    feed: FeedConfig,
-    parsed: ParsedFeed,
     entries: list[FeedEntry],
     pages: dict[str, ExtractedPage],
     page_errors: dict[str, tuple[str, ItemError]],
     errors: list[IngestErrorRecord],
+    origin: EntryOrigin,
 ) -> list[Article]:
     """One Article per entry. Without a page, the feed's own content stands in; with neither,
     the entry is skipped (and tried again next run) and its page error recorded."""
     articles = []
-    tz = ZoneInfo(ctx.feeds_file.timezone_for(feed))
     for entry in entries:
         link = entry.link or ""
         page = pages.get(link)
@@ -220,23 +272,23 @@ def normalize_entries(
             stage, exc = page_errors[link]
             # An extraction that found nothing is no loss when the feed carries the text.
             if not (stage == "extract" and exc.kind == "extract_empty" and has_feed_text):
-                errors.append(_error(stage, exc, feed.url, link))
+                errors.append(_error(stage, exc, origin.feed_url, link))
         if page is None and not has_feed_text:
             continue
         try:
             article, warnings = build_feed_article(
                 entry,
                 page,
-                source=feed.source,
-                feed_title=parsed.title,
-                language=ctx.feeds_file.language_for(feed),
-                feed_categories=ctx.feeds_file.categories_for(feed),
-                tz=tz,
+                source=origin.source,
+                feed_title=origin.title,
+                language=origin.language,
+                feed_categories=list(origin.categories),
+                tz=origin.tz,
             )
         except ItemError as exc:
-            errors.append(_error("normalize", exc, feed.url, link))
+            errors.append(_error("normalize", exc, origin.feed_url, link))
             continue
-        errors.extend(_error("normalize", w, feed.url, link) for w in warnings)
+        errors.extend(_error("normalize", w, origin.feed_url, link) for w in warnings)
         articles.append(article)
     return articles
 
@@ -255,6 +307,7 @@ def load_batch_task(ctx: FeedContext, run_id: str, feed: FeedConfig, batch: Feed
         name=feed.name,
         source=feed.source,
         default_interval=ctx.settings.default_poll_interval,
+        tagger=load_tagger(ctx.settings.lexicon_path, ctx.settings.gazetteer_path),
     )
 
 
@@ -289,7 +342,8 @@ def run_ingest(settings: Settings, *, force: bool = False) -> RunSummary:
 
 @flow(
     name="ingest",
-    task_runner=ThreadPoolTaskRunner(max_workers=8),
+    # Per-feed tasks mostly wait on the network and the extraction pool: more threads than cores.
+    task_runner=ThreadPoolTaskRunner(max_workers=8),  # type: ignore[arg-type]
     log_prints=False,
     validate_parameters=True,
 )

@@ -63,11 +63,11 @@ class KnownIndex:
 
 
 def lookup_known(
-    con: duckdb.DuckDBPyConnection, feed_url: str, entries: Iterable[FeedEntry]
+    con: duckdb.DuckDBPyConnection, feed_url: str | None, entries: Iterable[FeedEntry]
 ) -> KnownIndex:
     entries = list(entries)
     ids = [i for i in (entry_article_id(e) for e in entries) if i]
-    guids = [e.guid for e in entries if e.guid]
+    guids = [e.guid for e in entries if e.guid] if feed_url else []
     known = KnownIndex()
     if ids:
         rows = con.execute(
@@ -78,8 +78,10 @@ def lookup_known(
         known.updated_at = {r[0]: r[1] for r in rows}
     if guids:
         rows = con.execute(
-            "SELECT guid, article_id FROM article_feeds WHERE feed_url = ? "
-            "AND guid IN (SELECT unnest(?::VARCHAR[]))",
+            # Only GUIDs whose article was stored: a ref recorded for an article whose page
+            # failed elsewhere must not hide it from the next run.
+            "SELECT f.guid, f.article_id FROM article_feeds f JOIN articles a USING (article_id) "
+            "WHERE f.feed_url = ? AND f.guid IN (SELECT unnest(?::VARCHAR[]))",
             [feed_url, guids],
         ).fetchall()
         known.guids = {r[0]: r[1] for r in rows}
@@ -199,7 +201,9 @@ def cluster_new_articles(
     bodies say they differ), the same story text, then near-duplicates (LSH candidates, triaged
     on their MinHash estimate and verified on shingle sets). Stored articles keep their story.
     Inside the load transaction "earlier" is well defined across runs; within a batch, earlier
-    means published earlier.
+    means published earlier. An article that arrives naming its original (a re-imported
+    export) keeps it, and is never taken as the original of others; one that arrives with a
+    story of its own and matches nothing keeps that.
     """
     stored = stored_article_ids(con, [a.article_id for a in articles])
     new = sorted(
@@ -212,8 +216,14 @@ def cluster_new_articles(
     counts = LayerCounts()
     unbanded: set[str] = set()
     for article, fp in new:
+        if article.duplicate_of:
+            article.story_id = article.story_id or _story_of(article.duplicate_of, matches)
+            _remember(matches, article, fp)
+            continue
         match = first_match(article, fp, matches)
-        article.story_id = match.earlier.story_id if match else article.article_id
+        article.story_id = (
+            match.earlier.story_id if match else article.story_id or article.article_id
+        )
         if match:
             setattr(counts, match.layer, getattr(counts, match.layer) + 1)
             if match.layer != "near":
@@ -270,8 +280,14 @@ def _bodies_agree(a: Shingles | None, b: Shingles | None) -> bool:
     return found.jaccard >= MIN_JACCARD or found.containment >= MIN_CONTAINMENT
 
 
+def _story_of(article_id: str, matches: _Matches) -> str:
+    known = matches.by_id.get(article_id)
+    return known.story_id if known else article_id
+
+
 def _remember(matches: _Matches, article: Article, fp: Fingerprint) -> None:
-    """Make a new article matchable by the rest of its batch."""
+    """Make a new article matchable by the rest of its batch; an exact copy only by the near
+    layer (it is nobody's original)."""
     assert article.story_id is not None
     earlier = _Earlier(
         article.article_id,
@@ -281,6 +297,8 @@ def _remember(matches: _Matches, article: Article, fp: Fingerprint) -> None:
         fp.shingles,
     )
     matches.by_id[article.article_id] = earlier
+    if article.duplicate_of:
+        return
     if fp.title_key:
         matches.titles.setdefault(fp.title_key, []).append(earlier)
     if fp.body_key:
@@ -304,14 +322,15 @@ def find_earlier(
     bodies = con.execute(
         "SELECT DISTINCT ON (k.body_key) k.body_key, k.article_id "
         "FROM article_keys k JOIN articles a USING (article_id) "
-        "WHERE k.body_key IN (SELECT unnest(?::VARCHAR[])) "
-        "ORDER BY k.body_key, a.duplicate_of IS NOT NULL, a.first_seen_at, a.article_id",
+        "WHERE k.body_key IN (SELECT unnest(?::VARCHAR[])) AND a.duplicate_of IS NULL "
+        "ORDER BY k.body_key, a.first_seen_at, a.article_id",
         [[fp.body_key for _, fp in new if fp.body_key]],
     ).fetchall()
     considered = {old for ranked in candidates.values() for old, _ in ranked} - new_ids
     title_ids = {aid for _, aid in titles}
+    named = {a.duplicate_of for a, _ in new if a.duplicate_of}
     matches = _Matches(
-        by_id=_stored_articles(con, considered | title_ids | {aid for _, aid in bodies}),
+        by_id=_stored_articles(con, considered | title_ids | named | {aid for _, aid in bodies}),
         candidates=candidates,
     )
     for key, article_id in titles:

@@ -19,6 +19,7 @@ from typing import Any
 import trafilatura
 from pebble import ProcessPool
 from pebble.common import ProcessExpired
+from trafilatura.settings import Document
 
 from schemas.errors import ItemError
 from schemas.models import ExtractedPage
@@ -40,7 +41,8 @@ def extract_page(url: str, html: str) -> ExtractedPage:
         with_metadata=True,
         deduplicate=False,
     )
-    meta: dict[str, Any] = doc.as_dict() if doc is not None else {}
+    # Without as_dict trafilatura 2 returns a Document (the dict form is deprecated).
+    meta: dict[str, Any] = doc.as_dict() if isinstance(doc, Document) else {}
     text = (meta.get("text") or "").strip()
     if not text:
         raise ItemError("extract_empty", "no article text found on the page", url=url)

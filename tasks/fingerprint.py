@@ -263,7 +263,7 @@ def _shingle_chunk(texts: Sequence[str]) -> list[tuple[Shingles, str]]:
     hashes, docs = _ngrams(token_hashes, token_docs, size_of_doc)
     # Sorted unique (document, shingle) keys; sorting is ~50x faster than np.unique here.
     keyed = np.sort((docs.astype(np.uint64) << _U64(32)) | hashes)
-    keyed = keyed[np.concatenate(([True], keyed[1:] != keyed[:-1]))]
+    keyed = keyed[np.concatenate((keyed[:1] == keyed[:1], keyed[1:] != keyed[:-1]))]
     bounds = np.searchsorted(keyed >> _U64(32), np.arange(len(texts) + 1))
     values = keyed.astype(np.uint32)  # the low 32 bits: the shingle hash
     return [(values[bounds[i] : bounds[i + 1]], keys[i]) for i in range(len(texts))]

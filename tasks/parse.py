@@ -64,7 +64,18 @@ def parse_feed(response: Response, max_items: int) -> ParsedFeed:
         entries=[entry for e in entries[:max_items] if (entry := _entry(feed_url, e)) is not None],
         warning=f"recovered from: {bozo}" if bozo is not None else None,
         truncated_from=total if total > max_items else None,
+        archive_link=_archive_link(feed),
+        generator=_text(feed.get("generator")),
     )
+
+
+def _archive_link(feed: Any) -> str | None:
+    """The page of older entries: RFC 5005's prev-archive, else a paged feed's next.
+
+    feedparser reads atom:link in RSS too and resolves relative hrefs against the feed's URL.
+    """
+    links = {link.get("rel"): link.get("href") for link in feed.get("links", [])}
+    return _text(links.get("prev-archive") or links.get("next"))
 
 
 def _looks_like_html(data: bytes) -> bool:

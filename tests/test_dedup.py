@@ -44,9 +44,11 @@ def article(
     feed: str = "https://feeds.example/rss",
     published: datetime = T0,
     guid: str | None = None,
+    duplicate_of: str | None = None,
 ) -> Article:
     canon = canonical_url(url)
     return Article(
+        duplicate_of=duplicate_of,
         article_id=article_id_for(canon),
         url=url,
         canonical_url=canon,
@@ -337,7 +339,9 @@ def test_load_twice_counts_distinct_and_keeps_stories(db: Database) -> None:
     before = stories(db)
     second = load_batch(db, run, batch([from_item(n) for n in names]))
     assert (first.articles_new, first.dup_near) == (4, 2)
-    assert (second.articles_new, second.articles_updated, second.duplicates) == (0, 4, 0)
+    # The same articles again: unchanged, so URL duplicates; no layer looks at them again.
+    assert (second.articles_new, second.articles_updated, second.duplicates) == (0, 0, 4)
+    assert (second.dup_url, second.dup_near) == (4, 0)
     assert stories(db) == before
     with db.session() as con:
         for table in ("articles", "article_keys"):
@@ -412,3 +416,25 @@ def test_version_1_database_gets_stories(tmp_path: Path) -> None:
 def test_run_summary_names_the_layers_that_found_duplicates() -> None:
     assert duplicate_layers(RunCounts(duplicates=7, dup_url=2, dup_near=5)) == " (url 2, near 5)"
     assert duplicate_layers(RunCounts()) == ""
+
+
+@pytest.mark.parametrize("copy_first", [True, False], ids=["copy-first", "original-first"])
+@pytest.mark.parametrize("one_batch", [True, False], ids=["one-batch", "two-batches"])
+def test_a_copy_that_names_its_original_keeps_it_and_its_story(
+    db: Database, copy_first: bool, one_batch: bool
+) -> None:
+    """A re-imported export: the copy arrives with duplicate_of set and the original's text,
+    dated before it when it comes first (a batch is taken in order of publication)."""
+    original = from_item("zh-pilots-1-original")
+    copy = from_item(
+        "zh-pilots-2-exact-copy",
+        duplicate_of=original.article_id,
+        published=original.published_at - timedelta(hours=1 if copy_first else -1),  # type: ignore[operator]
+    )
+    order = [copy, original] if copy_first else [original, copy]
+    run = start_run(db, "test", {})
+    for articles in [order] if one_batch else [[a] for a in order]:
+        load_batch(db, run, batch([a.model_copy() for a in articles]))
+    found = stories(db)
+    assert found[original.article_id] == (original.article_id, None)
+    assert found[copy.article_id] == (original.article_id, original.article_id)
