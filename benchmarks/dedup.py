@@ -22,7 +22,7 @@ import resource
 import sys
 import tempfile
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -174,7 +174,7 @@ class Stopwatch:
     """Total seconds spent in functions of tasks.load, wrapped for the benchmark."""
 
     def __init__(self, *names: str) -> None:
-        self.seconds: Counter[str] = Counter()
+        self.seconds: defaultdict[str, float] = defaultdict(float)
         for name in names:
             setattr(tasks.load, name, self._timed(name, getattr(tasks.load, name)))
 

@@ -109,7 +109,7 @@ def story_text(body: str, title: str = "") -> str:
 def _story_lines(body: str, title: str) -> str:
     """`story_text` with its punctuation: the tokenizer reads that as spaces anyway."""
     headline = _folded(title)
-    lines = []
+    lines: list[str] = []
     for raw in unicodedata.normalize("NFKC", body).split("\n"):
         line = raw.strip()
         if not line or _is_not_story(line) or _is_headline(line, headline):

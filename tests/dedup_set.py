@@ -171,7 +171,7 @@ def truth_by_article(items: list[Item], link_of: dict[str, str] | None = None) -
     their original's row. `link_of` maps item names to the links actually served."""
     links = link_of or {i.name: i.link for i in items}
     first_run_guids = {(i.feed, i.guid) for i in items if i.run == 1 and i.guid}
-    truth = {}
+    truth: dict[str, str] = {}
     for item in items:
         if item.run > 1 and (item.feed, item.guid) in first_run_guids:
             continue
