@@ -110,7 +110,8 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         CREATE TABLE article_keys (
             article_id  VARCHAR NOT NULL,
             title_key   VARCHAR,                  -- hash of (source, normalized title)
-            body_key    VARCHAR,                  -- hash of the story text; NULL when too short
+            body_key    VARCHAR,                  -- hash of the story text's words; NULL when
+                                                  -- too short, or for an exact copy
             dated_at    TIMESTAMPTZ NOT NULL,     -- published_at, else first_seen_at
             minhash     BLOB                      -- MinHash signature, uint32 values
         );

@@ -320,10 +320,8 @@ def find_earlier(
     candidates = _ranked_candidates(pairs, signatures)
     titles = _stored_titles_in_window(con, new)
     bodies = con.execute(
-        "SELECT DISTINCT ON (k.body_key) k.body_key, k.article_id "
-        "FROM article_keys k JOIN articles a USING (article_id) "
-        "WHERE k.body_key IN (SELECT unnest(?::VARCHAR[])) AND a.duplicate_of IS NULL "
-        "ORDER BY k.body_key, a.first_seen_at, a.article_id",
+        "SELECT body_key, arg_min(article_id, dated_at) FROM article_keys "
+        "WHERE body_key IN (SELECT unnest(?::VARCHAR[])) GROUP BY body_key",
         [[fp.body_key for _, fp in new if fp.body_key]],
     ).fetchall()
     considered = {old for ranked in candidates.values() for old, _ in ranked} - new_ids
@@ -499,7 +497,8 @@ def record_keys(
         {
             "article_id": [a.article_id for a, _ in new],
             "title_key": [fp.title_key for _, fp in new],
-            "body_key": [fp.body_key for _, fp in new],
+            # An exact copy is nobody's original: only originals are found by their text.
+            "body_key": [None if a.duplicate_of else fp.body_key for a, fp in new],
             "dated_at": pa.array([_dated_at(a) for a, _ in new], _TS),
             "minhash": pa.array(
                 [fp.signature.tobytes() if fp.signature is not None else None for _, fp in new],
