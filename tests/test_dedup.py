@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from datasketch import MinHash
 
-from flows.cli import duplicate_layers
+from flows.ingest import duplicate_layers
 from schemas.ddl import MIGRATIONS
 from schemas.models import Article, FeedBatch, FeedCheck, FeedEntry, RunCounts, article_id_for
 from tasks.dedup import lookup_known, split_known
