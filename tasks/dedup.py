@@ -5,8 +5,9 @@ stored. Inside the load transaction, for articles not stored yet: the same title
 source within 7 days, then the same story text (its words, credits and punctuation aside) make
 an exact copy (`duplicate_of` points at the first copy); then near-duplicates (MinHash LSH over
 shingles, `tasks.fingerprint`) join the story of the article they copy. Every article gets a
-`story_id`: the article_id of its story's first article — the first stored, and within one
-batch the first published — or its own. A story_id, once given, does not change.
+`story_id`: the article_id of its story's first article, the first published (the first
+stored when dates tie or are missing): when a story gains an article published before its first
+one, the story takes that article's id.
 """
 
 from __future__ import annotations
@@ -189,6 +190,31 @@ class _Matches:
     titles: dict[str, list[_Earlier]] = field(default_factory=dict)
     bodies: dict[str, _Earlier] = field(default_factory=dict)
     candidates: dict[str, list[tuple[str, float]]] = field(default_factory=dict)
+    stories: _Stories = field(default_factory=lambda: _Stories())
+
+
+@dataclass
+class _Stories:
+    """The stories a batch touches: when each was first published, and those whose first
+    article is now an earlier one of the batch."""
+
+    opened: dict[str, datetime] = field(default_factory=dict)  # story_id → its first article's
+    renamed: dict[str, str] = field(default_factory=dict)  # old story_id → new
+
+    def current(self, story_id: str) -> str:
+        while story_id in self.renamed:
+            story_id = self.renamed[story_id]
+        return story_id
+
+    def join(self, story_id: str, article: Article) -> str:
+        """The story's id once `article` is in it: the article's own when it is the earlier."""
+        story_id, dated_at = self.current(story_id), _dated_at(article)
+        opened = self.opened.get(story_id)
+        if opened is not None and dated_at < opened:
+            self.renamed[story_id] = article.article_id
+            story_id = article.article_id
+        self.opened.setdefault(story_id, dated_at)
+        return story_id
 
 
 def cluster_new_articles(
@@ -221,8 +247,8 @@ def cluster_new_articles(
             _remember(matches, article, fp)
             continue
         match = first_match(article, fp, matches)
-        article.story_id = (
-            match.earlier.story_id if match else article.story_id or article.article_id
+        article.story_id = matches.stories.join(
+            match.earlier.story_id if match else article.story_id or article.article_id, article
         )
         if match:
             setattr(counts, match.layer, getattr(counts, match.layer) + 1)
@@ -231,8 +257,31 @@ def cluster_new_articles(
             if match.redundant:
                 unbanded.add(article.article_id)
         _remember(matches, article, fp)
+    for article, _ in new:
+        article.story_id = matches.stories.current(article.story_id or article.article_id)
+    rename_stories(con, matches.stories)
     record_keys(con, new, unbanded)
     return counts
+
+
+def rename_stories(con: duckdb.DuckDBPyConnection, stories: _Stories) -> None:
+    """Give stored articles the new id of their story, in one statement."""
+    if not stories.renamed:
+        return
+    table = pa.table(
+        {
+            "old": list(stories.renamed),
+            "new": [stories.current(old) for old in stories.renamed],
+        }
+    )
+    con.register("batch_renamed", table)
+    try:
+        con.execute(
+            "UPDATE articles SET story_id = r.new FROM batch_renamed r "
+            "WHERE articles.story_id = r.old"
+        )
+    finally:
+        con.unregister("batch_renamed")
 
 
 def stored_article_ids(con: duckdb.DuckDBPyConnection, ids: list[str]) -> set[str]:
@@ -282,7 +331,7 @@ def _bodies_agree(a: Shingles | None, b: Shingles | None) -> bool:
 
 def _story_of(article_id: str, matches: _Matches) -> str:
     known = matches.by_id.get(article_id)
-    return known.story_id if known else article_id
+    return matches.stories.current(known.story_id) if known else article_id
 
 
 def _remember(matches: _Matches, article: Article, fp: Fingerprint) -> None:
@@ -327,9 +376,10 @@ def find_earlier(
     considered = {old for ranked in candidates.values() for old, _ in ranked} - new_ids
     title_ids = {aid for _, aid in titles}
     named = {a.duplicate_of for a, _ in new if a.duplicate_of}
+    stories = _Stories()
+    wanted = considered | title_ids | named | {aid for _, aid in bodies}
     matches = _Matches(
-        by_id=_stored_articles(con, considered | title_ids | named | {aid for _, aid in bodies}),
-        candidates=candidates,
+        by_id=_stored_articles(con, wanted, stories), candidates=candidates, stories=stories
     )
     for key, article_id in titles:
         matches.titles.setdefault(key, []).append(matches.by_id[article_id])
@@ -462,15 +512,24 @@ def _stored_signatures(
     return {r[0]: np.frombuffer(r[1], dtype=np.uint32) if r[1] else None for r in rows}
 
 
-def _stored_articles(con: duckdb.DuckDBPyConnection, ids: set[str]) -> dict[str, _Earlier]:
+def _stored_articles(
+    con: duckdb.DuckDBPyConnection, ids: set[str], stories: _Stories
+) -> dict[str, _Earlier]:
+    """Stored articles by id; `stories` learns when their stories were first published."""
     if not ids:
         return {}
     rows = con.execute(
-        "SELECT article_id, coalesce(story_id, article_id), coalesce(duplicate_of, article_id), "
-        "coalesce(published_at, first_seen_at) FROM articles "
-        "WHERE article_id IN (SELECT unnest(?::VARCHAR[]))",
+        "SELECT a.article_id, coalesce(a.story_id, a.article_id), "
+        "coalesce(a.duplicate_of, a.article_id), coalesce(a.published_at, a.first_seen_at), "
+        "coalesce(first.published_at, first.first_seen_at) "
+        "FROM articles a LEFT JOIN articles first "
+        "ON first.article_id = coalesce(a.story_id, a.article_id) "
+        "WHERE a.article_id IN (SELECT unnest(?::VARCHAR[]))",
         [sorted(ids)],
     ).fetchall()
+    for _, story_id, _, _, opened in rows:
+        if opened is not None:
+            stories.opened[story_id] = opened
     return {r[0]: _Earlier(r[0], r[1], r[2], r[3]) for r in rows}
 
 

@@ -438,3 +438,20 @@ def test_a_copy_that_names_its_original_keeps_it_and_its_story(
     found = stories(db)
     assert found[original.article_id] == (original.article_id, None)
     assert found[copy.article_id] == (original.article_id, original.article_id)
+
+
+def test_an_earlier_original_loaded_later_becomes_the_story(db: Database) -> None:
+    """An aggregator's reprint reaches the store first; the original, published before it,
+    arrives in a later run: the story takes the original's id, for the reprint too."""
+    original = from_item("zh-aml-1-original")
+    reprint, other = from_item("zh-aml-3-edited-copy"), from_item("zh-aml-2-wire-copy")
+    run = start_run(db, "test", {})
+    load_batch(db, run, batch([reprint.model_copy()]))
+    load_batch(db, run, batch([original.model_copy()]))
+    load_batch(db, run, batch([other.model_copy()]))
+    found = stories(db)
+    assert {found[a.article_id][0] for a in (original, reprint, other)} == {original.article_id}
+    with db.session() as con:
+        assert con.execute("SELECT story_id, articles, title FROM stories").fetchall() == [
+            (original.article_id, 3, original.title)
+        ]
