@@ -87,8 +87,10 @@ def static(body: bytes, content_type: str, status: int = 200, **headers: str) ->
 @dataclass(frozen=True)
 class HealthyFeed:
     url: str
-    titles: tuple[str, ...]
-    sentences: tuple[str, ...]  # one per article body, in feed order
+    path: str
+    items: tuple[Item, ...]  # as served, hostile extras included
+    titles: tuple[str, ...]  # of the healthy items, as they must be stored
+    sentences: tuple[str, ...]  # one per healthy article body, in feed order
 
 
 _EN_TITLES = ("Regulators finalise stablecoin reserve rules", "Custody rule for crypto assets")
@@ -125,7 +127,7 @@ def add_healthy_feed(
     feed = rss(items, title=f"Healthy {prefix}", encoding=label).encode(charset)
     path = f"/{prefix}/feed.xml"
     server.routes[path] = static(feed, f"application/rss+xml; charset={label}")
-    return HealthyFeed(server.url(path), tuple(titles), tuple(sentences))
+    return HealthyFeed(server.url(path), path, tuple(items), tuple(titles), tuple(sentences))
 
 
 class MemoryWatch:
@@ -211,6 +213,10 @@ class FaultRun:
             row = cur.fetchone()
         assert row is not None, f"no feeds row for {url}"
         return dict(zip(names, row, strict=True))
+
+    def stored_text(self) -> str:
+        """Every value of every table, as text: to prove something was never stored."""
+        return "\n".join(repr(self.query(f"SELECT * FROM {table}")) for table in TABLES)
 
     def feeds_with_errors(self) -> set[str]:
         return {r[0] for r in self.query("SELECT DISTINCT feed_url FROM ingest_errors")}
