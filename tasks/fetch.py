@@ -13,7 +13,7 @@ One `Fetcher` per run, shared by Prefect task threads. Every request:
 - waits its turn per host (concurrency and optional interval) and retries transient failures.
 
 Failures are `ItemError`s with a stable `kind` (timeout, too_large, too_many_redirects,
-http_<status>, blocked_address, connection_error, bad_url, not_html, bad_encoding).
+http_<status>, blocked_address, connection_error, bad_url, not_html, empty_page, bad_encoding).
 """
 
 from __future__ import annotations
@@ -66,6 +66,16 @@ _TRANSIENT_KINDS = {"timeout", "connection_error", "http_429"}
 # Missing and text/plain types are common on real pages; anything else (PDF, images) is not HTML.
 _HTML_TYPES = {"", "text/html", "application/xhtml+xml", "text/plain"}
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
+# Files that servers send as text/html anyway; charset detection would "decode" them.
+_BINARY_MAGIC = (
+    (b"%PDF-", "a PDF"),
+    (b"\x89PNG\r\n\x1a\n", "a PNG image"),
+    (b"GIF8", "a GIF image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"RIFF", "a RIFF file (WebP, WAV, AVI)"),
+    (b"PK\x03\x04", "a ZIP archive (or DOCX, XLSX)"),
+    (b"\x1f\x8b", "gzip data"),
+)
 
 # The wall-clock deadline of the response being read in this thread. httpcore takes its read
 # timeout once per response, so the network stream below clamps every read to what is left.
@@ -333,6 +343,9 @@ class Fetcher:
         body = b"" if status == 304 else self._read_body(url, resp)
         text, encoding = None, None
         if decode_html and status != 304:
+            _check_page_body(
+                body, f"{content_type or 'no content type'}: {_where(url, final)}", url
+            )
             try:
                 text, encoding = charset.decode_html(body, content_type)
             except ItemError as exc:
@@ -462,6 +475,15 @@ def _unbrotli(chunks: Iterator[bytes]) -> Iterator[bytes]:
         yield decompressor.process(data, output_buffer_limit=_SLICE)
         while not decompressor.can_accept_more_data():
             yield decompressor.process(b"", output_buffer_limit=_SLICE)
+
+
+def _check_page_body(body: bytes, where: str, url: str) -> None:
+    """An empty body is `empty_page`, a known binary format is `not_html`, whatever the label."""
+    if not body.strip():
+        raise ItemError("empty_page", f"empty body where a page was expected ({where})", url)
+    for magic, what in _BINARY_MAGIC:
+        if body.startswith(magic):
+            raise ItemError("not_html", f"the body is {what}, not HTML ({where})", url)
 
 
 def _retry_after(value: str | None) -> float | None:

@@ -161,6 +161,24 @@ def test_non_html_content_type_is_not_html(server: LoopbackServer, content_type:
         assert fetch.get(server.url("/file")).body == b"%PDF-1.7"
 
 
+@pytest.mark.parametrize(
+    ("body", "kind"),
+    [
+        (b"", "empty_page"),
+        (b" \r\n ", "empty_page"),
+        (b"%PDF-1.7 ...", "not_html"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00", "not_html"),
+        (b"\xff\xd8\xff\xe0 JFIF", "not_html"),
+    ],
+    ids=["empty", "blank", "pdf", "png", "jpeg"],
+)
+def test_empty_or_binary_body_labelled_html(server: LoopbackServer, body: bytes, kind: str) -> None:
+    server.routes["/p"] = lambda r: r.reply(200, body, {"Content-Type": "text/html"})
+    with fetcher() as fetch:
+        assert fetch_error(fetch, server.url("/p"), decode_html=True).kind == kind
+        assert fetch.get(server.url("/p")).body == body  # feeds are not pages
+
+
 # -- redirects -----------------------------------------------------------------------------
 
 
