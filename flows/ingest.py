@@ -177,7 +177,9 @@ def download_and_extract(
 
     Returns pages and (stage, error) by link, and how many pages were downloaded.
     """
-    links = list(dict.fromkeys(e.link for e in entries if e.link))
+    # Links that are not http(s) (javascript:, mailto:) are not fetched; normalize rejects their
+    # items with bad_url, once.
+    links = list(dict.fromkeys(e.link for e in entries if e.link and _is_http(e.link)))
     errors: dict[str, tuple[str, ItemError]] = {}
     final_urls: dict[str, str] = {}
 
@@ -196,6 +198,10 @@ def download_and_extract(
         else:
             pages[link] = extracted.model_copy(update={"url": final_urls[link]})
     return pages, errors, len(final_urls)
+
+
+def _is_http(link: str) -> bool:
+    return link.strip().lower().startswith(("http://", "https://"))
 
 
 def normalize_entries(
