@@ -174,7 +174,9 @@ def _entry(feed_url: str, e: Any) -> FeedEntry:
         title=_text(e.get("title")),
         author=", ".join(authors) if authors else _text(e.get("author")),
         published=_text(e.get("published")),
-        updated=_text(e.get("updated")),
+        # Not e.get: feedparser answers "updated" with "published" when there is none (a
+        # deprecated fallback), which made one bad pubDate two bad dates.
+        updated=_text(dict.get(e, "updated")),
         summary=_text(e.get("summary")),
         content=max(contents, key=len) if contents else None,
         categories=[t["term"] for t in e.get("tags", []) if t.get("term")],
