@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -31,11 +32,10 @@ from schemas.models import (
 )
 from tasks.dedup import lookup_known, split_known
 from tasks.extract import Extractor
-from tasks.fetch import FEED_ACCEPT, Fetcher
+from tasks.fetch import FEED_ACCEPT, Fetcher, is_transient
 from tasks.health import FeedState, due_feeds, read_feed_states
 from tasks.load import finish_run, load_batch, start_run
 from tasks.normalize import build_feed_article
-from tasks.parse import parse_feed
 from tasks.store import Database
 
 LOGGER = logging.getLogger(__name__)
@@ -93,7 +93,13 @@ def failed_batch(feed: FeedConfig, stage: str, exc: ItemError) -> FeedBatch:
 
 
 def collect_feed(feed: FeedConfig, state: FeedState | None, ctx: FeedContext) -> FeedBatch:
-    """One feed's whole way to articles; every failure becomes a recorded error, never a raise."""
+    """One feed's whole way to articles; every failure becomes a recorded error, never a raise.
+
+    Every step that can block has its own bound: the fetch its deadline per response, parsing
+    and each extraction theirs in a worker that is killed past it, and the feed's pages
+    together the feed deadline. Prefect cannot interrupt a thread blocked in any of them.
+    """
+    deadline = time.monotonic() + ctx.settings.feed_deadline
     try:
         response = ctx.fetcher.get(
             feed.url,
@@ -113,7 +119,7 @@ def collect_feed(feed: FeedConfig, state: FeedState | None, ctx: FeedContext) ->
         )
         return FeedBatch(feed_url=feed.url, check=check)
     try:
-        parsed = parse_feed(response, ctx.settings.max_items_per_feed)
+        parsed = ctx.extractor.parse_feed(response, ctx.settings.max_items_per_feed)
     except ItemError as exc:
         return failed_batch(feed, "parse", exc)
 
@@ -122,15 +128,29 @@ def collect_feed(feed: FeedConfig, state: FeedState | None, ctx: FeedContext) ->
         known = lookup_known(con, feed.url, parsed.entries)
     tz = ZoneInfo(ctx.feeds_file.timezone_for(feed))
     fresh, seen_again = split_known(parsed.entries, known, tz)
-    pages, page_errors, downloaded = download_and_extract(ctx, fresh)
-    articles = normalize_entries(ctx, feed, parsed, fresh, pages, page_errors, errors)
+    pages, page_errors, downloaded = download_and_extract(ctx, fresh, deadline)
+    articles, deferred = normalize_entries(ctx, feed, parsed, fresh, pages, page_errors, errors)
+    late = sum(exc.kind == "feed_timeout" for _, exc in page_errors.values())
+    if late:
+        errors.append(
+            IngestErrorRecord(
+                stage="download",
+                url=feed.url,
+                kind="feed_timeout",
+                feed_url=feed.url,
+                message=f"the feed's deadline of {ctx.settings.feed_deadline:.0f} s passed with "
+                f"{late} of {len(fresh)} pages not done; their items are tried on the next run",
+            )
+        )
+    # With the validators saved, the next run would get a 304 and never see again the items
+    # left for it; without them it refetches the feed and downloads just those.
     check = FeedCheck(
         url=feed.url,
         ok=True,
         status_code=response.status,
         title=parsed.title,
-        etag=response.etag,
-        last_modified=response.last_modified,
+        etag=None if deferred else response.etag,
+        last_modified=None if deferred else response.last_modified,
         poll_hint=parsed.poll_hint,
         entries_seen=len(parsed.entries),
     )
@@ -171,11 +191,12 @@ def _feed_warnings(feed: FeedConfig, parsed: ParsedFeed) -> list[IngestErrorReco
 
 
 def download_and_extract(
-    ctx: FeedContext, entries: list[FeedEntry]
+    ctx: FeedContext, entries: list[FeedEntry], deadline: float | None = None
 ) -> tuple[dict[str, ExtractedPage], dict[str, tuple[str, ItemError]], int]:
     """Pages of the entries, extracted; each page goes to the pool as soon as it arrives.
 
-    Returns pages and (stage, error) by link, and how many pages were downloaded.
+    Returns pages and (stage, error) by link, and how many pages were downloaded. Pages not
+    done by `deadline` (`time.monotonic()`) are errors of kind feed_timeout.
     """
     # Links that are not http(s) (javascript:, mailto:) are not fetched; normalize rejects their
     # items with bad_url, once.
@@ -184,7 +205,7 @@ def download_and_extract(
     final_urls: dict[str, str] = {}
 
     def downloaded() -> Iterator[tuple[str, str]]:
-        for link, result in ctx.fetcher.get_many(links, decode_html=True):
+        for link, result in ctx.fetcher.get_many(links, decode_html=True, until=deadline):
             if isinstance(result, ItemError):
                 errors[link] = ("download", result)
             elif result.text is not None:
@@ -192,7 +213,7 @@ def download_and_extract(
                 yield link, result.text
 
     pages: dict[str, ExtractedPage] = {}
-    for link, extracted in ctx.extractor.extract_many(downloaded()):
+    for link, extracted in ctx.extractor.extract_many(downloaded(), deadline):
         if isinstance(extracted, ItemError):
             errors[link] = ("extract", extracted)
         else:
@@ -212,21 +233,31 @@ def normalize_entries(
     pages: dict[str, ExtractedPage],
     page_errors: dict[str, tuple[str, ItemError]],
     errors: list[IngestErrorRecord],
-) -> list[Article]:
+) -> tuple[list[Article], int]:
     """One Article per entry. Without a page, the feed's own content stands in; with neither,
-    the entry is skipped (and tried again next run) and its page error recorded."""
+    the entry is skipped and its page error recorded.
+
+    Returns the articles and how many entries were left for the next run: those the feed's
+    deadline cut off (recorded once, by the caller) and those without text whose page failed
+    in a way that may pass (a timeout, a 503).
+    """
     articles = []
+    deferred = 0
     tz = ZoneInfo(ctx.feeds_file.timezone_for(feed))
     for entry in entries:
         link = entry.link or ""
         page = pages.get(link)
         has_feed_text = bool(entry.content or entry.summary)
-        if link in page_errors:
-            stage, exc = page_errors[link]
-            # An extraction that found nothing is no loss when the feed carries the text.
-            if not (stage == "extract" and exc.kind == "extract_empty" and has_feed_text):
-                errors.append(_error(stage, exc, feed.url, link))
+        stage, exc = page_errors.get(link, ("", None))
+        if exc is not None and exc.kind == "feed_timeout":
+            deferred += 1
+            continue
+        # An extraction that found nothing is no loss when the feed carries the text.
+        if exc is not None and not (exc.kind == "extract_empty" and has_feed_text):
+            errors.append(_error(stage, exc, feed.url, link))
         if page is None and not has_feed_text:
+            if exc is not None and stage == "download" and is_transient(exc):
+                deferred += 1
             continue
         try:
             article, warnings = build_feed_article(
@@ -243,7 +274,7 @@ def normalize_entries(
             continue
         errors.extend(_error("normalize", w, feed.url, link) for w in warnings)
         articles.append(article)
-    return articles
+    return articles, deferred
 
 
 @task(name="collect-feed", cache_policy=NO_CACHE, task_run_name="collect {feed.url}")
@@ -278,7 +309,12 @@ def run_ingest(settings: Settings, *, force: bool = False) -> RunSummary:
         by_url = {f.url: f for f in due}
         with (
             Fetcher(feeds_file.fetch_limits(settings.fetch), feeds_file.hosts) as fetcher,
-            Extractor(settings.extract_workers, settings.extract_deadline) as extractor,
+            Extractor(
+                settings.extract_workers,
+                settings.extract_deadline,
+                parse_deadline=settings.parse_deadline,
+                memory_limit=settings.worker_memory_limit,
+            ) as extractor,
         ):
             ctx = FeedContext(settings, feeds_file, db, fetcher, extractor)
             futures = [collect_feed_task.submit(f, states.get(f.url), ctx) for f in due]

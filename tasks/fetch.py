@@ -26,9 +26,9 @@ import socket
 import threading
 import time
 import zlib
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Iterable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -94,6 +94,11 @@ def is_public_address(address: str) -> bool:
         if ip.is_site_local:
             return False
     return ip.is_global and not ip.is_multicast and not ip.is_reserved
+
+
+def is_transient(exc: ItemError) -> bool:
+    """A failure that may pass by itself (timeouts, 5xx, 429, lost connections)."""
+    return exc.kind in _TRANSIENT_KINDS or (exc.status or 0) >= 500
 
 
 class _BlockedAddress(Exception):
@@ -204,15 +209,21 @@ class _HostGate:
         self._next_start = 0.0
 
     @contextlib.contextmanager
-    def turn(self) -> Iterator[None]:
-        with self._slots:
+    def turn(self, until: float | None = None) -> Iterator[bool]:
+        """Waits for a slot; yields False, without one, when `until` passes first."""
+        if not self._slots.acquire(timeout=_seconds_left(until)):
+            yield False
+            return
+        try:
             if self._interval > 0:
                 with self._lock:
                     now = time.monotonic()
                     start = max(now, self._next_start)
                     self._next_start = start + self._interval
                 time.sleep(start - now)
-            yield
+            yield True
+        finally:
+            self._slots.release()
 
 
 class Fetcher:
@@ -254,11 +265,14 @@ class Fetcher:
         last_modified: str | None = None,
         accept: str | None = None,
         decode_html: bool = False,
+        until: float | None = None,
     ) -> Response:
         """GET `url` within the limits; a 304 to a conditional GET is `Response(status=304)`.
 
         `accept` defaults to HTML_ACCEPT with `decode_html`, else FEED_ACCEPT. With
         `decode_html`, a non-HTML content type is `not_html` and `text`/`encoding` are set.
+        Past `until` (a `time.monotonic()` value) no request or retry starts: ItemError
+        "feed_timeout" when none did, the last failure otherwise.
         """
         headers = {"Accept": accept or (HTML_ACCEPT if decode_html else FEED_ACCEPT)}
         if etag:
@@ -267,45 +281,66 @@ class Fetcher:
             headers["If-Modified-Since"] = last_modified
         for attempt in itertools.count():
             try:
-                return self._get_once(url, headers, decode_html)
+                return self._get_once(url, headers, decode_html, until)
             except ItemError as exc:
                 wait = self._retry_wait(exc, attempt)
-                if wait is None:
+                if wait is None or (until is not None and time.monotonic() + wait > until):
                     raise
                 LOGGER.info("retrying in %.1f s: %s", wait, exc)
                 time.sleep(wait)
         raise AssertionError("unreachable")  # itertools.count() does not end
 
     def get_many(
-        self, urls: Iterable[str], *, decode_html: bool = True
+        self, urls: Iterable[str], *, decode_html: bool = True, until: float | None = None
     ) -> Iterator[tuple[str, Response | ItemError]]:
-        """Download concurrently, yielding (url, response or error) as each completes."""
-        with ThreadPoolExecutor(self.limits.max_connections, "newsflow-fetch") as pool:
-            futures = {
-                pool.submit(self._get_or_error, url, decode_html): url
-                for url in _interleave_hosts(urls)
-            }
-            try:
-                for future in as_completed(futures):
-                    yield futures[future], future.result()
-            finally:  # the caller stopped early: drop what has not started
-                for future in futures:
-                    future.cancel()
+        """Download concurrently, yielding (url, response or error) as each completes.
 
-    def _get_or_error(self, url: str, decode_html: bool) -> Response | ItemError:
+        At most `max_connections` downloads run or wait for the caller at once, so bodies do
+        not pile up in memory faster than the caller uses them. Past `until` (a
+        `time.monotonic()` value) no download starts: the URLs left are ItemError
+        "feed_timeout", and those running end within their own limits.
+        """
+        waiting = deque(_interleave_hosts(urls))
+        running: dict[Future[Response | ItemError], str] = {}
+        with ThreadPoolExecutor(self.limits.max_connections, "newsflow-fetch") as pool:
+            try:
+                while waiting or running:
+                    while waiting and len(running) < self.limits.max_connections:
+                        if _seconds_left(until) == 0:
+                            break
+                        url = waiting.popleft()
+                        running[pool.submit(self._get_or_error, url, decode_html, until)] = url
+                    if not running:
+                        break
+                    done, _ = wait(running, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        yield running.pop(future), future.result()
+            finally:  # the caller stopped early: drop what has not started
+                for future in running:
+                    future.cancel()
+        for url in waiting:
+            yield url, _late(url)
+
+    def _get_or_error(
+        self, url: str, decode_html: bool, until: float | None
+    ) -> Response | ItemError:
         try:
-            return self.get(url, decode_html=decode_html)
+            return self.get(url, decode_html=decode_html, until=until)
         except ItemError as exc:
             return exc
         except Exception as exc:  # one URL must not end the batch; keep the traceback in logs
             LOGGER.exception("unexpected error fetching %s", url)
             return ItemError("fetch_error", f"{type(exc).__name__}: {exc} ({url})", url)
 
-    def _get_once(self, url: str, headers: dict[str, str], decode_html: bool) -> Response:
+    def _get_once(
+        self, url: str, headers: dict[str, str], decode_html: bool, until: float | None
+    ) -> Response:
         hop = url
         for _ in range(self.limits.max_redirects + 1):
             target = _http_url(hop, url)
-            with self._gate(target.host).turn():
+            with self._gate(target.host).turn(until) as ours:
+                if not ours:
+                    raise _late(url)
                 deadline = time.monotonic() + self.limits.total_deadline
                 token = _DEADLINE.set(deadline)
                 try:
@@ -381,8 +416,7 @@ class Fetcher:
 
     def _retry_wait(self, exc: ItemError, attempt: int) -> float | None:
         """Seconds to wait before retrying, or None to raise now."""
-        transient = exc.kind in _TRANSIENT_KINDS or (exc.status or 0) >= 500
-        if not transient or attempt >= self.limits.retries:
+        if not is_transient(exc) or attempt >= self.limits.retries:
             return None
         backoff = self.limits.retry_backoff * 2**attempt
         if exc.retry_after is None:
@@ -432,6 +466,14 @@ def _http_url(hop: str, url: str) -> httpx.URL:
     if target.scheme not in {"http", "https"} or not target.host:
         raise ItemError("bad_url", f"not an http(s) URL: {_where(url, hop)}", url)
     return target
+
+
+def _seconds_left(until: float | None) -> float | None:
+    return None if until is None else max(0.0, until - time.monotonic())
+
+
+def _late(url: str) -> ItemError:
+    return ItemError("feed_timeout", f"the feed's deadline passed before this fetch: {url}", url)
 
 
 def _where(url: str, hop: str) -> str:

@@ -10,9 +10,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
+import subprocess
+import sys
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -177,13 +180,14 @@ class FaultRun:
             return con.execute(sql, list(params)).fetchall()
 
     def errors(self, feed_url: str) -> list[tuple[str, str | None, str]]:
-        """(stage, url, kind) of the feed's error rows."""
+        """(stage, url, kind) of the feed's error rows from this run."""
         return [
             (r[0], r[1], r[2])
             for r in self.query(
-                "SELECT stage, url, kind FROM ingest_errors WHERE feed_url = ? "
+                "SELECT stage, url, kind FROM ingest_errors WHERE feed_url = ? AND run_id = ? "
                 "ORDER BY stage, kind, url",
                 feed_url,
+                self.summary.run_id,
             )
         ]
 
@@ -192,7 +196,10 @@ class FaultRun:
 
     def message(self, feed_url: str, kind: str) -> str:
         rows = self.query(
-            "SELECT message FROM ingest_errors WHERE feed_url = ? AND kind = ?", feed_url, kind
+            "SELECT message FROM ingest_errors WHERE feed_url = ? AND kind = ? AND run_id = ?",
+            feed_url,
+            kind,
+            self.summary.run_id,
         )
         assert len(rows) == 1, rows
         return str(rows[0][0])
@@ -219,7 +226,10 @@ class FaultRun:
         return "\n".join(repr(self.query(f"SELECT * FROM {table}")) for table in TABLES)
 
     def feeds_with_errors(self) -> set[str]:
-        return {r[0] for r in self.query("SELECT DISTINCT feed_url FROM ingest_errors")}
+        rows = self.query(
+            "SELECT DISTINCT feed_url FROM ingest_errors WHERE run_id = ?", self.summary.run_id
+        )
+        return {r[0] for r in rows}
 
     def assert_healthy_items_loaded(self, feed: HealthyFeed) -> None:
         """Every healthy item of the feed is stored, correctly decoded; the feed is active."""
@@ -254,6 +264,52 @@ def run_ingest_over(tmp_path: Path, urls: Iterable[str], **overrides: Any) -> Fa
     run = FaultRun(summary, settings.db_path, time.monotonic() - started, watch.peak)
     assert_database_clean(settings.db_path)
     return run
+
+
+# A child process running `newsflow run` that SIGKILLs itself at a chosen moment. A profile
+# hook watches for a function of ours to return; nothing of ours is replaced.
+_KILLED_AT = """
+import os, signal, sys, threading
+from {module} import {function} as target
+code, seen = target.__code__, 0
+def hook(frame, event, arg):
+    global seen
+    if event == "return" and frame.f_code is code:
+        seen += 1
+        if seen == {occurrence}:
+            os.kill(os.getpid(), signal.SIGKILL)
+threading.setprofile(hook)
+sys.setprofile(hook)
+from flows.cli import main
+sys.exit(main({argv!r}))
+"""
+
+
+def run_cli_killed_at(
+    tmp_path: Path, urls: Iterable[str], function: Callable[..., Any], occurrence: int = 1
+) -> subprocess.CompletedProcess[str]:
+    """`newsflow run --force` over `urls` in a child that is SIGKILLed the `occurrence`-th time
+    `function` returns. It reports to the session's Prefect server (no server start-up)."""
+    from prefect.settings import PREFECT_API_URL
+
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    feeds = tmp_path / "feeds.toml"
+    feeds.write_text(feeds_toml(urls), encoding="utf-8")
+    argv = ["run", "--feeds", str(feeds), "--db", str(tmp_path / "news.duckdb"), "--force", "-q"]
+    code = _KILLED_AT.format(
+        module=function.__module__,
+        function=function.__qualname__,
+        occurrence=occurrence,
+        argv=argv,
+    )
+    env = {
+        **os.environ,
+        "PREFECT_API_URL": str(PREFECT_API_URL.value()),
+        "NEWSFLOW_ALLOW_PRIVATE_NETWORKS": "1",
+    }
+    return subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=180
+    )
 
 
 def assert_database_clean(path: Path) -> None:
