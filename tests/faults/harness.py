@@ -135,10 +135,12 @@ def add_healthy_feed(
 
 class MemoryWatch:
     """Peak resident memory of this process and all its descendants (extraction workers, the
-    Prefect test server), sampled every 50 ms while in the `with` block."""
+    Prefect test server), sampled every 50 ms while in the `with` block; `workers` keeps the
+    largest worker's RSS at each sample."""
 
     def __init__(self) -> None:
         self.peak = 0
+        self.workers: list[int] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, name="memory-watch", daemon=True)
 
@@ -153,17 +155,22 @@ class MemoryWatch:
     def _sample(self) -> None:
         me = psutil.Process()
         while True:
-            self.peak = max(self.peak, tree_rss(me))
+            total, workers = 0, [0]
+            for proc in [me, *me.children(recursive=True)]:
+                with contextlib.suppress(psutil.Error):  # it ended between listing and reading
+                    rss = proc.memory_info().rss
+                    total += rss
+                    parent = proc.parent()  # pool workers are the forkserver's children
+                    if parent is not None and _forkserver(parent):
+                        workers.append(rss)
+            self.peak = max(self.peak, total)
+            self.workers.append(max(workers))
             if self._stop.wait(0.05):
                 return
 
 
-def tree_rss(process: psutil.Process) -> int:
-    total = 0
-    for proc in [process, *process.children(recursive=True)]:
-        with contextlib.suppress(psutil.Error):  # it ended between listing and reading
-            total += proc.memory_info().rss
-    return total
+def _forkserver(proc: psutil.Process) -> bool:
+    return "multiprocessing.forkserver" in " ".join(proc.cmdline())
 
 
 @dataclass
@@ -173,7 +180,8 @@ class FaultRun:
     summary: RunSummary
     db_path: Path
     seconds: float
-    peak_rss: int
+    peak_rss: int  # of the whole process tree
+    worker_rss: list[int]  # of the largest pool worker, sample by sample
 
     def query(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
         with duckdb.connect(str(self.db_path), read_only=True) as con:
@@ -264,7 +272,7 @@ def run_ingest_over(
     started = time.monotonic()
     with MemoryWatch() as watch:
         summary = ingest(settings=settings, force=True)
-    run = FaultRun(summary, settings.db_path, time.monotonic() - started, watch.peak)
+    run = FaultRun(summary, settings.db_path, time.monotonic() - started, watch.peak, watch.workers)
     if clean:
         assert_database_clean(settings.db_path)
     return run

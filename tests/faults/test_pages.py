@@ -14,6 +14,8 @@ from tests.faults.harness import (
     HealthyFeed,
     Item,
     add_healthy_feed,
+    article_html,
+    rss,
     run_ingest_over,
     static,
 )
@@ -119,3 +121,36 @@ def test_image_served_as_html(
     run: FaultRun, server: LoopbackServer, feeds: dict[str, HealthyFeed]
 ) -> None:
     check(run, server, feeds["/image-as-html.html"], "/image-as-html.html")
+
+
+def many_pages(request: Request) -> None:
+    n = int(request.path.rsplit("=", 1)[-1])
+    paragraphs = [
+        f"Page {n}, paragraph {k}: " + "stablecoin custody rules " * (10 + n % 40) for k in range(8)
+    ]
+    html = article_html(f"Page {n} on reserve rules", paragraphs)
+    request.reply(200, html.encode())
+
+
+@pytest.mark.slow
+def test_1000_pages_through_one_worker_in_bounded_memory(
+    tmp_path_factory: pytest.TempPathFactory, prefect_harness: None
+) -> None:
+    with LoopbackServer() as srv:
+        srv.routes["/many"] = many_pages
+        items = [Item(f"Page {n} on reserve rules", srv.url(f"/many?n={n}")) for n in range(1000)]
+        srv.routes["/many.xml"] = static(rss(items).encode(), "application/rss+xml")
+        run = run_ingest_over(
+            tmp_path_factory.mktemp("many"), [srv.url("/many.xml")], extract_workers=1
+        )
+    assert run.errors(srv.url("/many.xml")) == []
+    assert len(run.articles(srv.url("/many.xml"))) == 1000
+    samples = [rss for rss in run.worker_rss if rss]
+    tenth = len(samples) // 10
+    early, late = max(samples[tenth : 3 * tenth]), max(samples[-3 * tenth :])
+    print(
+        f"1000 pages: {run.seconds:.1f} s; worker RSS early {early / 2**20:.0f} MiB, "
+        f"late {late / 2**20:.0f} MiB, peak {max(samples) / 2**20:.0f} MiB"
+    )
+    assert late < early + 64 * 2**20
+    assert max(samples) < 400 * 2**20
