@@ -25,6 +25,7 @@ import duckdb
 import psutil
 
 from flows.ingest import RunSummary
+from schemas.models import RunCounts
 from tests.conftest import make_settings
 from tests.loopback import Handler, LoopbackServer, Request
 
@@ -134,11 +135,12 @@ def add_healthy_feed(
 
 
 class MemoryWatch:
-    """Peak resident memory of this process and all its descendants (extraction workers, the
-    Prefect test server), sampled every 50 ms while in the `with` block; `workers` keeps the
-    largest worker's RSS at each sample."""
+    """Peak resident memory of a process (this one by default) and all its descendants
+    (extraction workers, a Prefect server), sampled every 50 ms while in the `with` block;
+    `workers` keeps the largest pool worker's RSS at each sample."""
 
-    def __init__(self) -> None:
+    def __init__(self, pid: int | None = None) -> None:
+        self.pid = pid
         self.peak = 0
         self.workers: list[int] = []
         self._stop = threading.Event()
@@ -153,7 +155,7 @@ class MemoryWatch:
         self._thread.join(timeout=5)
 
     def _sample(self) -> None:
-        me = psutil.Process()
+        me = psutil.Process(self.pid)
         while True:
             total, workers = 0, [0]
             for proc in [me, *me.children(recursive=True)]:
@@ -251,6 +253,17 @@ class FaultRun:
         self.assert_healthy_items_loaded(feed)
         assert sorted(self.articles(feed.url)) == sorted(feed.titles)
         assert self.errors(feed.url) == []
+
+
+def last_run(db_path: Path, seconds: float, watch: MemoryWatch) -> FaultRun:
+    """The latest run recorded in a database, for runs made by another process (the CLI)."""
+    with duckdb.connect(str(db_path), read_only=True) as con:
+        cur = con.execute("SELECT * FROM runs ORDER BY started_at DESC LIMIT 1")
+        names = [d[0] for d in cur.description]
+        row = dict(zip(names, cur.fetchone() or (), strict=True))
+    counts = RunCounts(**{f: row[f] for f in RunCounts.model_fields})
+    summary = RunSummary(row["run_id"], counts, row["started_at"], row["finished_at"], db_path)
+    return FaultRun(summary, db_path, seconds, watch.peak, watch.workers)
 
 
 def feeds_toml(urls: Iterable[str]) -> str:

@@ -8,7 +8,6 @@ carries them all beside a healthy feed.
 from __future__ import annotations
 
 import codecs
-import re
 import resource
 import time
 import uuid
@@ -32,22 +31,19 @@ from tests.faults.harness import (
     run_ingest_over,
     static,
 )
+from tests.faults.web import (
+    CONTROL,
+    LAUGHS,
+    LOGIN_PAGE,
+    cut_mid_item,
+    with_control_characters,
+    with_doctype,
+)
 from tests.loopback import LoopbackServer, Request
 
 MAX_ITEMS = 100
 BIG = 50_000
 SECRET = f"NEWSFLOW-SECRET-{uuid.uuid4().hex}"
-LOGIN_PAGE = (
-    b"<!DOCTYPE html><html><head><title>Sign in</title></head><body><form action=/login>"
-    b"<input name=user><input type=password name=pw></form></body></html>"
-)
-# Each of lol1..lol9 is ten of the one before: &lol9; would be 10^9 "lol"s.
-LAUGHS = (
-    '<!DOCTYPE rss [<!ENTITY lol "lol">'
-    + "".join('<!ENTITY lol{} "{}">'.format(i, f"&lol{i - 1 or ''};" * 10) for i in range(1, 10))
-    + "]>"
-)
-CONTROL = "\x00\x01\x07\x0b\x1b\x7f"
 
 
 @dataclass(frozen=True)
@@ -66,9 +62,7 @@ def with_prolog(prolog: str, title_suffix: str = "") -> Serve:
     after every title."""
 
     def serve(feed: HealthyFeed, ctx: Ctx) -> tuple[bytes, str]:
-        text = rss(feed.items).replace("?>", "?>" + prolog.format(secret=ctx.secret), 1)
-        text = re.sub(r"(<title>[^<]*)(</title>)", rf"\1{title_suffix}\2", text)
-        return text.encode(), RSS
+        return with_doctype(feed.items, prolog.format(secret=ctx.secret), title_suffix), RSS
 
     return serve
 
@@ -79,20 +73,6 @@ def gbk_declared_utf8(feed: HealthyFeed, ctx: Ctx) -> tuple[bytes, str]:
 
 def bom_against_declaration(feed: HealthyFeed, ctx: Ctx) -> tuple[bytes, str]:
     return codecs.BOM_UTF8 + rss(feed.items, encoding="gbk").encode(), f"{RSS}; charset=gbk"
-
-
-def cut_mid_item(feed: HealthyFeed, ctx: Ctx) -> tuple[bytes, str]:
-    extra = Item("The third article, cut off", ctx.server.url("/cut/missing.html"))
-    text = rss([*feed.items, extra])
-    return text[: text.index("The third article") + 9].encode(), RSS
-
-
-def with_control_characters(feed: HealthyFeed, ctx: Ctx) -> tuple[bytes, str]:
-    items = [
-        Item(f"{CONTROL}{i.title[:10]}{CONTROL}{(i.title or '')[10:]}\x00", i.link, guid=i.guid)
-        for i in feed.items
-    ]
-    return rss(items).encode(), RSS
 
 
 def fifty_thousand_items(feed: HealthyFeed, ctx: Ctx) -> tuple[bytes, str]:
@@ -133,8 +113,12 @@ CASES = {
         False,
     ),
     "external-dtd": Case("en", None, [], True),  # served in the fixture: it needs the port
-    "cut-off": Case("en", cut_mid_item, ["feed_recovered"], True),
-    "control-chars": Case("en", with_control_characters, ["feed_recovered"], True),
+    "cut-off": Case(
+        "en", lambda f, c: (cut_mid_item(f.items, c.server), RSS), ["feed_recovered"], True
+    ),
+    "control-chars": Case(
+        "en", lambda f, c: (with_control_characters(f.items), RSS), ["feed_recovered"], True
+    ),
     "big": Case("en", fifty_thousand_items, ["too_many_items"], True),
 }
 

@@ -19,17 +19,10 @@ from tests.faults.harness import (
     run_ingest_over,
     static,
 )
+from tests.faults.web import ENORMOUS, PDF, PNG
 from tests.loopback import Handler, LoopbackServer, Request
 
 EXTRACT_DEADLINE = 2.0
-# ~4 MB of paragraphs: trafilatura needs well over ten seconds for it.
-ENORMOUS = (
-    "<html><body><article>"
-    + "".join(f"<p>Paragraph {i} on stablecoin rules and custody.</p>" for i in range(80_000))
-    + "</article></body></html>"
-).encode()
-PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)) * 20
-PDF = b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj << /Type /Catalog >> endobj\n" + bytes(2000)
 
 # Page path → how it is served, and the (stage, kind) its item must get.
 PAGES: dict[str, tuple[Handler, tuple[str, str]]] = {
