@@ -98,7 +98,14 @@ def is_public_address(address: str) -> bool:
 
 def is_transient(exc: ItemError) -> bool:
     """A failure that may pass by itself (timeouts, 5xx, 429, lost connections)."""
+    if isinstance(exc, _TooSlow):
+        return False
     return exc.kind in _TRANSIENT_KINDS or (exc.status or 0) >= 500
+
+
+class _TooSlow(ItemError):
+    """A response cut at the total deadline. The server does answer, only too slowly: trying
+    again would hold the run for the whole deadline once more, so it is not retried."""
 
 
 class _BlockedAddress(Exception):
@@ -449,8 +456,9 @@ def _errors(url: str, hop: str, deadline: float) -> Iterator[None]:
     except _BlockedAddress as exc:
         raise ItemError("blocked_address", f"refused: {exc} ({where})", url) from exc
     except httpx.TimeoutException as exc:
-        why = "total deadline passed" if time.monotonic() >= deadline else type(exc).__name__
-        raise ItemError("timeout", f"timed out ({why}): {where}", url) from exc
+        if time.monotonic() >= deadline:
+            raise _TooSlow("timeout", f"timed out (total deadline passed): {where}", url) from exc
+        raise ItemError("timeout", f"timed out ({type(exc).__name__}): {where}", url) from exc
     except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
         raise ItemError("bad_url", f"bad URL ({exc}): {where}", url) from exc
     except httpx.TransportError as exc:

@@ -314,6 +314,15 @@ def test_trickling_server_is_cut_by_the_total_deadline(
     assert (error.kind, "deadline" in str(error)) == ("timeout", True)
 
 
+def test_response_cut_at_the_total_deadline_is_not_retried(server: LoopbackServer) -> None:
+    server.routes["/slow"] = trickle_body
+    started = time.monotonic()
+    with fetcher(read_timeout=1, total_deadline=1.0, retries=2) as fetch:
+        assert fetch_error(fetch, server.url("/slow")).kind == "timeout"
+    assert len(server.hits) == 1
+    assert time.monotonic() - started < 2
+
+
 @pytest.fixture
 def silent_port() -> Iterator[int]:
     """A server that accepts connections and never answers."""
