@@ -190,12 +190,12 @@ def short_body(request: Request) -> None:
     request.close_connection = True
 
 
-def trickle_body(request: Request) -> None:
+def trickle_body(request: Request, size: int = 100) -> None:
     """Headers at once, then a byte every 0.5 s: never idle long enough for a read timeout."""
     request.send_response(200)
-    request.send_header("Content-Length", "100")
+    request.send_header("Content-Length", str(size))
     request.end_headers()
-    for _ in range(100):
+    for _ in range(size):
         request.wfile.write(b"x")
         if request.wait(0.5):
             break
@@ -209,9 +209,9 @@ def trickle_headers(request: Request) -> None:
             break
 
 
-def never_answers(request: Request) -> None:
-    """Reads the request and says nothing until the budget is spent or the server closes."""
-    request.wait(HANDLER_BUDGET)
+def never_answers(request: Request, seconds: float = HANDLER_BUDGET) -> None:
+    """Reads the request and says nothing for `seconds` or until the server closes."""
+    request.wait(seconds)
     request.close_connection = True
 
 

@@ -154,8 +154,9 @@ def hostile_web(server: LoopbackServer, *, slow: bool = False) -> HostileWeb:
     page_kinds = {"too_large", "not_html", "empty_page", "bad_url", "no_link", "http_404"}
     feed_of("pages", page_kinds, "active", pages)
     if slow:
-        hostile("trickle", {"timeout"}, "failing", trickle_body)
-        hostile("silent", {"timeout"}, "failing", never_answers)
+        # Longer than the default limits: the total deadline (60 s), the read timeout (20 s).
+        hostile("trickle", {"timeout"}, "failing", lambda r: trickle_body(r, size=200))
+        hostile("silent", {"timeout"}, "failing", lambda r: never_answers(r, seconds=90))
         routes["/web/table.html"] = static(HUGE_TABLE, "text/html; charset=utf-8")
         feed_of("table", {"too_large"}, "active", [Item("A table", server.url("/web/table.html"))])
     return web
