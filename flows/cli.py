@@ -10,6 +10,7 @@ import argparse
 import logging
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,10 +23,11 @@ from rich.table import Table
 
 from flows.progress import PROGRESS
 from flows.runtime import prepare_prefect, silence_shutdown_noise
-from schemas.config import Settings
+from schemas.config import EXPORT_FORMATS, BackfillRequest, ExportRequest, Settings
 from schemas.errors import NewsflowError
 
 if TYPE_CHECKING:
+    from flows.backfill import BackfillSummary
     from flows.ingest import RunSummary
 
 out = Console(highlight=False)
@@ -46,6 +48,17 @@ def _add_common(p: argparse.ArgumentParser, *, feeds: bool = False) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, summary only")
 
 
+def _add_days(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--since", metavar="DATE", help="first day, YYYY-MM-DD (included)")
+    p.add_argument("--until", metavar="DATE", help="last day, YYYY-MM-DD (included)")
+    p.add_argument(
+        "--timezone",
+        metavar="TZ",
+        help="timezone of the days and of naive dates (default: $NEWSFLOW_TIMEZONE or "
+        "Asia/Shanghai)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="newsflow",
@@ -64,11 +77,71 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=DEMO_PORT, help="loopback port of the sample site")
     p.set_defaults(func=cmd_demo)
 
+    p = sub.add_parser(
+        "backfill",
+        help="load the past over a window of days: feed archives, sitemaps, URL lists, "
+        "Markdown post archives; every source optional, at least one given",
+    )
+    _add_common(p)
+    _add_days(p)
+    p.add_argument(
+        "--feeds", type=Path, metavar="F", help="follow the archive pages of this file's feeds"
+    )
+    p.add_argument(
+        "--from-dir", type=Path, metavar="DIR", help="a folder (recursive) of front-matter posts"
+    )
+    p.add_argument(
+        "--urls", type=Path, metavar="FILE", help="a file of page URLs, one a line (# comments)"
+    )
+    p.add_argument(
+        "--sitemap",
+        action="append",
+        metavar="URL",
+        help="a sitemap, sitemap index or news sitemap (repeatable)",
+    )
+    p.add_argument(
+        "--reextract",
+        action="store_true",
+        help="download and extract again the stored articles of the window (those of the "
+        "given web sources, or all), keeping first_seen_at",
+    )
+    p.add_argument(
+        "--base-url", metavar="URL", help="base of site-relative permalinks and images in posts"
+    )
+    p.set_defaults(func=cmd_backfill)
+
+    p = sub.add_parser("export", help="write articles out as Markdown posts, Parquet or JSON lines")
+    _add_common(p)
+    _add_days(p)
+    p.add_argument("--format", required=True, choices=EXPORT_FORMATS, help="output format")
+    p.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder")
+    p.set_defaults(func=cmd_export)
+
     p = sub.add_parser("feeds", help="feed health: status, last success, next check, errors")
     _add_common(p)
     p.add_argument("--enable", metavar="URL", help="re-enable a gone or disabled feed")
     p.add_argument("--disable", metavar="URL", help="stop polling a feed")
     p.set_defaults(func=cmd_feeds)
+
+    p = sub.add_parser("retag", help="tag every stored article again (after a lexicon change)")
+    _add_common(p)
+    p.add_argument(
+        "--lexicon", type=Path, help="topic lexicon (default: $NEWSFLOW_LEXICON or the shipped one)"
+    )
+    p.add_argument(
+        "--gazetteer",
+        type=Path,
+        help="place-name gazetteer (default: $NEWSFLOW_GAZETTEER or the shipped one)",
+    )
+    p.set_defaults(func=cmd_retag)
+
+    p = sub.add_parser("report", help="coverage report: one HTML file with charts, works offline")
+    _add_common(p)
+    p.add_argument("--out", type=Path, required=True, help="directory to write the report into")
+    p.add_argument(
+        "--lexicon", type=Path, help="lexicon whose topic labels to show (default: as retag)"
+    )
+    p.set_defaults(func=cmd_report)
     return parser
 
 
@@ -78,6 +151,9 @@ def settings_from_args(args: argparse.Namespace, **overrides: Any) -> Settings:
     flags: dict[str, Any] = {
         "db_path": getattr(args, "db", None),
         "feeds_path": getattr(args, "feeds", None),
+        "timezone": getattr(args, "timezone", None),
+        "lexicon_path": getattr(args, "lexicon", None),
+        "gazetteer_path": getattr(args, "gazetteer", None),
         "show_progress": not getattr(args, "quiet", False) and err.is_terminal,
     }
     values = overrides | {k: v for k, v in flags.items() if v is not None}
@@ -125,7 +201,7 @@ def progress_bar(enabled: bool) -> Iterator[None]:
         PROGRESS.removeHandler(handler)
 
 
-def print_run_summary(summary: RunSummary) -> None:
+def print_run_summary(summary: RunSummary, started: float) -> None:
     c = summary.counts
     out.print(
         f"feeds: {c.feeds_checked} checked, {c.feeds_failed} failed, "
@@ -136,7 +212,11 @@ def print_run_summary(summary: RunSummary) -> None:
         f"{c.duplicates} duplicates · errors: {c.errors}"
     )
     hint = " (see the ingest_errors table)" if c.errors else ""
-    out.print(f"run {summary.run_id} · {summary.seconds:.1f} s · {summary.db_path}{hint}")
+    total = time.monotonic() - started
+    out.print(
+        f"run {summary.run_id} · {total:.1f} s ({total - summary.seconds:.1f} s start-up)"
+        f" · {summary.db_path}{hint}"
+    )
 
 
 # --- commands -------------------------------------------------------------------------------
@@ -149,17 +229,21 @@ def _with_prefect(quiet_server: bool = True) -> None:
 
 
 def check_inputs(settings: Settings, *, feeds: bool = True) -> None:
-    """Fail fast, before any flow starts, on a bad feeds file or a database that won't open."""
+    """Fail fast, before any flow starts, on a bad feeds file or lexicon, or a database that
+    won't open."""
     from schemas.config import load_feeds_file
     from tasks.store import Database
+    from tasks.tag import load_tagger
 
     if feeds:
         load_feeds_file(settings.feeds_path)
+    load_tagger(settings.lexicon_path, settings.gazetteer_path)
     with Database(settings.db_path, settings.lock_timeout).session():
         pass
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    started = time.monotonic()
     settings = settings_from_args(args)
     check_inputs(settings)
     _with_prefect()
@@ -167,13 +251,75 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     with progress_bar(settings.show_progress):
         summary = ingest(settings=settings, force=args.force)
-    print_run_summary(summary)
+    print_run_summary(summary, started)
+    return 0
+
+
+def cmd_backfill(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    settings = settings_from_args(args)
+    request = BackfillRequest.build(
+        since=args.since,
+        until=args.until,
+        feeds=args.feeds,
+        from_dir=args.from_dir,
+        urls=args.urls,
+        sitemaps=tuple(args.sitemap or ()),
+        reextract=args.reextract,
+        base_url=args.base_url,
+    )
+    _with_prefect()
+    from flows.backfill import backfill, check_backfill_inputs
+
+    check_backfill_inputs(settings, request)
+    with progress_bar(settings.show_progress):
+        summary = backfill(settings=settings, request=request)
+    print_backfill_summary(summary, started)
+    return 0
+
+
+def print_backfill_summary(summary: BackfillSummary, started: float) -> None:
+    c = summary.counts
+    not_posts = f" · {summary.not_posts} files without front matter" if summary.not_posts else ""
+    out.print(
+        f"backfill: {c.entries_seen} items read, {c.pages_downloaded} pages downloaded, "
+        f"{summary.outside_window} outside the window{not_posts}",
+        soft_wrap=True,
+    )
+    out.print(
+        f"articles: {c.articles_new} new, {c.articles_updated} updated, "
+        f"{c.duplicates} duplicates · refused: {summary.refused} posts · errors: {c.errors}",
+        soft_wrap=True,
+    )
+    hint = " (see the ingest_errors table)" if c.errors else ""
+    total = time.monotonic() - started
+    out.print(
+        f"run {summary.run_id} · {total:.1f} s ({total - summary.seconds:.1f} s start-up)"
+        f" · {summary.db_path}{hint}",
+        soft_wrap=True,
+    )
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from tasks.export import export_articles
+    from tasks.store import Database
+
+    settings = settings_from_args(args)
+    request = ExportRequest.build(
+        format=args.format, out=args.out, since=args.since, until=args.until
+    )
+    db = Database(settings.db_path, settings.lock_timeout)
+    result = export_articles(db, request, settings.tz)
+    out.print(
+        f"exported {result.count} articles as {result.format} to {result.path}", soft_wrap=True
+    )
     return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from flows.demo import SiteServer, demo_feeds_toml
 
+    started = time.monotonic()
     settings = settings_from_args(
         args,
         db_path=DEMO_DB,
@@ -192,7 +338,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         run_settings = settings.model_copy(update={"feeds_path": feeds_path})
         with progress_bar(settings.show_progress):
             summary = ingest(settings=run_settings, force=True)
-    print_run_summary(summary)
+    print_run_summary(summary, started)
     show_latest(settings, limit=8)
     return 0
 
@@ -234,6 +380,40 @@ def cmd_feeds(args: argparse.Namespace) -> int:
     out.print(table)
     if any(r[1] in {"gone", "disabled"} for r in rows):
         out.print("re-enable a feed with: newsflow feeds --enable URL")
+    return 0
+
+
+def cmd_retag(args: argparse.Namespace) -> int:
+    from flows.progress import report_progress
+    from tasks.load import retag_all
+    from tasks.store import Database
+    from tasks.tag import load_tagger
+
+    settings = settings_from_args(args)
+    tagger = load_tagger(settings.lexicon_path, settings.gazetteer_path)
+    db = Database(settings.db_path, settings.lock_timeout)
+    started = time.monotonic()
+    with progress_bar(settings.show_progress):
+        counts = retag_all(
+            db, tagger, progress=lambda done, total: report_progress("retag", done, total)
+        )
+    out.print(
+        f"retagged {counts.articles} articles in {time.monotonic() - started:.1f} s · "
+        f"rows: {counts.topics} topics, {counts.regions} regions, {counts.docs} documents, "
+        f"{counts.orgs} organizations · {settings.db_path}"
+    )
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from schemas.lexicon import load_lexicon
+    from tasks.report import write_report
+    from tasks.store import Database
+
+    settings = settings_from_args(args)
+    lexicon = load_lexicon(settings.lexicon_path)
+    path = write_report(Database(settings.db_path, settings.lock_timeout), args.out, lexicon)
+    out.print(f"report written: {path}")
     return 0
 
 

@@ -5,8 +5,9 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,13 +31,14 @@ from schemas.models import (
     ParsedFeed,
     RunCounts,
 )
-from tasks.dedup import lookup_known, split_known
+from tasks.dedup import entry_article_id, lookup_known, split_known
 from tasks.extract import Extractor
 from tasks.fetch import FEED_ACCEPT, Fetcher, is_transient
 from tasks.health import FeedState, due_feeds, read_feed_states
 from tasks.load import finish_run, load_batch, start_run
 from tasks.normalize import build_feed_article
 from tasks.store import Database
+from tasks.tag import load_tagger
 
 LOGGER = logging.getLogger(__name__)
 
@@ -57,7 +59,7 @@ class RunSummary:
 class FeedContext:
     """The run's shared resources, handed to every per-feed task (not a collection to Prefect)."""
 
-    __slots__ = ("db", "extractor", "feeds_file", "fetcher", "settings")
+    __slots__ = ("_claim_lock", "_claimed", "db", "extractor", "feeds_file", "fetcher", "settings")
 
     def __init__(
         self,
@@ -72,9 +74,45 @@ class FeedContext:
         self.db = db
         self.fetcher = fetcher
         self.extractor = extractor
+        self._claimed: set[str] = set()
+        self._claim_lock = threading.Lock()
+
+    def claim(self, article_id: str) -> bool:
+        """True for the first feed of this run to carry the article: it downloads the page."""
+        with self._claim_lock:
+            if article_id in self._claimed:
+                return False
+            self._claimed.add(article_id)
+            return True
 
 
-def _error(stage: str, exc: ItemError, feed_url: str, url: str | None = None) -> IngestErrorRecord:
+@dataclass(frozen=True)
+class EntryOrigin:
+    """Where entries come from, as normalize needs to know it: a polled feed, a feed's archive,
+    a sitemap or a list of URLs (these last two have no feed_url)."""
+
+    feed_url: str | None
+    tz: ZoneInfo
+    source: str | None = None
+    title: str | None = None
+    language: str | None = None
+    categories: tuple[str, ...] = ()
+
+
+def feed_origin(feeds_file: FeedsFile, feed: FeedConfig, title: str | None) -> EntryOrigin:
+    return EntryOrigin(
+        feed_url=feed.url,
+        tz=ZoneInfo(feeds_file.timezone_for(feed)),
+        source=feed.source,
+        title=title,
+        language=feeds_file.language_for(feed),
+        categories=tuple(feeds_file.categories_for(feed)),
+    )
+
+
+def _error(
+    stage: str, exc: ItemError, feed_url: str | None, url: str | None = None
+) -> IngestErrorRecord:
     return IngestErrorRecord(
         stage=stage, url=exc.url or url, kind=exc.kind, message=str(exc), feed_url=feed_url
     )
@@ -114,8 +152,8 @@ def collect_feed(feed: FeedConfig, state: FeedState | None, ctx: FeedContext) ->
             url=feed.url,
             ok=True,
             status_code=304,
-            etag=response.etag or (state and state.etag),
-            last_modified=response.last_modified or (state and state.last_modified),
+            etag=response.etag or (state.etag if state else None),
+            last_modified=response.last_modified or (state.last_modified if state else None),
         )
         return FeedBatch(feed_url=feed.url, check=check)
     try:
@@ -124,12 +162,19 @@ def collect_feed(feed: FeedConfig, state: FeedState | None, ctx: FeedContext) ->
         return failed_batch(feed, "parse", exc)
 
     errors = _feed_warnings(feed, parsed)
+    origin = feed_origin(ctx.feeds_file, feed, parsed.title)
     with ctx.db.session() as con:
         known = lookup_known(con, feed.url, parsed.entries)
-    tz = ZoneInfo(ctx.feeds_file.timezone_for(feed))
-    fresh, seen_again = split_known(parsed.entries, known, tz)
-    pages, page_errors, downloaded = download_and_extract(ctx, fresh, deadline)
-    articles, deferred = normalize_entries(ctx, feed, parsed, fresh, pages, page_errors, errors)
+    fresh, seen_again = split_known(parsed.entries, known, origin.tz)
+    fresh, elsewhere = claim_entries(ctx, fresh)
+    seen_again += elsewhere
+    # Links that are not http(s) (javascript:, mailto:) are not fetched; normalize rejects their
+    # items with bad_url, once.
+    links = (e.link for e in fresh if e.link and _is_http(e.link))
+    pages, page_errors, downloaded = download_and_extract(
+        ctx.fetcher, ctx.extractor, links, until=deadline
+    )
+    articles = normalize_entries(fresh, pages, page_errors, errors, origin)
     late = sum(exc.kind == "feed_timeout" for _, exc in page_errors.values())
     if late:
         errors.append(
@@ -144,6 +189,7 @@ def collect_feed(feed: FeedConfig, state: FeedState | None, ctx: FeedContext) ->
         )
     # With the validators saved, the next run would get a 304 and never see again the items
     # left for it; without them it refetches the feed and downloads just those.
+    deferred = left_for_next_run(fresh, pages, page_errors)
     check = FeedCheck(
         url=feed.url,
         ok=True,
@@ -162,6 +208,20 @@ def collect_feed(feed: FeedConfig, state: FeedState | None, ctx: FeedContext) ->
         errors=errors,
         pages_downloaded=downloaded,
     )
+
+
+def claim_entries(
+    ctx: FeedContext, entries: list[FeedEntry]
+) -> tuple[list[FeedEntry], list[tuple[str, str | None]]]:
+    """Entries this feed downloads, and those another feed of this run already carries."""
+    mine, elsewhere = [], []
+    for entry in entries:
+        aid = entry_article_id(entry)
+        if aid is None or ctx.claim(aid):
+            mine.append(entry)
+        else:
+            elsewhere.append((aid, entry.guid))
+    return mine, elsewhere
 
 
 def _feed_warnings(feed: FeedConfig, parsed: ParsedFeed) -> list[IngestErrorRecord]:
@@ -190,22 +250,24 @@ def _feed_warnings(feed: FeedConfig, parsed: ParsedFeed) -> list[IngestErrorReco
     return warnings
 
 
+def _is_http(link: str) -> bool:
+    return link.strip().lower().startswith(("http://", "https://"))
+
+
 def download_and_extract(
-    ctx: FeedContext, entries: list[FeedEntry], deadline: float | None = None
+    fetcher: Fetcher, extractor: Extractor, links: Iterable[str], until: float | None = None
 ) -> tuple[dict[str, ExtractedPage], dict[str, tuple[str, ItemError]], int]:
-    """Pages of the entries, extracted; each page goes to the pool as soon as it arrives.
+    """Pages at the links, extracted; each page goes to the pool as soon as it arrives.
 
     Returns pages and (stage, error) by link, and how many pages were downloaded. Pages not
-    done by `deadline` (`time.monotonic()`) are errors of kind feed_timeout.
+    done by `until` (a `time.monotonic()` value) are errors of kind feed_timeout.
     """
-    # Links that are not http(s) (javascript:, mailto:) are not fetched; normalize rejects their
-    # items with bad_url, once.
-    links = list(dict.fromkeys(e.link for e in entries if e.link and _is_http(e.link)))
+    links = list(dict.fromkeys(links))
     errors: dict[str, tuple[str, ItemError]] = {}
     final_urls: dict[str, str] = {}
 
     def downloaded() -> Iterator[tuple[str, str]]:
-        for link, result in ctx.fetcher.get_many(links, decode_html=True, until=deadline):
+        for link, result in fetcher.get_many(links, decode_html=True, until=until):
             if isinstance(result, ItemError):
                 errors[link] = ("download", result)
             elif result.text is not None:
@@ -213,7 +275,7 @@ def download_and_extract(
                 yield link, result.text
 
     pages: dict[str, ExtractedPage] = {}
-    for link, extracted in ctx.extractor.extract_many(downloaded(), deadline):
+    for link, extracted in extractor.extract_many(downloaded(), until):
         if isinstance(extracted, ItemError):
             errors[link] = ("extract", extracted)
         else:
@@ -221,60 +283,66 @@ def download_and_extract(
     return pages, errors, len(final_urls)
 
 
-def _is_http(link: str) -> bool:
-    return link.strip().lower().startswith(("http://", "https://"))
-
-
 def normalize_entries(
-    ctx: FeedContext,
-    feed: FeedConfig,
-    parsed: ParsedFeed,
     entries: list[FeedEntry],
     pages: dict[str, ExtractedPage],
     page_errors: dict[str, tuple[str, ItemError]],
     errors: list[IngestErrorRecord],
-) -> tuple[list[Article], int]:
+    origin: EntryOrigin,
+) -> list[Article]:
     """One Article per entry. Without a page, the feed's own content stands in; with neither,
-    the entry is skipped and its page error recorded.
-
-    Returns the articles and how many entries were left for the next run: those the feed's
-    deadline cut off (recorded once, by the caller) and those without text whose page failed
-    in a way that may pass (a timeout, a 503).
-    """
+    the entry is skipped and its page error recorded. An entry whose page the feed's deadline
+    cut off is skipped without a row of its own (the caller counts them in one)."""
     articles = []
-    deferred = 0
-    tz = ZoneInfo(ctx.feeds_file.timezone_for(feed))
     for entry in entries:
         link = entry.link or ""
         page = pages.get(link)
         has_feed_text = bool(entry.content or entry.summary)
-        stage, exc = page_errors.get(link, ("", None))
-        if exc is not None and exc.kind == "feed_timeout":
-            deferred += 1
-            continue
-        # An extraction that found nothing is no loss when the feed carries the text.
-        if exc is not None and not (exc.kind == "extract_empty" and has_feed_text):
-            errors.append(_error(stage, exc, feed.url, link))
+        if link in page_errors:
+            stage, exc = page_errors[link]
+            if exc.kind == "feed_timeout":
+                continue
+            # An extraction that found nothing is no loss when the feed carries the text.
+            if not (stage == "extract" and exc.kind == "extract_empty" and has_feed_text):
+                errors.append(_error(stage, exc, origin.feed_url, link))
         if page is None and not has_feed_text:
-            if exc is not None and stage == "download" and is_transient(exc):
-                deferred += 1
             continue
         try:
             article, warnings = build_feed_article(
                 entry,
                 page,
-                source=feed.source,
-                feed_title=parsed.title,
-                language=ctx.feeds_file.language_for(feed),
-                feed_categories=ctx.feeds_file.categories_for(feed),
-                tz=tz,
+                source=origin.source,
+                feed_title=origin.title,
+                language=origin.language,
+                feed_categories=list(origin.categories),
+                tz=origin.tz,
             )
         except ItemError as exc:
-            errors.append(_error("normalize", exc, feed.url, link))
+            errors.append(_error("normalize", exc, origin.feed_url, link))
             continue
-        errors.extend(_error("normalize", w, feed.url, link) for w in warnings)
+        errors.extend(_error("normalize", w, origin.feed_url, link) for w in warnings)
         articles.append(article)
-    return articles, deferred
+    return articles
+
+
+def left_for_next_run(
+    entries: list[FeedEntry],
+    pages: dict[str, ExtractedPage],
+    page_errors: dict[str, tuple[str, ItemError]],
+) -> int:
+    """Entries not stored that the next run may still get: their page was cut off by the
+    feed's deadline, or failed in a way that may pass (a timeout, a 503) with no feed text to
+    stand in for it."""
+    left = 0
+    for entry in entries:
+        stage, exc = page_errors.get(entry.link or "", ("", None))
+        if exc is None or entry.link in pages:
+            continue
+        if exc.kind == "feed_timeout" or (
+            stage == "download" and is_transient(exc) and not (entry.content or entry.summary)
+        ):
+            left += 1
+    return left
 
 
 @task(name="collect-feed", cache_policy=NO_CACHE, task_run_name="collect {feed.url}")
@@ -291,6 +359,7 @@ def load_batch_task(ctx: FeedContext, run_id: str, feed: FeedConfig, batch: Feed
         name=feed.name,
         source=feed.source,
         default_interval=ctx.settings.default_poll_interval,
+        tagger=load_tagger(ctx.settings.lexicon_path, ctx.settings.gazetteer_path),
     )
 
 
@@ -330,7 +399,8 @@ def run_ingest(settings: Settings, *, force: bool = False) -> RunSummary:
 
 @flow(
     name="ingest",
-    task_runner=ThreadPoolTaskRunner(max_workers=8),
+    # Per-feed tasks mostly wait on the network and the extraction pool: more threads than cores.
+    task_runner=ThreadPoolTaskRunner(max_workers=8),  # type: ignore[arg-type]
     log_prints=False,
     validate_parameters=True,
 )

@@ -9,6 +9,10 @@ from __future__ import annotations
 import logging
 
 PROGRESS = logging.getLogger("newsflow.progress")
+# Progress is for a listener, not the log: without one it goes nowhere (Prefect's console
+# handler on the root logger would print every step).
+PROGRESS.propagate = False
+PROGRESS.addHandler(logging.NullHandler())
 
 
 def report_progress(stage: str, done: int, total: int, item: str = "") -> None:

@@ -50,6 +50,8 @@ _QUIET = {
     # The temporary server's own log (uvicorn, SQLite lock retries, shutdown cancellations).
     "PREFECT_SERVER_LOGGING_LEVEL": "CRITICAL",
     "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore",
+    # Prefect's client prints a telemetry notice on first use; a CLI for researchers opts out.
+    "DO_NOT_TRACK": "1",
 }
 
 

@@ -10,11 +10,19 @@ import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
+from datetime import date
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from schemas.errors import ConfigError
 
@@ -94,6 +102,9 @@ class Settings(BaseModel):
     # Poll interval for feeds that give no hint of their own, in seconds.
     default_poll_interval: float = 1800.0
     show_progress: bool = True
+    # Coverage tagging data files; None means the ones shipped in schemas/.
+    lexicon_path: Path | None = None
+    gazetteer_path: Path | None = None
 
     _tz = field_validator("timezone")(_check_timezone)
 
@@ -112,6 +123,10 @@ class Settings(BaseModel):
             values["feeds_path"] = Path(env["NEWSFLOW_FEEDS"])
         if env.get("NEWSFLOW_TIMEZONE"):
             values["timezone"] = env["NEWSFLOW_TIMEZONE"]
+        if env.get("NEWSFLOW_LEXICON"):
+            values["lexicon_path"] = Path(env["NEWSFLOW_LEXICON"])
+        if env.get("NEWSFLOW_GAZETTEER"):
+            values["gazetteer_path"] = Path(env["NEWSFLOW_GAZETTEER"])
         fetch: dict[str, object] = {}
         if env.get("NEWSFLOW_ALLOW_PRIVATE_NETWORKS", "").lower() in {"1", "true", "yes"}:
             fetch["allow_private_networks"] = True
@@ -211,7 +226,9 @@ class FeedsFile(BaseModel):
 def _first_error(exc: ValidationError) -> str:
     err = exc.errors()[0]
     where = ".".join(str(p) for p in err["loc"])
-    return f"{where}: {err['msg']}" if where else err["msg"]
+    # pydantic prefixes the message of every ValueError a validator raises
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    return f"{where}: {msg}" if where else msg
 
 
 def load_feeds_file(path: Path) -> FeedsFile:
@@ -234,3 +251,110 @@ def load_feeds_file(path: Path) -> FeedsFile:
             raise ConfigError(f"feeds file {path}: feed listed twice: {feed.url}")
         seen.add(feed.url)
     return feeds
+
+
+class _Days(BaseModel):
+    """`--since`/`--until`: calendar days, both included (DateWindow.of_days makes instants)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    since: date | None = None
+    until: date | None = None
+
+    @field_validator("since", "until", mode="before")
+    @classmethod
+    def _iso_day(cls, v: object) -> object:
+        if not isinstance(v, str):
+            return v
+        try:
+            return date.fromisoformat(v.strip())
+        except ValueError:
+            raise ValueError(f"not a day (YYYY-MM-DD): {v!r}") from None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if self.since and self.until and self.since > self.until:
+            raise ValueError(f"--since {self.since} is after --until {self.until}")
+        return self
+
+    @classmethod
+    def build(cls, **values: object) -> Self:
+        """Validated request; every problem is a one-line ConfigError."""
+        try:
+            return cls(**{k: v for k, v in values.items() if v is not None})  # type: ignore[arg-type]
+        except ValidationError as exc:
+            raise ConfigError(_first_error(exc)) from exc
+
+
+EXPORT_FORMATS = ("markdown", "parquet", "jsonl")
+
+
+class ExportRequest(_Days):
+    """`newsflow export`: which articles, in which format, where."""
+
+    format: Literal["markdown", "parquet", "jsonl"]
+    out: Path
+
+
+class BackfillRequest(_Days):
+    """What a backfill reads (DESIGN.md, `newsflow backfill`): every source optional, at least
+    one given. `reextract` alone re-extracts every stored web article of the window."""
+
+    feeds: Path | None = None
+    from_dir: Path | None = None
+    urls: Path | None = None
+    sitemaps: tuple[str, ...] = ()
+    reextract: bool = False
+    # Base of site-relative permalinks and images in posts, when no _config.yml/config.toml
+    # beside the archive names it.
+    base_url: str | None = None
+    # Archive pages per feed and sitemap documents per sitemap, at most.
+    max_pages: int = Field(default=100, ge=1, le=10_000)
+    # Items per load transaction: a killed backfill loses at most one batch of work.
+    batch_size: int = Field(default=200, ge=1, le=10_000)
+
+    @field_validator("sitemaps", mode="before")
+    @classmethod
+    def _one_or_many(cls, v: object) -> object:
+        return (v,) if isinstance(v, str) else v
+
+    @field_validator("sitemaps")
+    @classmethod
+    def _http_urls(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for url in v:
+            if not url.lower().startswith(("http://", "https://")):
+                raise ValueError(f"sitemap must be an http(s) URL: {url!r}")
+        return v
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_base(cls, v: str | None) -> str | None:
+        if v is not None and not v.lower().startswith(("http://", "https://")):
+            raise ValueError(f"base URL must be http(s): {v!r}")
+        return v
+
+    @field_validator("from_dir")
+    @classmethod
+    def _directory(cls, v: Path | None) -> Path | None:
+        if v is not None and not v.is_dir():
+            raise ValueError(f"not a directory: {v}")
+        return v
+
+    @field_validator("urls")
+    @classmethod
+    def _file(cls, v: Path | None) -> Path | None:
+        if v is not None and not v.is_file():
+            raise ValueError(f"no such file: {v}")
+        return v
+
+    @model_validator(mode="after")
+    def _sources(self) -> BackfillRequest:
+        if not (self.feeds or self.from_dir or self.urls or self.sitemaps or self.reextract):
+            raise ValueError(
+                "nothing to backfill: give --feeds, --from-dir, --urls, --sitemap or --reextract"
+            )
+        return self
+
+    @property
+    def web_sources(self) -> bool:
+        return bool(self.feeds or self.urls or self.sitemaps)

@@ -1,7 +1,9 @@
 """The DuckDB schema, as numbered migrations.
 
-A database file records the highest migration applied in `schema_version`; opening an older
-file applies the missing ones in order, in place. Never edit a released migration: add one.
+A database file records the migrations applied to it in `schema_version`; opening a file
+applies the ones it lacks, in order, in place. Never edit a released migration: add one.
+Numbers are claimed per issue and can land out of order (3 before 2), so each migration stands
+on migration 1 alone and a file that has 3 but not 2 gets 2 later.
 """
 
 from __future__ import annotations
@@ -93,9 +95,148 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         );
         """,
     ),
+    (
+        3,
+        "coverage analysis: topic, region, document and organization tags, views",
+        """
+        CREATE TABLE article_topics (
+            article_id  VARCHAR NOT NULL,
+            topic       VARCHAR NOT NULL,
+            terms       VARCHAR[] NOT NULL,     -- the lexicon terms found
+            hits        INTEGER NOT NULL,       -- in title and body
+            title_hits  INTEGER NOT NULL,
+            score       DOUBLE NOT NULL,        -- title_weight * title_hits + body hits
+            PRIMARY KEY (article_id, topic)
+        );
+        CREATE TABLE article_regions (
+            article_id  VARCHAR NOT NULL,
+            region      VARCHAR NOT NULL,       -- full name: 苏州市, 内蒙古自治区
+            province    VARCHAR NOT NULL,       -- the provincial-level division it is in
+            level       VARCHAR NOT NULL,       -- province, autonomous_region, municipality,
+                                                -- sar, prefecture
+            hits        INTEGER NOT NULL,
+            PRIMARY KEY (article_id, region)
+        );
+        CREATE TABLE article_policy_docs (
+            article_id  VARCHAR NOT NULL,
+            doc_title   VARCHAR NOT NULL,       -- inside 《…》, （…） parts kept
+            doc_type    VARCHAR NOT NULL,       -- 方案, 意见, 通知 … , 报刊, other
+            hits        INTEGER NOT NULL,
+            PRIMARY KEY (article_id, doc_title)
+        );
+        CREATE TABLE article_orgs (
+            article_id  VARCHAR NOT NULL,
+            org         VARCHAR NOT NULL,       -- canonical name: 中国人民银行 for 央行
+            country     VARCHAR NOT NULL,
+            hits        INTEGER NOT NULL,
+            PRIMARY KEY (article_id, org)
+        );
+
+        -- Every article tagged with at least one topic, with its tags in lists. `day` is the
+        -- publication date (first sighting when undated) in Asia/Shanghai.
+        CREATE VIEW policy_articles AS
+        WITH t AS (
+            SELECT article_id, list(topic ORDER BY score DESC, topic) AS topics,
+                   sum(score) AS score
+            FROM article_topics GROUP BY article_id
+        ), r AS (
+            SELECT article_id, list(region ORDER BY hits DESC, region) AS regions,
+                   list(DISTINCT province ORDER BY province) AS provinces
+            FROM article_regions GROUP BY article_id
+        ), d AS (
+            SELECT article_id, list(doc_title ORDER BY hits DESC, doc_title) AS docs
+            FROM article_policy_docs WHERE doc_type <> '报刊' GROUP BY article_id
+        ), o AS (
+            SELECT article_id, list(org ORDER BY hits DESC, org) AS orgs
+            FROM article_orgs GROUP BY article_id
+        ), sizes AS (
+            SELECT coalesce(story_id, article_id) AS story_id, count(*) AS story_size
+            FROM articles GROUP BY ALL
+        )
+        SELECT a.article_id,
+               CAST(timezone('Asia/Shanghai', coalesce(a.published_at, a.first_seen_at))
+                    AS DATE) AS day,
+               a.published_at, a.source, a.language, a.title, a.url,
+               coalesce(a.story_id, a.article_id) AS story_id, a.duplicate_of,
+               (a.duplicate_of IS NOT NULL OR sizes.story_size > 1) AS syndicated,
+               t.topics, t.score,
+               coalesce(r.regions, []::VARCHAR[]) AS regions,
+               coalesce(r.provinces, []::VARCHAR[]) AS provinces,
+               coalesce(d.docs, []::VARCHAR[]) AS docs,
+               coalesce(o.orgs, []::VARCHAR[]) AS orgs
+        FROM articles a
+        JOIN t USING (article_id)
+        JOIN sizes ON sizes.story_id = coalesce(a.story_id, a.article_id)
+        LEFT JOIN r USING (article_id)
+        LEFT JOIN d USING (article_id)
+        LEFT JOIN o USING (article_id);
+
+        -- Articles and stories (near-duplicate clusters; an article is its own story until
+        -- dedup assigns one) per day, source and topic.
+        CREATE VIEW coverage_daily AS
+        SELECT CAST(timezone('Asia/Shanghai', coalesce(a.published_at, a.first_seen_at))
+                    AS DATE) AS day,
+               a.source, t.topic,
+               count(*) AS articles,
+               count(DISTINCT coalesce(a.story_id, a.article_id)) AS stories
+        FROM article_topics t JOIN articles a USING (article_id)
+        GROUP BY ALL;
+
+        -- Per day, topic and region: tagged articles that name the region.
+        CREATE VIEW coverage_by_region AS
+        SELECT CAST(timezone('Asia/Shanghai', coalesce(a.published_at, a.first_seen_at))
+                    AS DATE) AS day,
+               t.topic, r.region, r.province, r.level,
+               count(*) AS articles,
+               count(DISTINCT coalesce(a.story_id, a.article_id)) AS stories,
+               sum(r.hits) AS hits
+        FROM article_regions r
+        JOIN article_topics t USING (article_id)
+        JOIN articles a USING (article_id)
+        GROUP BY ALL;
+
+        -- Per source, over the whole database: how much of its output is tagged.
+        CREATE VIEW coverage_by_source AS
+        SELECT a.source,
+               count(*) AS articles,
+               count(p.article_id) AS policy_articles,
+               round(count(p.article_id) / count(*), 3) AS policy_share,
+               count(DISTINCT p.story_id) AS policy_stories,
+               count(*) FILTER (WHERE p.syndicated) AS syndicated,
+               min(p.published_at) AS first_published,
+               max(p.published_at) AS last_published
+        FROM articles a LEFT JOIN policy_articles p USING (article_id)
+        GROUP BY a.source;
+
+        -- Documents named in 《…》, most widely covered first (newspapers left out).
+        CREATE VIEW policy_docs_ranked AS
+        SELECT rank() OVER (ORDER BY count(*) DESC, count(DISTINCT a.source) DESC) AS rank,
+               d.doc_title, d.doc_type,
+               min(coalesce(a.published_at, a.first_seen_at)) AS first_mentioned,
+               max(coalesce(a.published_at, a.first_seen_at)) AS last_mentioned,
+               count(*) AS articles,
+               count(DISTINCT coalesce(a.story_id, a.article_id)) AS stories,
+               count(DISTINCT a.source) AS sources,
+               list(DISTINCT a.source ORDER BY a.source)
+                   FILTER (WHERE a.source IS NOT NULL) AS source_list
+        FROM article_policy_docs d JOIN articles a USING (article_id)
+        WHERE d.doc_type <> '报刊'
+        GROUP BY d.doc_title, d.doc_type
+        ORDER BY rank, first_mentioned, doc_title;
+        """,
+    ),
+    (
+        4,
+        "body source",
+        """
+        -- page, feed or post (schemas.models.Article.body_source); NULL on rows loaded before
+        -- this migration, which came from pages or feeds.
+        ALTER TABLE articles ADD COLUMN body_source VARCHAR;
+        """,
+    ),
 ]
 
-LATEST_VERSION = MIGRATIONS[-1][0]
+LATEST_VERSION = max(version for version, _, _ in MIGRATIONS)
 
 SCHEMA_VERSION_DDL = """
 CREATE TABLE IF NOT EXISTS schema_version (

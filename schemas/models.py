@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -41,9 +42,10 @@ class Response(BaseModel):
 
 
 class FeedEntry(BaseModel):
-    """One item of a feed, as feedparser gives it; dates stay raw until normalize."""
+    """One item of a feed, as feedparser gives it (or of a sitemap or a list of URLs, which have
+    no feed_url); dates stay raw until normalize."""
 
-    feed_url: str
+    feed_url: str | None = None
     guid: str | None = None
     link: str | None = None
     title: str | None = None
@@ -68,6 +70,9 @@ class ParsedFeed(BaseModel):
     # A recoverable problem (feedparser's bozo) when entries were still usable.
     warning: str | None = None
     truncated_from: int | None = None  # the item count before the per-feed cap
+    # The page of older entries (RFC 5005 prev-archive, else a paged feed's next link).
+    archive_link: str | None = None
+    generator: str | None = None
 
 
 class ExtractedPage(BaseModel):
@@ -107,6 +112,9 @@ class Article(BaseModel):
     language: str | None = None
     summary: str | None = None
     body_text: str = ""
+    # Where body_text came from: "page" (extracted from the downloaded page), "feed" (the
+    # feed's own content), "post" (a front-matter post's body). Re-extraction skips posts.
+    body_source: str | None = None
     content_hash: str = ""
     story_id: str | None = None
     duplicate_of: str | None = None
@@ -145,16 +153,27 @@ class FeedCheck(BaseModel):
     entries_new: int = 0
 
 
-class FeedBatch(BaseModel):
-    """Everything one feed contributed to a run: what `load` writes in one transaction."""
+class ArticleBatch(BaseModel):
+    """Articles and errors that `load` writes in one transaction (a backfill batch)."""
 
-    feed_url: str
-    check: FeedCheck
+    feed_url: str | None = None
     articles: list[Article] = []
     # (article_id, guid) pairs of entries already stored that this feed carried again.
     seen_again: list[tuple[str, str | None]] = []
     errors: list[IngestErrorRecord] = []
+    entries_seen: int = 0
     pages_downloaded: int = 0
+    # Not written, only reported: items dated outside the backfill's window, and files of an
+    # archive that are not posts (no front matter).
+    outside_window: int = 0
+    not_posts: int = 0
+
+
+class FeedBatch(ArticleBatch):
+    """Everything one feed contributed to an ingest run, with the outcome of polling it."""
+
+    feed_url: str
+    check: FeedCheck
 
 
 class RunCounts(BaseModel):
@@ -174,3 +193,36 @@ class RunCounts(BaseModel):
         return RunCounts(
             **{f: getattr(self, f) + getattr(other, f) for f in type(self).model_fields}
         )
+
+
+class DateWindow(BaseModel):
+    """The instants [start, end) of a backfill's or an export's days; open where None."""
+
+    model_config = ConfigDict(frozen=True)
+
+    start: datetime | None = None
+    end: datetime | None = None
+
+    @classmethod
+    def of_days(cls, since: date | None, until: date | None, tz: ZoneInfo) -> DateWindow:
+        """Days `since` to `until`, both included, as calendar days in `tz`."""
+        return cls(
+            start=datetime.combine(since, time(), tz).astimezone(UTC) if since else None,
+            end=datetime.combine(until + timedelta(days=1), time(), tz).astimezone(UTC)
+            if until
+            else None,
+        )
+
+    @property
+    def bounded(self) -> bool:
+        return self.start is not None or self.end is not None
+
+    def contains(self, when: datetime | None) -> bool:
+        """Whether an item dated `when` belongs; an undated one only when nothing is bounded."""
+        if when is None:
+            return not self.bounded
+        return (self.start is None or when >= self.start) and (self.end is None or when < self.end)
+
+    def before(self, when: datetime) -> bool:
+        """Whether `when` lies before the window (an archive walk can stop there)."""
+        return self.start is not None and when < self.start

@@ -61,6 +61,11 @@ def decode_html(body: bytes, content_type: str | None) -> tuple[str, str]:
     return _decode(body, [n for n in declared if n and not n.startswith(("utf-16", "utf-32"))])
 
 
+def decode_text(body: bytes) -> str:
+    """Decode a text file that declares nothing (a Markdown post): BOM, UTF-8, detection."""
+    return _decode(body, [])[0]
+
+
 def feed_bytes_as_utf8(body: bytes, content_type: str | None) -> bytes:
     """Re-encode feed XML as UTF-8 with its declaration saying so.
 

@@ -40,11 +40,11 @@ class KnownIndex:
 
 
 def lookup_known(
-    con: duckdb.DuckDBPyConnection, feed_url: str, entries: Iterable[FeedEntry]
+    con: duckdb.DuckDBPyConnection, feed_url: str | None, entries: Iterable[FeedEntry]
 ) -> KnownIndex:
     entries = list(entries)
     ids = [i for i in (entry_article_id(e) for e in entries) if i]
-    guids = [e.guid for e in entries if e.guid]
+    guids = [e.guid for e in entries if e.guid] if feed_url else []
     known = KnownIndex()
     if ids:
         rows = con.execute(
@@ -55,8 +55,10 @@ def lookup_known(
         known.updated_at = {r[0]: r[1] for r in rows}
     if guids:
         rows = con.execute(
-            "SELECT guid, article_id FROM article_feeds WHERE feed_url = ? "
-            "AND guid IN (SELECT unnest(?::VARCHAR[]))",
+            # Only GUIDs whose article was stored: a ref recorded for an article whose page
+            # failed elsewhere must not hide it from the next run.
+            "SELECT f.guid, f.article_id FROM article_feeds f JOIN articles a USING (article_id) "
+            "WHERE f.feed_url = ? AND f.guid IN (SELECT unnest(?::VARCHAR[]))",
             [feed_url, guids],
         ).fetchall()
         known.guids = {r[0]: r[1] for r in rows}
@@ -111,7 +113,9 @@ def unique_articles(articles: Iterable[Article]) -> list[Article]:
 def mark_exact_copies(con: duckdb.DuckDBPyConnection, articles: list[Article]) -> int:
     """Point copies with an identical body at the first stored copy; returns how many.
 
-    Runs inside the load transaction, so the first copy is well defined across runs.
+    Runs inside the load transaction, so the first copy is well defined across runs. An
+    article that arrives naming its original already (a re-imported export) is never taken
+    as the original of others, whichever of the two is loaded first.
     """
     hashes = [a.content_hash for a in articles if a.content_hash]
     if not hashes:
@@ -119,7 +123,8 @@ def mark_exact_copies(con: duckdb.DuckDBPyConnection, articles: list[Article]) -
     rows = con.execute(
         "SELECT content_hash, arg_min(article_id, first_seen_at), "
         "arg_min(coalesce(story_id, article_id), first_seen_at) FROM articles "
-        "WHERE content_hash IN (SELECT unnest(?::VARCHAR[])) GROUP BY content_hash",
+        "WHERE content_hash IN (SELECT unnest(?::VARCHAR[])) AND duplicate_of IS NULL "
+        "GROUP BY content_hash",
         [hashes],
     ).fetchall()
     first: dict[str, tuple[str, str]] = {r[0]: (r[1], r[2]) for r in rows}
@@ -129,7 +134,8 @@ def mark_exact_copies(con: duckdb.DuckDBPyConnection, articles: list[Article]) -
             continue
         original = first.get(a.content_hash)
         if original is None:
-            first[a.content_hash] = (a.article_id, a.story_id or a.article_id)
+            if a.duplicate_of is None:
+                first[a.content_hash] = (a.article_id, a.story_id or a.article_id)
         elif original[0] != a.article_id:
             a.duplicate_of, a.story_id = original
             copies += 1

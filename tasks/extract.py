@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 import trafilatura
 from pebble import ProcessPool
 from pebble.common import ProcessExpired
+from trafilatura.settings import Document
 
 from schemas.errors import ItemError
 from schemas.models import ExtractedPage, ParsedFeed, Response
@@ -53,10 +54,11 @@ def extract_page(url: str, html: str) -> ExtractedPage:
         with_metadata=True,
         deduplicate=False,
     )
-    if doc is None:
-        raise ItemError("extract_empty", "no article text found on the page", url=url)
-    meta: dict[str, Any] = doc.as_dict() if hasattr(doc, "as_dict") else dict(doc)
+    # Without as_dict trafilatura 2 returns a Document (the dict form is deprecated).
+    meta: dict[str, Any] = doc.as_dict() if isinstance(doc, Document) else {}
     text = (meta.get("text") or "").strip()
+    if not text:
+        raise ItemError("extract_empty", "no article text found on the page", url=url)
     lang = _HTML_LANG_RE.search(html[:4096].encode("utf-8", "ignore"))
     return ExtractedPage(
         url=url,

@@ -12,18 +12,27 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, NamedTuple
 
 import duckdb
 import pyarrow as pa
 
 from schemas.errors import ConfigError
-from schemas.models import Article, FeedBatch, FeedCheck, IngestErrorRecord, RunCounts, utcnow
+from schemas.models import (
+    Article,
+    ArticleBatch,
+    FeedBatch,
+    FeedCheck,
+    IngestErrorRecord,
+    RunCounts,
+    utcnow,
+)
 from tasks.dedup import mark_exact_copies, unique_articles
 from tasks.health import FeedState, next_state, read_feed_states
 from tasks.store import Database
+from tasks.tag import ArticleTags, Tagger, load_tagger, tag_tables
 
 LOGGER = logging.getLogger(__name__)
 
@@ -54,6 +63,7 @@ ARTICLE_SCHEMA = pa.schema(
         ("extra", pa.string()),
         ("first_seen_at", _TS),
         ("last_seen_at", _TS),
+        ("body_source", pa.string()),
     ]
 )
 _ARTICLE_COLUMNS = [f.name for f in ARTICLE_SCHEMA]
@@ -67,6 +77,15 @@ _UPSERT_ARTICLES = (
         f"{c} = coalesce(excluded.{c}, articles.{c})"
         for c in _ARTICLE_COLUMNS
         if c not in _KEEP_ON_CONFLICT
+    )
+)
+# Stored rows that the upsert would leave as they are, the time of the sighting aside.
+_UNCHANGED_ARTICLES = (
+    "SELECT b.article_id FROM batch_articles b JOIN articles a USING (article_id) WHERE "
+    + " AND ".join(
+        f"coalesce(b.{c}{'::JSON' if c == 'extra' else ''}, a.{c}) IS NOT DISTINCT FROM a.{c}"
+        for c in _ARTICLE_COLUMNS
+        if c not in _KEEP_ON_CONFLICT | {"last_seen_at"}
     )
 )
 
@@ -92,21 +111,39 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConne
     con.execute("COMMIT")
 
 
-def upsert_articles(con: duckdb.DuckDBPyConnection, articles: Sequence[Article]) -> tuple[int, int]:
-    """Insert new articles and refresh known ones; returns (new, updated). Call in a transaction."""
+def upsert_articles(
+    con: duckdb.DuckDBPyConnection, articles: Sequence[Article]
+) -> tuple[int, int, int]:
+    """Insert new articles and refresh known ones; returns (new, updated, unchanged).
+
+    "Updated" means the title or text changed; the same article again (another feed carrying
+    it in the same run) is unchanged. Call in a transaction.
+    """
     if not articles:
-        return 0, 0
+        return 0, 0, 0
     table = articles_table(articles)
     con.register("batch_articles", table)
     try:
-        row = con.execute(
-            "SELECT count(*) FROM batch_articles b JOIN articles a USING (article_id)"
-        ).fetchone()
-        updated = int(row[0]) if row else 0
+        changed, known = con.execute(
+            "SELECT count(*) FILTER (WHERE a.content_hash IS DISTINCT FROM b.content_hash "
+            "OR a.title IS DISTINCT FROM b.title), count(*) "
+            "FROM batch_articles b JOIN articles a USING (article_id)"
+        ).fetchone() or (0, 0)
         con.execute(_UPSERT_ARTICLES)
     finally:
         con.unregister("batch_articles")
-    return len(articles) - updated, updated
+    return len(articles) - known, changed, known - changed
+
+
+def stored_unchanged(con: duckdb.DuckDBPyConnection, articles: Sequence[Article]) -> set[str]:
+    """Ids of the articles that are stored with these very values already."""
+    if not articles:
+        return set()
+    con.register("batch_articles", articles_table(articles))
+    try:
+        return {row[0] for row in con.execute(_UNCHANGED_ARTICLES).fetchall()}
+    finally:
+        con.unregister("batch_articles")
 
 
 def record_feed_refs(
@@ -241,30 +278,162 @@ def load_batch(
     name: str | None = None,
     source: str | None = None,
     default_interval: float = 1800.0,
+    tagger: Tagger | None = None,
 ) -> RunCounts:
-    """Write one feed's contribution in one transaction; returns what it added."""
+    """Write one feed's contribution in one transaction; returns what it added.
+
+    New and updated articles are tagged for coverage analysis (default: the packaged lexicon
+    and gazetteer); the tags are computed before the lock is taken and written with the
+    articles, so a batch's articles never exist untagged.
+    """
     articles = unique_articles(batch.articles)
+    tags = tag_articles(articles, tagger)
     with db.session() as con, transaction(con):
-        copies = mark_exact_copies(con, articles)
-        new, updated = upsert_articles(con, articles)
-        refs = [(a.article_id, a.guid) for a in articles] + list(batch.seen_again)
-        record_feed_refs(con, batch.feed_url, refs)
-        batch.check.entries_new = new
+        counts = write_articles(con, run_id, batch.model_copy(update={"articles": articles}), tags)
+        batch.check.entries_new = counts.articles_new
         record_feed_check(
             con, batch.check, name=name, source=source, default_interval=default_interval
         )
-        record_errors(con, run_id, batch.errors)
-    return RunCounts(
+    return counts + RunCounts(
         feeds_checked=1,
         feeds_failed=0 if batch.check.ok else 1,
         feeds_not_modified=1 if batch.check.status_code == 304 else 0,
         entries_seen=batch.check.entries_seen,
+    )
+
+
+def load_articles(
+    db: Database, run_id: str, batch: ArticleBatch, tagger: Tagger | None = None
+) -> RunCounts:
+    """Write a batch that polled no feed (a backfill's) in one transaction, tagged as
+    load_batch tags.
+
+    Articles stored with the same values already are not written (or tagged) again and count
+    as duplicates, as do repeats within the batch, so a second backfill of the same archive
+    reports nothing new or updated.
+    """
+    articles = unique_articles(batch.articles)
+    with db.session() as con:
+        unchanged = stored_unchanged(con, articles)
+    changed = [a for a in articles if a.article_id not in unchanged]
+    again = [(a.article_id, a.guid) for a in articles if a.article_id in unchanged]
+    tags = tag_articles(changed, tagger)
+    with db.session() as con, transaction(con):
+        counts = write_articles(
+            con,
+            run_id,
+            batch.model_copy(
+                update={"articles": changed, "seen_again": [*batch.seen_again, *again]}
+            ),
+            tags,
+        )
+    repeats = len(batch.articles) - len(articles)
+    return counts + RunCounts(entries_seen=batch.entries_seen, duplicates=repeats)
+
+
+def write_articles(
+    con: duckdb.DuckDBPyConnection,
+    run_id: str,
+    batch: ArticleBatch,
+    tags: Sequence[ArticleTags],
+) -> RunCounts:
+    """A batch's articles (each once), their tags, feed refs and errors; call inside a
+    transaction."""
+    copies = mark_exact_copies(con, batch.articles)
+    new, updated, unchanged = upsert_articles(con, batch.articles)
+    write_tags(con, tags)
+    if batch.feed_url:
+        refs = [(a.article_id, a.guid) for a in batch.articles] + list(batch.seen_again)
+        record_feed_refs(con, batch.feed_url, refs)
+    record_errors(con, run_id, batch.errors)
+    return RunCounts(
         pages_downloaded=batch.pages_downloaded,
         articles_new=new,
         articles_updated=updated,
-        duplicates=copies + len(batch.seen_again),
+        duplicates=copies + unchanged + len(batch.seen_again),
         errors=len(batch.errors),
     )
+
+
+def tag_articles(articles: Sequence[Article], tagger: Tagger | None) -> list[ArticleTags]:
+    """Coverage tags of the articles (default tagger: the packaged lexicon and gazetteer)."""
+    tagger = tagger or load_tagger()
+    return [tagger.tag(a.article_id, a.title, a.body_text) for a in articles]
+
+
+# --- coverage tags -------------------------------------------------------------------------
+
+
+def write_tags(con: duckdb.DuckDBPyConnection, tags: Sequence[ArticleTags]) -> None:
+    """Replace these articles' rows in the four tag tables. Call inside a transaction."""
+    if not tags:
+        return
+    ids = pa.table({"article_id": [t.article_id for t in tags]})
+    con.register("batch_tag_ids", ids)
+    try:
+        for table, rows in tag_tables(tags).items():
+            con.execute(
+                f"DELETE FROM {table} WHERE article_id IN (SELECT article_id FROM batch_tag_ids)"
+            )
+            if rows.num_rows:
+                con.register("batch_tags", rows)
+                try:
+                    con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM batch_tags")
+                finally:
+                    con.unregister("batch_tags")
+    finally:
+        con.unregister("batch_tag_ids")
+
+
+class RetagCounts(NamedTuple):
+    articles: int
+    topics: int
+    regions: int
+    docs: int
+    orgs: int
+
+
+def retag_all(
+    db: Database,
+    tagger: Tagger,
+    chunk_size: int = 2000,
+    progress: Callable[[int, int], None] | None = None,
+) -> RetagCounts:
+    """Tag every stored article again, e.g. after the lexicon changed; returns the row counts.
+
+    Chunks in article_id order, each read, tagged and written in one short session, so a
+    scheduled run can load between chunks and an interrupted retag leaves whole chunks.
+    `progress(done, total)` is called after each chunk.
+    """
+    with db.session() as con:
+        row = con.execute("SELECT count(*) FROM articles").fetchone()
+        expected = int(row[0]) if row else 0
+    last = ""
+    total = 0
+    while True:
+        with db.session() as con, transaction(con):
+            rows = con.execute(
+                "SELECT article_id, title, body_text FROM articles WHERE article_id > ? "
+                "ORDER BY article_id LIMIT ?",
+                [last, chunk_size],
+            ).fetchall()
+            if not rows:
+                break
+            write_tags(con, [tagger.tag(*row) for row in rows])
+        last = rows[-1][0]
+        total += len(rows)
+        if progress:
+            progress(total, max(total, expected))
+    with db.session() as con, transaction(con):
+        counts = []
+        for table in ("article_topics", "article_regions", "article_policy_docs", "article_orgs"):
+            # Tags of articles that are gone (none are deleted today; a file edited by hand).
+            con.execute(
+                f"DELETE FROM {table} WHERE article_id NOT IN (SELECT article_id FROM articles)"
+            )
+            row = con.execute(f"SELECT count(*) FROM {table}").fetchone()
+            counts.append(int(row[0]) if row else 0)
+    return RetagCounts(total, *counts)
 
 
 # --- runs -----------------------------------------------------------------------------------

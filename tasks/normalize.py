@@ -116,6 +116,14 @@ def parse_date(
     return parsed
 
 
+def parse_date_or_none(raw: str | None, tz: ZoneInfo) -> datetime | None:
+    """parse_date for filters and hints: a date that cannot be read counts as no date."""
+    try:
+        return parse_date(raw, tz)
+    except ItemError:
+        return None
+
+
 def _parse_date_text(text: str, tz: ZoneInfo) -> datetime | None:
     # email.utils is lenient enough to misread other spellings ("5:26 PM"): RFC 2822 shapes only.
     if _RFC2822_RE.match(text):
@@ -289,8 +297,12 @@ def as_list(value: object) -> list[str]:
 # --- assembling an article ------------------------------------------------------------------
 
 
-def _drop_leading_title(body: str, titles: Iterable[str]) -> str:
-    """trafilatura keeps the <h1> when it sits inside the article element; it is not body."""
+def page_body(page: ExtractedPage, titles: Iterable[str]) -> str:
+    """The extracted text of a page as body_text, without a first line that is the title.
+
+    trafilatura keeps the <h1> when it sits inside the article element; it is not body.
+    """
+    body = clean_text(page.text)
     first, _, rest = body.partition("\n")
     return rest if rest and clean_title(first) in set(titles) - {""} else body
 
@@ -324,9 +336,11 @@ def build_feed_article(
     if not title and page and page.title:
         title = clean_title(page.title, names, max_chars=None)
     page_title = clean_title(page.title, names) if page else ""
-    body = _drop_leading_title(clean_text(page.text) if page else "", (title, page_title))
+    body = page_body(page, (title, page_title)) if page else ""
+    body_source = "page"
     if not body:
         body = html_to_text(entry.content) or html_to_text(entry.summary)
+        body_source = "feed"
     if not title:
         title = body[:80].split("\n")[0]
     if not title:
@@ -348,10 +362,13 @@ def build_feed_article(
             warnings.append(ItemError(exc.kind, f"{field}: {exc}", url=link))
             return None
 
-    published = date(entry.published, "published") or date(page.date if page else None, "page date")
+    # Feed dates carry the time of day; trafilatura's page date is only the day.
     updated = date(entry.updated, "updated")
-    if published is None:
-        published = updated
+    published = (
+        date(entry.published, "published")
+        or updated
+        or date(page.date if page else None, "page date")
+    )
     summary = html_to_text(entry.summary) or (page.description if page else None) or None
     article = Article(
         article_id=article_id_for(canon),
@@ -372,8 +389,22 @@ def build_feed_article(
         language=language or guess_language(body, page.language if page else entry.language),
         summary=summary[:2000] if summary else None,
         body_text=body,
+        body_source=body_source,
         content_hash=content_hash(body) if body else "",
         first_seen_at=now,
         last_seen_at=now,
     )
     return article, warnings
+
+
+def rebuild_body(article: Article, page: ExtractedPage) -> Article:
+    """A stored article with the text of its page extracted again; all else as stored.
+
+    Raises ItemError("extract_empty") when the page gives no text: the stored text stays.
+    """
+    body = page_body(page, (article.title, clean_title(page.title, [article.source])))
+    if not body:
+        raise ItemError("extract_empty", "no article text found on the page", url=article.url)
+    return article.model_copy(
+        update={"body_text": body, "content_hash": content_hash(body), "body_source": "page"}
+    )

@@ -82,7 +82,7 @@ def parse_feed(response: Response, max_items: int) -> ParsedFeed:
         if not result.get("version"):
             what = "an HTML page" if _looks_like_html(data) else "not a feed"
             raise ItemError("not_a_feed", f"{what} where a feed was expected", url=feed_url)
-        if bozo is not None and not result.get("feed"):
+        if bozo is not None:
             raise ItemError("parse_error", f"feed XML could not be parsed: {bozo}", url=feed_url)
     feed = result.get("feed", {})
     total = len(entries)
@@ -92,9 +92,11 @@ def parse_feed(response: Response, max_items: int) -> ParsedFeed:
         link=feed.get("link"),
         language=_text(feed.get("language")),
         poll_hint=_poll_hint(feed),
-        entries=[_entry(feed_url, e) for e in entries[:max_items]],
+        entries=[entry for e in entries[:max_items] if (entry := _entry(feed_url, e)) is not None],
         warning=f"recovered from: {bozo}" if bozo is not None else None,
         truncated_from=total if total > max_items else None,
+        archive_link=_archive_link(feed),
+        generator=_text(feed.get("generator")),
     )
 
 
@@ -139,6 +141,15 @@ def unsafe_entity(data: bytes) -> str | None:
     return problem
 
 
+def _archive_link(feed: Any) -> str | None:
+    """The page of older entries: RFC 5005's prev-archive, else a paged feed's next.
+
+    feedparser reads atom:link in RSS too and resolves relative hrefs against the feed's URL.
+    """
+    links = {link.get("rel"): link.get("href") for link in feed.get("links", [])}
+    return _text(links.get("prev-archive") or links.get("next"))
+
+
 def _looks_like_html(data: bytes) -> bool:
     head = data[:2048].lower()
     return b"<html" in head or b"<!doctype html" in head
@@ -164,7 +175,10 @@ def _poll_hint(feed: Any) -> float | None:
     return None
 
 
-def _entry(feed_url: str, e: Any) -> FeedEntry:
+def _entry(feed_url: str, e: Any) -> FeedEntry | None:
+    """The entry, or None for an empty shell (feedparser's leftover of a feed cut mid-item)."""
+    if not any(e.get(k) for k in ("link", "id", "title", "summary", "content")):
+        return None
     contents = [c.get("value", "") for c in e.get("content", []) if c.get("value")]
     authors = [a.get("name") for a in e.get("authors", []) if a.get("name")]
     return FeedEntry(
@@ -173,9 +187,8 @@ def _entry(feed_url: str, e: Any) -> FeedEntry:
         link=_text(e.get("link")),
         title=_text(e.get("title")),
         author=", ".join(authors) if authors else _text(e.get("author")),
-        published=_text(e.get("published")),
-        # Not e.get: feedparser answers "updated" with "published" when there is none (a
-        # deprecated fallback), which made one bad pubDate two bad dates.
+        # dict.get: FeedParserDict.get maps a missing `published` to `updated` with a warning.
+        published=_text(dict.get(e, "published")),
         updated=_text(dict.get(e, "updated")),
         summary=_text(e.get("summary")),
         content=max(contents, key=len) if contents else None,

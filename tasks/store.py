@@ -19,7 +19,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -128,18 +128,23 @@ class Database:
         )
 
 
-def schema_version(con: duckdb.DuckDBPyConnection) -> int:
+def applied_migrations(con: duckdb.DuckDBPyConnection) -> set[int]:
     con.execute(SCHEMA_VERSION_DDL)
-    row = con.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()
-    return int(row[0]) if row else 0
+    return {row[0] for row in con.execute("SELECT version FROM schema_version").fetchall()}
 
 
-def migrate(con: duckdb.DuckDBPyConnection) -> list[int]:
-    """Apply the migrations this file lacks, each in its own transaction."""
-    current = schema_version(con)
+def migrate(
+    con: duckdb.DuckDBPyConnection, migrations: Sequence[tuple[int, str, str]] = MIGRATIONS
+) -> list[int]:
+    """Apply the migrations this file lacks, in order, each in its own transaction.
+
+    Lacking means "not recorded", not "above the highest recorded": numbers can land out of
+    order (see schemas/ddl.py).
+    """
+    done = applied_migrations(con)
     applied = []
-    for version, name, sql in MIGRATIONS:
-        if version <= current:
+    for version, name, sql in sorted(migrations):
+        if version in done:
             continue
         con.execute("BEGIN")
         try:

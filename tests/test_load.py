@@ -68,7 +68,7 @@ def test_load_twice_adds_nothing(db: Database) -> None:
     first = load_batch(db, run, batch(arts))
     second = load_batch(db, run, batch([article(i) for i in range(50)]))
     assert (first.articles_new, first.articles_updated) == (50, 0)
-    assert (second.articles_new, second.articles_updated) == (0, 50)
+    assert (second.articles_new, second.articles_updated, second.duplicates) == (0, 0, 50)
     with db.session() as con:
         total, distinct = con.execute(
             "SELECT count(*), count(DISTINCT article_id) FROM articles"
@@ -87,7 +87,8 @@ def test_first_seen_kept_and_content_refreshed(db: Database) -> None:
     load_batch(db, run, batch([article(1)]))
     with db.session() as con:
         (first_seen,) = con.execute("SELECT first_seen_at FROM articles").fetchone()  # type: ignore[misc]
-    load_batch(db, run, batch([article(1, body="新的正文。", title="新标题")]))
+    counts = load_batch(db, run, batch([article(1, body="新的正文。", title="新标题")]))
+    assert (counts.articles_new, counts.articles_updated) == (0, 1)
     with db.session() as con:
         row = con.execute("SELECT first_seen_at, title, body_text FROM articles").fetchone()
     assert row == (first_seen, "新标题", "新的正文。")

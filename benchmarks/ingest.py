@@ -1,0 +1,270 @@
+"""Ingest benchmark: `newsflow run` against its limits, measured in one run.
+
+Generates a loopback corpus (pages with the weight and boilerplate of real news pages: long
+navigation, sidebars, related links, comments, scripts) spread over many feeds, serves it with a
+fixed latency per response, and reports:
+
+- end to end: articles per second of `newsflow run` as a user runs it (a subprocess, Prefect
+  start-up included), and its peak memory (the process and its workers);
+- the extraction-only limit: trafilatura over the same pages, already in memory, in a process
+  pool of the same size;
+- a naive baseline: sequential feedparser + fetch + extract + one INSERT per row;
+- the second, unchanged run's time; start-up alone (a run with no feed due).
+
+Usage: python benchmarks/ingest.py [--pages 3000] [--feeds 30] [--latency 0.02]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import duckdb
+import feedparser
+import psutil
+import trafilatura
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from flows.demo import SiteServer
+from tasks.extract import Extractor
+
+ZH = (
+    "中国人民银行表示，将稳妥推进数字人民币研发试点，扩大试点范围，完善相关制度安排。",
+    "多地区块链先导区建设提速，政务服务、供应链金融和产品溯源等场景加快落地。",
+    "业内人士认为，稳定币监管框架的出台将为香港虚拟资产市场带来更多确定性。",
+    "国家互联网信息办公室发布第十批境内区块链信息服务名称及备案编号。",
+    "数字藏品平台加强实名认证与二级市场交易管理，防范炒作风险。",
+)
+EN = (
+    "Regulators published draft rules for the custody of digital assets, opening a consultation.",
+    "The central bank said the pilot of its digital currency would expand to more cities.",
+    "Lawmakers are expected to debate the stablecoin bill early next year, officials said.",
+    "Exchanges serving customers in the bloc must delist tokens that fail the new standard.",
+    "The agency brought a record number of enforcement actions involving crypto assets.",
+)
+
+
+def boilerplate(rng: random.Random, n: int) -> str:
+    links = "".join(
+        f"<li><a href='/c/{rng.randint(1, 999)}'>栏目 {i} Section</a></li>" for i in range(n)
+    )
+    return f"<ul class='menu'>{links}</ul>"
+
+
+def make_page(rng: random.Random, i: int) -> tuple[str, str]:
+    zh = i % 2 == 0
+    sentences = ZH if zh else EN
+    title = f"{'政策动态' if zh else 'Policy update'} {i}: {rng.choice(sentences)[:30]}"
+    paragraphs = "".join(
+        f"<p>{' '.join(rng.choice(sentences) for _ in range(rng.randint(3, 6)))} ({i}-{k})</p>"
+        for k in range(rng.randint(8, 16))
+    )
+    comments = "".join(
+        f"<div class='comment'><b>reader{k}</b><p>{rng.choice(sentences)}</p></div>"
+        for k in range(rng.randint(10, 40))
+    )
+    # Real news pages weigh 60-150 KiB: inline config, analytics, menus, sidebars.
+    script = "var cfg = " + json.dumps({"k": [rng.random() for _ in range(1500)]}) + ";"
+    html = f"""<!doctype html><html lang="{"zh-CN" if zh else "en"}"><head><meta charset="utf-8">
+<title>{title} - Bench Daily</title><meta property="og:title" content="{title}">
+<meta property="article:published_time" content="2024-05-{i % 28 + 1:02d}T08:00:00+08:00">
+<script>{script}</script><style>{"." * 2000}</style></head><body>
+<header><nav>{boilerplate(rng, 400)}</nav>
+<div class="breadcrumb">首页 &gt; 财经 &gt; 正文</div></header>
+<div class="main"><article><h1>{title}</h1><div class="meta">Bench Daily · 2024-05-01</div>
+<div class="article-content">{paragraphs}</div><div class="editor">责任编辑：王五</div></article>
+<aside><h3>Related</h3>{boilerplate(rng, 80)}</aside>
+<aside class="hot">{boilerplate(rng, 80)}</aside>
+<section class="comments"><h3>Comments</h3>{comments}</section></div>
+<footer>{boilerplate(rng, 120)}<p>Copyright © Bench Daily. All rights reserved.</p></footer>
+</body></html>"""
+    return title, html
+
+
+def make_corpus(root: Path, pages: int, feeds: int, seed: int = 7) -> list[Path]:
+    rng = random.Random(seed)
+    (root / "p").mkdir(parents=True)
+    (root / "feeds").mkdir()
+    items: list[list[str]] = [[] for _ in range(feeds)]
+    files = []
+    for i in range(pages):
+        title, html = make_page(rng, i)
+        path = root / "p" / f"{i}.html"
+        path.write_text(html, encoding="utf-8")
+        files.append(path)
+        items[i % feeds].append(
+            f"<item><title>{title}</title><link>{{base}}/p/{i}.html</link><guid>p{i}</guid>"
+            f"<pubDate>Wed, 01 May 2024 08:{i % 60:02d}:00 +0800</pubDate></item>"
+        )
+    for f, entries in enumerate(items):
+        xml = (
+            '<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel>'
+            f"<title>Bench feed {f}</title>{''.join(entries)}</channel></rss>"
+        )
+        (root / "feeds" / f"f{f}.xml").write_text(xml, encoding="utf-8")
+    return files
+
+
+def _role(proc: psutil.Process) -> str:
+    cmd = " ".join(proc.cmdline())
+    if "uvicorn" in cmd or "prefect.server" in cmd:
+        return "prefect server"
+    if "multiprocessing" in cmd or "forkserver" in cmd:
+        return "extraction workers"
+    return "newsflow process"
+
+
+def run_cli(args: list[str], env: dict[str, str]) -> tuple[float, int, str, dict[str, float]]:
+    """Run the CLI; return (seconds, peak RSS of our processes, stdout, CPU seconds by role)."""
+    me = psutil.Process()
+    my_cpu = sum(me.cpu_times()[:2])
+    start = time.perf_counter()
+    proc = psutil.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    peak = 0
+    cpu: dict[int, tuple[str, float]] = {}
+    while proc.poll() is None:
+        rss = 0
+        try:
+            for p in [proc, *proc.children(recursive=True)]:
+                role = cpu[p.pid][0] if p.pid in cpu else _role(p)
+                cpu[p.pid] = (role, sum(p.cpu_times()[:2]))
+                # The Prefect server a one-shot run starts is orchestration, not our pipeline.
+                if role != "prefect server":
+                    rss += p.memory_info().rss
+        except psutil.Error:
+            pass
+        peak = max(peak, rss)
+        time.sleep(0.05)
+    out, err = proc.communicate()
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(args)} failed:\n{out}\n{err}")
+    seconds = time.perf_counter() - start
+    by_role: dict[str, float] = {"site server (this process)": sum(me.cpu_times()[:2]) - my_cpu}
+    for role, used in cpu.values():
+        by_role[role] = by_role.get(role, 0.0) + used
+    return seconds, peak, out, by_role
+
+
+def extraction_only(files: list[Path], workers: int) -> float:
+    pages = [(f.as_uri(), f.read_text(encoding="utf-8")) for f in files]
+    with Extractor(workers, deadline=60) as extractor:
+        list(extractor.extract_many(pages[: workers * 2]))  # start the pool outside the clock
+        start = time.perf_counter()
+        results = list(extractor.extract_many(pages))
+        seconds = time.perf_counter() - start
+    assert all(not isinstance(r, Exception) for _, r in results)
+    return seconds
+
+
+def naive(base_url: str, feeds: int, limit: int, db: Path) -> tuple[float, int]:
+    """What one writes first: everything in sequence, one INSERT per article."""
+    con = duckdb.connect(str(db))
+    con.execute("CREATE TABLE articles (url VARCHAR PRIMARY KEY, title VARCHAR, body VARCHAR)")
+    done = 0
+    start = time.perf_counter()
+    for f in range(feeds):
+        with urllib.request.urlopen(f"{base_url}/feeds/f{f}.xml") as resp:
+            feed = feedparser.parse(resp.read())
+        for entry in feed.entries:
+            if done >= limit:
+                break
+            with urllib.request.urlopen(entry.link) as resp:
+                html = resp.read().decode("utf-8")
+            text = trafilatura.extract(html, include_comments=False)
+            con.execute("INSERT INTO articles VALUES (?, ?, ?)", [entry.link, entry.title, text])
+            done += 1
+    seconds = time.perf_counter() - start
+    con.close()
+    return seconds, done
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--pages", type=int, default=3000)
+    parser.add_argument("--feeds", type=int, default=30)
+    parser.add_argument("--latency", type=float, default=0.02)
+    parser.add_argument("--naive-pages", type=int, default=300, help="pages for the naive baseline")
+    args = parser.parse_args()
+    workers = os.cpu_count() or 1
+    newsflow = str(Path(sys.executable).with_name("newsflow"))
+
+    with tempfile.TemporaryDirectory(prefix="newsflow-bench-") as tmp_dir:
+        tmp = Path(tmp_dir)
+        files = make_corpus(tmp / "site", args.pages, args.feeds)
+        size = sum(f.stat().st_size for f in files) / len(files) / 1024
+        print(
+            f"corpus: {args.pages} pages ({size:.0f} KiB each on average) in {args.feeds} feeds, "
+            f"{args.latency * 1000:.0f} ms per response, {workers} cores"
+        )
+
+        extract_s = extraction_only(files, workers)
+        with SiteServer(root=tmp / "site", latency=args.latency, max_threads=32) as site:
+            env = os.environ | {"NEWSFLOW_ALLOW_PRIVATE_NETWORKS": "1"}
+            feeds_toml = tmp / "feeds.toml"
+            feeds_toml.write_text(
+                "".join(
+                    f'[[feeds]]\nurl = "{site.base_url}/feeds/f{f}.xml"\n\n'
+                    for f in range(args.feeds)
+                ),
+                encoding="utf-8",
+            )
+            (tmp / "none.toml").write_text("feeds = []\n", encoding="utf-8")
+            cli = [newsflow, "run", "--quiet", "--db", str(tmp / "news.duckdb")]
+            startup_s, _, _, _ = run_cli([*cli, "--feeds", str(tmp / "none.toml")], env)
+            first_s, peak, out, cpu = run_cli([*cli, "--feeds", str(feeds_toml)], env)
+            hits_first = sum(site.hits.values())
+            second_s, _, out2, _ = run_cli([*cli, "--feeds", str(feeds_toml), "--force"], env)
+            page_hits_second = (
+                sum(n for p, n in site.hits.items() if p.startswith("/p/")) - args.pages
+            )
+            naive_s, naive_n = naive(
+                site.base_url, args.feeds, args.naive_pages, tmp / "naive.duckdb"
+            )
+
+        con = duckdb.connect(str(tmp / "news.duckdb"), read_only=True)
+        (stored,) = con.execute("SELECT count(*) FROM articles").fetchone()  # type: ignore[misc]
+        con.close()
+
+    e2e_rate = stored / first_s
+    extract_rate = args.pages / extract_s
+    naive_rate = naive_n / naive_s
+    print(
+        f"newsflow run (first):      {first_s:6.1f} s  {e2e_rate:7.1f} articles/s  "
+        f"({stored} stored, {hits_first} requests)"
+    )
+    print(f"  of which start-up:       {startup_s:6.1f} s  (a run with no feed due)")
+    print(
+        f"  work alone:              {first_s - startup_s:6.1f} s  "
+        f"{stored / (first_s - startup_s):7.1f} articles/s"
+    )
+    print(
+        f"extraction-only limit:     {extract_s:6.1f} s  {extract_rate:7.1f} articles/s  "
+        f"({workers} workers, pages in memory)"
+    )
+    print(
+        f"naive baseline:            {naive_s:6.1f} s  {naive_rate:7.1f} articles/s  "
+        f"({naive_n} pages, sequential, one INSERT per row)"
+    )
+    print(f"second, unchanged run:     {second_s:6.1f} s  ({page_hits_second} pages downloaded)")
+    print(f"peak memory (run + workers): {peak / 2**20:.0f} MiB")
+    print("CPU seconds of the first run: " + ", ".join(f"{k} {v:.1f}" for k, v in cpu.items()))
+    print()
+    print(f"end to end / extraction-only: {e2e_rate / extract_rate:.2f}x   (target >= 0.7)")
+    print(f"end to end / naive:           {e2e_rate / naive_rate:.1f}x   (target >= 5)")
+    print(f"unchanged / first run:        {second_s / first_s:.1%}   (target < 10%)")
+    print(f"peak memory:                  {peak / 2**30:.2f} GiB (target < 1 GiB)")
+    if "errors: 0" not in out or "articles: 0 new" not in out2:
+        print("warning: unexpected summaries:\n" + out + out2)
+
+
+if __name__ == "__main__":
+    main()
