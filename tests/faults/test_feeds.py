@@ -282,9 +282,11 @@ def test_runtime_expat_stops_a_billion_laughs_quickly() -> None:
         '<!DOCTYPE rss PUBLIC "-//Netscape Communications//DTD RSS 0.91//EN" '
         '"http://my.netscape.com/publish/formats/rss-0.91.dtd">',
         '<!DOCTYPE rss [<!ENTITY copy "&#169;"><!ENTITY nbsp "&#160;"><!ENTITY b "<b>x</b>">]>',
+        '<!DOCTYPE rss [<!ENTITY % HTMLlat1 PUBLIC "-//W3C//ENTITIES Latin 1 for XHTML//EN" '
+        '"http://www.w3.org/TR/xhtml1/DTD/xhtml-lat1.ent"> %HTMLlat1;]>',
         "",
     ],
-    ids=["public-dtd", "plain-entities", "none"],
+    ids=["public-dtd", "plain-entities", "public-entity-set", "none"],
 )
 def test_ordinary_doctypes_are_not_unsafe(doctype: str) -> None:
     assert unsafe_entity(f'<?xml version="1.0"?>{doctype}<rss><i>&copy;</i></rss>'.encode()) is None
