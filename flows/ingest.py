@@ -178,13 +178,12 @@ def collect_feed(feed: FeedConfig, state: FeedState | None, ctx: FeedContext) ->
     late = sum(exc.kind == "feed_timeout" for _, exc in page_errors.values())
     if late:
         errors.append(
-            IngestErrorRecord(
-                stage="download",
-                url=feed.url,
-                kind="feed_timeout",
-                feed_url=feed.url,
-                message=f"the feed's deadline of {ctx.settings.feed_deadline:.0f} s passed with "
-                f"{late} of {len(fresh)} pages not done; their items are tried on the next run",
+            _feed_error(
+                feed,
+                "download",
+                "feed_timeout",
+                f"the feed's deadline of {ctx.settings.feed_deadline:.0f} s passed with {late} "
+                f"of {len(fresh)} pages not done; their items are tried on the next run",
             )
         )
     # With the validators saved, the next run would get a 304 and never see again the items
@@ -227,27 +226,18 @@ def claim_entries(
 def _feed_warnings(feed: FeedConfig, parsed: ParsedFeed) -> list[IngestErrorRecord]:
     warnings = []
     if parsed.warning:
-        warnings.append(
-            IngestErrorRecord(
-                stage="parse",
-                url=feed.url,
-                kind="feed_recovered",
-                message=parsed.warning,
-                feed_url=feed.url,
-            )
-        )
+        warnings.append(_feed_error(feed, "parse", "feed_recovered", parsed.warning))
     if parsed.truncated_from:
-        warnings.append(
-            IngestErrorRecord(
-                stage="parse",
-                url=feed.url,
-                kind="too_many_items",
-                feed_url=feed.url,
-                message=f"feed has {parsed.truncated_from} items; kept the first "
-                f"{len(parsed.entries)}",
-            )
-        )
+        message = f"feed has {parsed.truncated_from} items; kept the first {len(parsed.entries)}"
+        warnings.append(_feed_error(feed, "parse", "too_many_items", message))
     return warnings
+
+
+def _feed_error(feed: FeedConfig, stage: str, kind: str, message: str) -> IngestErrorRecord:
+    """A row about the feed as a whole."""
+    return IngestErrorRecord(
+        stage=stage, url=feed.url, kind=kind, message=message, feed_url=feed.url
+    )
 
 
 def _is_http(link: str) -> bool:

@@ -291,6 +291,16 @@ def run_ingest_over(
     return run
 
 
+def run_beside_healthy(
+    server: LoopbackServer, tmp_path: Path, urls: Iterable[str], **overrides: Any
+) -> FaultRun:
+    """`run_ingest_over` with a healthy feed added, which must load in full."""
+    healthy = add_healthy_feed(server, "beside")
+    run = run_ingest_over(tmp_path, [healthy.url, *urls], **overrides)
+    run.assert_loaded_in_full(healthy)
+    return run
+
+
 # A child process running `newsflow run` that SIGKILLs itself at a chosen moment. A profile
 # hook watches for a function of ours to return; nothing of ours is replaced.
 _KILLED_AT = """

@@ -16,6 +16,7 @@ from tests.faults.harness import (
     add_healthy_feed,
     article_html,
     rss,
+    run_beside_healthy,
     run_ingest_over,
     static,
 )
@@ -64,15 +65,13 @@ def run(
     tmp_path_factory: pytest.TempPathFactory,
     prefect_harness: None,
 ) -> FaultRun:
-    healthy = add_healthy_feed(server, "ok")
-    run = run_ingest_over(
+    return run_beside_healthy(
+        server,
         tmp_path_factory.mktemp("pages"),
-        [healthy.url, *(f.url for f in feeds.values())],
+        [f.url for f in feeds.values()],
         extract_workers=1,
         extract_deadline=EXTRACT_DEADLINE,
     )
-    run.assert_loaded_in_full(healthy)
-    return run
 
 
 def check(run: FaultRun, server: LoopbackServer, feed: HealthyFeed, path: str) -> None:

@@ -11,7 +11,14 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.faults.harness import FaultRun, HealthyFeed, Item, add_healthy_feed, run_ingest_over
+from tests.faults.harness import (
+    FaultRun,
+    HealthyFeed,
+    Item,
+    add_healthy_feed,
+    run_beside_healthy,
+    run_ingest_over,
+)
 from tests.loopback import LoopbackServer
 
 PUBLIC_STAND_IN = {"allow_private_networks": False, "allowed_networks": ("127.0.0.1/32",)}
@@ -50,19 +57,12 @@ def run(
     server.routes["/to-metadata.xml"] = lambda r: r.reply(
         302, headers={"Location": "http://169.254.169.254/latest/meta-data/"}
     )
-    healthy = add_healthy_feed(server, "ok")
-    run = run_ingest_over(
+    return run_beside_healthy(
+        server,
         tmp_path_factory.mktemp("private"),
-        [
-            server.url("/to-internal.xml"),
-            server.url("/to-metadata.xml"),
-            links_feed.url,
-            healthy.url,
-        ],
+        [server.url("/to-internal.xml"), server.url("/to-metadata.xml"), links_feed.url],
         fetch=PUBLIC_STAND_IN,
     )
-    run.assert_loaded_in_full(healthy)
-    return run
 
 
 def test_redirect_to_an_internal_address_is_refused(

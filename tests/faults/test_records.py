@@ -12,7 +12,7 @@ from tests.faults.harness import (
     Item,
     add_healthy_feed,
     article_html,
-    run_ingest_over,
+    run_beside_healthy,
     static,
 )
 from tests.loopback import LoopbackServer
@@ -46,9 +46,7 @@ def run(
     tmp_path_factory: pytest.TempPathFactory,
     prefect_harness: None,
 ) -> FaultRun:
-    healthy = add_healthy_feed(server, "ok", "zh")
-    run = run_ingest_over(tmp_path_factory.mktemp("records"), [healthy.url, feed.url])
-    run.assert_loaded_in_full(healthy)
+    run = run_beside_healthy(server, tmp_path_factory.mktemp("records"), [feed.url])
     run.assert_healthy_items_loaded(feed)
     assert run.feeds_with_errors() == {feed.url}
     return run
