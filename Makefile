@@ -1,4 +1,4 @@
-# The README's commands; CI runs `make test` through .ci/run.
+# The README's commands (.ci/run runs the same).
 PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin

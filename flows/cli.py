@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
@@ -29,6 +32,7 @@ from schemas.errors import NewsflowError
 if TYPE_CHECKING:
     from flows.backfill import BackfillSummary
     from flows.ingest import RunSummary
+    from tasks.health import FeedHealth
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
@@ -37,7 +41,7 @@ DEMO_DB = Path("data/demo.duckdb")
 DEMO_PORT = 8765
 
 
-def _add_common(p: argparse.ArgumentParser, *, feeds: bool = False) -> None:
+def _add_common(p: argparse.ArgumentParser, *, feeds: bool = False, quiet: bool = True) -> None:
     p.add_argument(
         "--db", type=Path, help="DuckDB file (default: $NEWSFLOW_DB or data/news.duckdb)"
     )
@@ -45,7 +49,8 @@ def _add_common(p: argparse.ArgumentParser, *, feeds: bool = False) -> None:
         p.add_argument(
             "--feeds", type=Path, help="feeds file (default: $NEWSFLOW_FEEDS or feeds.toml)"
         )
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, summary only")
+    if quiet:
+        p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, summary only")
 
 
 def _add_days(p: argparse.ArgumentParser) -> None:
@@ -69,7 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="one ingest run over the feeds that are due")
     _add_common(p, feeds=True)
-    p.add_argument("--force", action="store_true", help="poll every enabled feed, due or not")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="poll every enabled feed, due or not (a server's Retry-After still holds)",
+    )
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("demo", help="the whole pipeline offline, on a bundled sample site")
@@ -118,10 +127,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("feeds", help="feed health: status, last success, next check, errors")
-    _add_common(p)
-    p.add_argument("--enable", metavar="URL", help="re-enable a gone or disabled feed")
-    p.add_argument("--disable", metavar="URL", help="stop polling a feed")
+    _add_common(p, feeds=True, quiet=False)
+    p.add_argument(
+        "--enable", metavar="FEED", help="re-enable a gone or disabled feed (URL or name)"
+    )
+    p.add_argument("--disable", metavar="FEED", help="stop polling a feed (URL or name)")
     p.set_defaults(func=cmd_feeds)
+
+    p = sub.add_parser(
+        "serve",
+        help="run the cron schedule (and a local Prefect server when none is configured)",
+    )
+    _add_common(p, feeds=True, quiet=False)
+    p.add_argument(
+        "--port",
+        type=int,
+        help="port of the local Prefect server (default: $NEWSFLOW_PREFECT_PORT or 4200)",
+    )
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("retag", help="tag every stored article again (after a lexicon change)")
     _add_common(p)
@@ -202,15 +225,13 @@ def progress_bar(enabled: bool) -> Iterator[None]:
 
 
 def print_run_summary(summary: RunSummary, started: float) -> None:
+    for line in summary.lines():
+        out.print(line)
     c = summary.counts
-    out.print(
-        f"feeds: {c.feeds_checked} checked, {c.feeds_failed} failed, "
-        f"{c.feeds_not_modified} unchanged · pages downloaded: {c.pages_downloaded}"
-    )
-    out.print(
-        f"articles: {c.articles_new} new, {c.articles_updated} updated, "
-        f"{c.duplicates} duplicates · errors: {c.errors}"
-    )
+    if summary.feeds_busy:
+        out.print(f"{summary.feeds_busy} due feeds left to the run already polling them")
+    elif not c.feeds_checked:
+        out.print("no feed was due: `newsflow feeds` shows the next checks, --force polls all")
     hint = " (see the ingest_errors table)" if c.errors else ""
     total = time.monotonic() - started
     out.print(
@@ -359,27 +380,101 @@ def show_latest(settings: Settings, limit: int) -> None:
 
 
 def cmd_feeds(args: argparse.Namespace) -> int:
-    from tasks.health import feed_health_rows
+    from schemas.config import load_feeds_file
+    from tasks.health import feed_health
     from tasks.load import set_feed_status
     from tasks.store import Database
 
     settings = settings_from_args(args)
+    feeds_file = None
+    if settings.feeds_path.exists() or args.feeds:
+        feeds_file = load_feeds_file(settings.feeds_path)
+    else:
+        out.print(f"(no feeds file at {settings.feeds_path}: showing the database only)")
     db = Database(settings.db_path, settings.lock_timeout)
-    for url, status in ((args.enable, "active"), (args.disable, "disabled")):
-        if url:
+    for feed, status in ((args.enable, "active"), (args.disable, "disabled")):
+        if feed:
             with db.session() as con:
-                set_feed_status(con, url, status)
-            out.print(f"{url}: {status}")
+                urls = set_feed_status(con, feed, status)
+            for url in urls:
+                out.print(f"{url}: {status}", markup=False)
     with db.session() as con:
-        rows = feed_health_rows(con)
-    table = Table(
-        "feed", "status", "last success", "next check", "failures", "last error", title="feeds"
-    )
+        rows = feed_health(con, feeds_file)
+    print_feed_health(rows, settings.tz)
+    return 0
+
+
+def print_feed_health(rows: Sequence[FeedHealth], tz: ZoneInfo) -> None:
+    from collections import Counter
+
+    now = datetime.now(UTC)
+    table = Table(title=f"feeds (times in {tz.key})")
+    table.add_column("feed", overflow="fold", min_width=12)
+    table.add_column("status", no_wrap=True)
+    table.add_column("last ok", no_wrap=True)
+    table.add_column("next check", no_wrap=True)
+    table.add_column("fails", justify="right", no_wrap=True)
+    table.add_column("last error", overflow="fold")
     for r in rows:
-        table.add_row(*(str(v) if v is not None else "" for v in r))
+        table.add_row(
+            r.name or r.url,
+            r.status,
+            _stamp(r.last_success_at, now, tz) if r.last_success_at else "never",
+            _next_check(r, now),
+            str(r.consecutive_failures or ""),
+            # The message names the feed's URL; the row already does.
+            (r.last_error or "").replace(r.url, "the feed"),
+        )
     out.print(table)
-    if any(r[1] in {"gone", "disabled"} for r in rows):
-        out.print("re-enable a feed with: newsflow feeds --enable URL")
+    counts = Counter(r.status for r in rows)
+    out.print(" · ".join(f"{n} {status}" for status, n in counts.most_common()) or "no feeds")
+    if counts["gone"] or counts["disabled"]:
+        out.print(
+            "gone and disabled feeds are not polled; re-enable one with: "
+            "newsflow feeds --enable NAME_OR_URL",
+            soft_wrap=True,
+        )
+    if counts["unlisted"]:
+        out.print(
+            "unlisted: in the database, no longer in the feeds file (kept, not polled)",
+            soft_wrap=True,
+        )
+
+
+def _stamp(at: datetime, now: datetime, tz: ZoneInfo) -> str:
+    local, today = at.astimezone(tz), now.astimezone(tz)
+    if local.date() == today.date():
+        return local.strftime("%H:%M")
+    return local.strftime("%m-%d %H:%M" if local.year == today.year else "%Y-%m-%d")
+
+
+def _next_check(r: FeedHealth, now: datetime) -> str:
+    if r.status in {"gone", "disabled", "unlisted"}:
+        return f"never ({r.status})"
+    if r.busy:
+        return "now (a run polls it)"
+    if r.next_check_at is None or r.next_check_at <= now:
+        return "next run"
+    minutes = (r.next_check_at - now).total_seconds() / 60
+    if minutes < 59.5:
+        when = f"in {max(round(minutes), 1)} min"
+    elif minutes < 48 * 60:
+        when = f"in {minutes / 60:.1f}".removesuffix(".0") + " h"
+    else:
+        when = f"in {minutes / 1440:.0f} d"
+    asked = r.retry_after_until is not None and r.retry_after_until > now
+    return f"{when} (Retry-After)" if asked else when
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from flows.runtime import local_port
+    from flows.serve import run_serve
+
+    settings = settings_from_args(args)
+    check_inputs(settings)
+    port = args.port or local_port(os.environ)
+    run_serve(settings, port, report=lambda line: out.print(line, markup=False, soft_wrap=True))
+    out.print("stopped")
     return 0
 
 

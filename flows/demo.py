@@ -113,6 +113,9 @@ class RequestRecord:
     query: str
     headers: Mapping[str, str]
     status: int
+    # time.monotonic() when the request arrived and when its answer was ready to send
+    started: float = 0.0
+    answered: float = 0.0
 
 
 def demo_feeds_toml(base_url: str) -> str:
@@ -296,11 +299,20 @@ class SiteServer:
         return dest
 
     def _record(
-        self, method: str, path: str, query: str, headers: Mapping[str, str], status: int
+        self,
+        method: str,
+        path: str,
+        query: str,
+        headers: Mapping[str, str],
+        status: int,
+        started: float,
     ) -> None:
+        answered = time.monotonic()
         with self._lock:
             self._hits[path] += 1
-            self._requests.append(RequestRecord(method, path, query, dict(headers), status))
+            self._requests.append(
+                RequestRecord(method, path, query, dict(headers), status, started, answered)
+            )
 
     def _load(self, file: Path) -> tuple[bytes, str, str]:
         """(bytes to send, content type, etag) of a file, `{base}` replaced; cached by mtime."""
@@ -397,13 +409,14 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _serve(self, *, head: bool) -> None:
         site = self.server.site
+        started = time.monotonic()
         parts = urlsplit(self.path)
         path = unquote(parts.path) or "/"
         if site.latency:
             time.sleep(site.latency)
         status, headers, body = self._respond(path, parts.path)
         # Counted before the response leaves, so a client that got it sees it in `hits`.
-        site._record(self.command, path, parts.query, dict(self.headers.items()), status)
+        site._record(self.command, path, parts.query, dict(self.headers.items()), status, started)
         self._send(status, headers, body, head=head or status == 304)
 
     def _respond(self, path: str, raw_path: str) -> tuple[int, dict[str, str], bytes]:

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from prefect import flow, task
+from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
@@ -34,8 +34,8 @@ from schemas.models import (
 from tasks.dedup import entry_article_id, lookup_known, split_known
 from tasks.extract import Extractor
 from tasks.fetch import FEED_ACCEPT, Fetcher, is_transient
-from tasks.health import FeedState, due_feeds, read_feed_states
-from tasks.load import finish_run, load_batch, start_run
+from tasks.health import FeedState, poll_hint
+from tasks.load import claim_due_feeds, finish_run, load_batch, start_run
 from tasks.normalize import build_feed_article
 from tasks.store import Database
 from tasks.tag import load_tagger
@@ -50,10 +50,22 @@ class RunSummary:
     started_at: datetime
     finished_at: datetime
     db_path: Path
+    # Due feeds left alone because an overlapping run was polling them.
+    feeds_busy: int = 0
 
     @property
     def seconds(self) -> float:
         return (self.finished_at - self.started_at).total_seconds()
+
+    def lines(self) -> list[str]:
+        """What the run did, in two lines (the CLI prints them; serve logs them)."""
+        c = self.counts
+        return [
+            f"feeds: {c.feeds_checked} checked, {c.feeds_failed} failed, "
+            f"{c.feeds_not_modified} unchanged · pages downloaded: {c.pages_downloaded}",
+            f"articles: {c.articles_new} new, {c.articles_updated} updated, "
+            f"{c.duplicates} duplicates · errors: {c.errors}",
+        ]
 
 
 class FeedContext:
@@ -154,6 +166,8 @@ def collect_feed(feed: FeedConfig, state: FeedState | None, ctx: FeedContext) ->
             status_code=304,
             etag=response.etag or (state.etag if state else None),
             last_modified=response.last_modified or (state.last_modified if state else None),
+            # A 304 has no body to read <ttl> from: the hint seen last time still holds.
+            poll_hint=poll_hint(state.poll_hint_s if state else None, response.cache_max_age),
         )
         return FeedBatch(feed_url=feed.url, check=check)
     try:
@@ -196,7 +210,7 @@ def collect_feed(feed: FeedConfig, state: FeedState | None, ctx: FeedContext) ->
         title=parsed.title,
         etag=None if deferred else response.etag,
         last_modified=None if deferred else response.last_modified,
-        poll_hint=parsed.poll_hint,
+        poll_hint=poll_hint(parsed.poll_hint, response.cache_max_age),
         entries_seen=len(parsed.entries),
     )
     return FeedBatch(
@@ -362,9 +376,7 @@ def run_ingest(settings: Settings, *, force: bool = False) -> RunSummary:
     counts = RunCounts()
     status = "crashed"
     try:
-        with db.session() as con:
-            states = read_feed_states(con)
-        due = due_feeds(feeds_file.feeds, states, force=force)
+        due, states, busy = claim_due_feeds(db, run_id, feeds_file.feeds, force=force)
         by_url = {f.url: f for f in due}
         with (
             Fetcher(feeds_file.fetch_limits(settings.fetch), feeds_file.hosts) as fetcher,
@@ -384,7 +396,7 @@ def run_ingest(settings: Settings, *, force: bool = False) -> RunSummary:
         status = "completed"
     finally:
         finish_run(db, run_id, counts, status)
-    return RunSummary(run_id, counts, started, datetime.now(UTC), settings.db_path)
+    return RunSummary(run_id, counts, started, datetime.now(UTC), settings.db_path, busy)
 
 
 @flow(
@@ -407,4 +419,7 @@ def ingest(
     """
     if settings is None:
         settings = Settings.from_env(feeds_path=feeds, db_path=db)
-    return run_ingest(settings, force=force)
+    summary = run_ingest(settings, force=force)
+    # Under `newsflow serve` and in the Prefect UI; the CLI quiets it and prints its own.
+    get_run_logger().info(" · ".join(summary.lines()))
+    return summary

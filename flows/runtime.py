@@ -2,10 +2,10 @@
 
 Prefect reads its settings from the environment at import time, so the CLI calls
 `prepare_prefect` first. A one-shot run attaches to a running local server when there is one
-(the one `newsflow serve` starts); otherwise Prefect starts its temporary server, and we start
-it lean: the services a one-shot run never uses (scheduler, late runs, triggers, event
-persister, UI …) off, which saves seconds and keeps its shutdown quiet (DESIGN.md, start-up
-cost).
+(the one `newsflow serve` starts, on 127.0.0.1 at $NEWSFLOW_PREFECT_PORT or 4200); otherwise
+Prefect starts its temporary server, and we start it lean: the services a one-shot run never
+uses (scheduler, late runs, triggers, event persister, UI …) off, which saves seconds and
+keeps its shutdown quiet (DESIGN.md, start-up cost).
 """
 
 from __future__ import annotations
@@ -13,15 +13,17 @@ from __future__ import annotations
 import logging
 import os
 import urllib.request
-from collections.abc import MutableMapping
-from pathlib import Path
+from collections.abc import Mapping, MutableMapping
+
+from schemas.errors import ConfigError
 
 LOCAL_SERVER_HOST = "127.0.0.1"
 LOCAL_SERVER_PORT = 4200
-LOCAL_API_URL = f"http://{LOCAL_SERVER_HOST}:{LOCAL_SERVER_PORT}/api"
+# The port of the local server `newsflow serve` starts and CLI runs look for.
+PORT_VARIABLE = "NEWSFLOW_PREFECT_PORT"
 
 # Services of Prefect's server that a single flow run does not need.
-_LEAN_SERVER = {
+LEAN_SERVER = {
     f"PREFECT_SERVER_SERVICES_{name}_ENABLED": "false"
     for name in (
         "SCHEDULER",
@@ -55,7 +57,20 @@ _QUIET = {
 }
 
 
-def local_server_healthy(api_url: str = LOCAL_API_URL, timeout: float = 0.3) -> bool:
+def local_port(env: Mapping[str, str]) -> int:
+    value = env.get(PORT_VARIABLE, "")
+    if not value:
+        return LOCAL_SERVER_PORT
+    if not value.isdigit() or not 0 < int(value) < 65536:
+        raise ConfigError(f"{PORT_VARIABLE} must be a port number, not {value!r}")
+    return int(value)
+
+
+def local_api_url(port: int) -> str:
+    return f"http://{LOCAL_SERVER_HOST}:{port}/api"
+
+
+def local_server_healthy(api_url: str, timeout: float = 0.3) -> bool:
     try:
         with urllib.request.urlopen(f"{api_url}/health", timeout=timeout) as resp:
             return resp.status == 200
@@ -63,18 +78,23 @@ def local_server_healthy(api_url: str = LOCAL_API_URL, timeout: float = 0.3) -> 
         return False
 
 
+def quiet_prefect(env: MutableMapping[str, str]) -> None:
+    for key, value in _QUIET.items():
+        env.setdefault(key, value)
+
+
 def prepare_prefect(env: MutableMapping[str, str] | None = None, *, quiet: bool = True) -> str:
     """Point Prefect at a server and quiet it; returns 'configured', 'local' or 'temporary'."""
     env = os.environ if env is None else env
     if quiet:
-        for key, value in _QUIET.items():
-            env.setdefault(key, value)
+        quiet_prefect(env)
     if env.get("PREFECT_API_URL"):
         return "configured"
-    if local_server_healthy():
-        env["PREFECT_API_URL"] = LOCAL_API_URL
+    api_url = local_api_url(local_port(env))
+    if local_server_healthy(api_url):
+        env["PREFECT_API_URL"] = api_url
         return "local"
-    for key, value in _LEAN_SERVER.items():
+    for key, value in LEAN_SERVER.items():
         env.setdefault(key, value)
     return "temporary"
 
@@ -83,7 +103,3 @@ def silence_shutdown_noise() -> None:
     """Loggers that report harmless errors while the temporary server stops."""
     for name in ("uvicorn", "uvicorn.error", "prefect.server", "prefect._internal", "docket"):
         logging.getLogger(name).setLevel(logging.CRITICAL)
-
-
-def prefect_home(data_dir: Path) -> Path:
-    return data_dir / "prefect"

@@ -234,6 +234,20 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         ALTER TABLE articles ADD COLUMN body_source VARCHAR;
         """,
     ),
+    (
+        5,
+        "feed claims and polling hints",
+        # claimed_by: the run polling the feed right now, so overlapping runs split the due
+        # feeds instead of fetching each twice (a claim of a run no longer running is void).
+        # poll_hint_s: the feed's own hint (<ttl>, sy:updatePeriod, Cache-Control max-age),
+        # kept because a 304 answer carries no feed body to read it from.
+        # retry_after_until: what a 429/503 Retry-After asked for; even --force waits for it.
+        """
+        ALTER TABLE feeds ADD COLUMN claimed_by VARCHAR;
+        ALTER TABLE feeds ADD COLUMN poll_hint_s DOUBLE;
+        ALTER TABLE feeds ADD COLUMN retry_after_until TIMESTAMPTZ;
+        """,
+    ),
 ]
 
 LATEST_VERSION = max(version for version, _, _ in MIGRATIONS)

@@ -41,3 +41,7 @@ class ItemError(NewsflowError):
             (self.kind, str(self), self.url),
             {"status": self.status, "retry_after": self.retry_after},
         )
+
+
+class ServerError(NewsflowError):
+    """The local Prefect server that `newsflow serve` needs could not be started."""

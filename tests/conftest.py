@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import socket
+import sys
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -56,3 +59,38 @@ def make_settings(tmp_path: Path, **overrides: object) -> Settings:
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return make_settings(tmp_path)
+
+
+# The CLI as a user runs it, in a child process.
+NEWSFLOW = [sys.executable, "-m", "flows.cli"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def cli_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    """Environment of a `newsflow` child process: its database, feeds file and Prefect home in
+    tmp_path, loopback allowed, and no attaching to a Prefect server someone runs on 4200."""
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env.update(
+        {
+            "NEWSFLOW_DB": str(tmp_path / "news.duckdb"),
+            "NEWSFLOW_FEEDS": str(tmp_path / "feeds.toml"),
+            "NEWSFLOW_ALLOW_PRIVATE_NETWORKS": "1",
+            "NEWSFLOW_PREFECT_PORT": str(free_port()),
+            "PREFECT_HOME": str(tmp_path / "prefect-home"),
+        }
+    )
+    env.update(extra)
+    return env
+
+
+def wait_for(condition: Callable[[], object], timeout: float, what: str) -> None:
+    """Poll a condition that offers nothing to block on (another process's progress)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)

@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import duckdb
 import pytest
 
 from flows.cli import build_parser
+from tests.conftest import NEWSFLOW, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
-NEWSFLOW = [sys.executable, "-m", "flows.cli"]
 
 
 def newsflow(
@@ -93,12 +91,6 @@ def test_unknown_command_is_a_usage_error() -> None:
     result = newsflow("frobnicate")
     assert result.returncode == 2
     assert "invalid choice" in result.stderr and "Traceback" not in result.stderr
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.mark.slow
