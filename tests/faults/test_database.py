@@ -49,9 +49,11 @@ def test_sigkill_inside_a_load_transaction(
     child = run_cli_killed_at(tmp_path, urls, upsert_articles, occurrence=2)
     assert child.returncode == -signal.SIGKILL, child.stderr
     with duckdb.connect(str(tmp_path / "news.duckdb"), read_only=True) as con:
-        # Only the first feed's committed batch: its two articles, its feeds row.
+        # Only the first feed's committed batch: its two articles, its one successful check.
         assert con.execute("SELECT count(*) FROM articles").fetchone() == (2,)
-        assert con.execute("SELECT count(*) FROM feeds").fetchone() == (1,)
+        assert con.execute("SELECT count(DISTINCT feed_url) FROM article_feeds").fetchone() == (1,)
+        checked = "SELECT count(*) FROM feeds WHERE last_success_at IS NOT NULL"
+        assert con.execute(checked).fetchone() == (1,)
         assert con.execute("SELECT status FROM runs").fetchall() == [("running",)]
     restarted = run_ingest_over(tmp_path, urls)
     for feed in feeds:
