@@ -108,7 +108,7 @@ def runs(
         tmp,
         urls,
         feed_deadline=FEED_DEADLINE,
-        parse_deadline=0.5,
+        parse_deadline=1.0,
         max_items_per_feed=MAX_ITEMS,
         fetch={"total_deadline": TOTAL_DEADLINE, "read_timeout": 1.0},
     )
