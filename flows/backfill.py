@@ -152,21 +152,22 @@ def collect_pages(
     which are not downloaded again (re-extraction takes them when asked)."""
     with ctx.db.session() as con:
         known = lookup_known(con, origin.feed_url, entries)
-    fresh, seen_again = split_known(entries, known, origin.tz)
+    split = split_known(entries, known, origin.tz)
     pages, page_errors, downloaded = download_and_extract(
-        ctx.fetcher, ctx.extractor, (e.link for e in fresh if e.link)
+        ctx.fetcher, ctx.extractor, (e.link for e in split.fresh if e.link)
     )
     errors: list[IngestErrorRecord] = []
-    articles = normalize_entries(fresh, pages, page_errors, errors, origin)
+    articles = normalize_entries(split.fresh, pages, page_errors, errors, origin)
     batch = ArticleBatch(
         feed_url=origin.feed_url,
         articles=articles,
-        seen_again=seen_again,
+        seen_again=split.seen_again,
+        seen_again_by_guid=split.by_guid,
         errors=errors,
         entries_seen=len(entries),
         pages_downloaded=downloaded,
     )
-    return keep_window(batch, ctx.window), [article_id for article_id, _ in seen_again]
+    return keep_window(batch, ctx.window), [article_id for article_id, _ in split.seen_again]
 
 
 def reextract_batch(ctx: BackfillContext, ids: Sequence[str]) -> ArticleBatch:

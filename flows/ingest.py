@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from contextlib import ExitStack, closing, contextmanager
@@ -39,10 +40,9 @@ from schemas.models import (
 )
 from tasks.dedup import entry_article_id, lookup_known, split_known
 from tasks.extract import Extractor, InlineExtractor
-from tasks.fetch import FEED_ACCEPT, Fetcher
+from tasks.fetch import FEED_ACCEPT, Fetcher, is_transient
 from tasks.health import FeedState, poll_hint
 from tasks.normalize import build_feed_article
-from tasks.parse import parse_feed
 from tasks.stage import Snapshot
 from tasks.store import Reader
 
@@ -74,13 +74,29 @@ class RunSummary:
             f"articles: {self.articles_collected} staged"
             if self.stage_dir
             else f"articles: {c.articles_new} new, {c.articles_updated} updated, "
-            f"{c.duplicates} duplicates"
+            f"{c.duplicates} duplicates{duplicate_layers(c)}"
         )
         return [
             f"feeds: {c.feeds_checked} checked, {c.feeds_failed} failed, "
             f"{c.feeds_not_modified} unchanged · pages downloaded: {c.pages_downloaded}",
             f"{articles} · errors: {c.errors}",
         ]
+
+
+def duplicate_layers(c: RunCounts) -> str:
+    """The dedup layers that found something, for the summary: " (url 2, near 5)"."""
+    found = [
+        f"{layer} {n}"
+        for layer, n in (
+            ("url", c.dup_url),
+            ("guid", c.dup_guid),
+            ("title", c.dup_title),
+            ("body", c.dup_body),
+            ("near", c.dup_near),
+        )
+        if n
+    ]
+    return f" ({', '.join(found)})" if found else ""
 
 
 class FeedContext:
@@ -158,7 +174,13 @@ def failed_batch(feed: FeedConfig, stage: str, exc: ItemError) -> FeedBatch:
 
 
 def collect_feed(feed: FeedConfig, state: FeedState | None, ctx: FeedContext) -> FeedBatch:
-    """One feed's whole way to articles; every failure becomes a recorded error, never a raise."""
+    """One feed's whole way to articles; every failure becomes a recorded error, never a raise.
+
+    Every step that can block has its own bound: the fetch its deadline per response, parsing
+    and each extraction theirs in a worker that is killed past it, and the feed's pages
+    together the feed deadline. Prefect cannot interrupt a thread blocked in any of them.
+    """
+    deadline = time.monotonic() + ctx.settings.feed_deadline
     try:
         response = ctx.fetcher.get(
             feed.url,
@@ -180,7 +202,7 @@ def collect_feed(feed: FeedConfig, state: FeedState | None, ctx: FeedContext) ->
         )
         return FeedBatch(feed_url=feed.url, check=check)
     try:
-        parsed = parse_feed(response, ctx.settings.max_items_per_feed)
+        parsed = ctx.extractor.parse_feed(response, ctx.settings.max_items_per_feed)
     except ItemError as exc:
         return failed_batch(feed, "parse", exc)
 
@@ -188,20 +210,36 @@ def collect_feed(feed: FeedConfig, state: FeedState | None, ctx: FeedContext) ->
     origin = feed_origin(ctx.feeds_file, feed, parsed.title)
     with ctx.db.session() as con:
         known = lookup_known(con, feed.url, parsed.entries)
-    fresh, seen_again = split_known(parsed.entries, known, origin.tz)
-    fresh, elsewhere = claim_entries(ctx, fresh)
-    seen_again += elsewhere
+    split = split_known(parsed.entries, known, origin.tz)
+    fresh, elsewhere = claim_entries(ctx, split.fresh)
+    # Links that are not http(s) (javascript:, mailto:) are not fetched; normalize rejects their
+    # items with bad_url, once.
+    links = (e.link for e in fresh if e.link and _is_http(e.link))
     pages, page_errors, downloaded = download_and_extract(
-        ctx.fetcher, ctx.extractor, (e.link for e in fresh if e.link)
+        ctx.fetcher, ctx.extractor, links, until=deadline
     )
     articles = normalize_entries(fresh, pages, page_errors, errors, origin)
+    late = sum(exc.kind == "feed_timeout" for _, exc in page_errors.values())
+    if late:
+        errors.append(
+            _feed_error(
+                feed,
+                "download",
+                "feed_timeout",
+                f"the feed's deadline of {ctx.settings.feed_deadline:.0f} s passed with {late} "
+                f"of {len(fresh)} pages not done; their items are tried on the next run",
+            )
+        )
+    # With the validators saved, the next run would get a 304 and never see again the items
+    # left for it; without them it refetches the feed and downloads just those.
+    deferred = left_for_next_run(fresh, pages, page_errors)
     check = FeedCheck(
         url=feed.url,
         ok=True,
         status_code=response.status,
         title=parsed.title,
-        etag=response.etag,
-        last_modified=response.last_modified,
+        etag=None if deferred else response.etag,
+        last_modified=None if deferred else response.last_modified,
         poll_hint=poll_hint(parsed.poll_hint, response.cache_max_age),
         entries_seen=len(parsed.entries),
     )
@@ -209,7 +247,8 @@ def collect_feed(feed: FeedConfig, state: FeedState | None, ctx: FeedContext) ->
         feed_url=feed.url,
         check=check,
         articles=articles,
-        seen_again=seen_again,
+        seen_again=split.seen_again + elsewhere,
+        seen_again_by_guid=split.by_guid,
         errors=errors,
         pages_downloaded=downloaded,
     )
@@ -232,42 +271,41 @@ def claim_entries(
 def _feed_warnings(feed: FeedConfig, parsed: ParsedFeed) -> list[IngestErrorRecord]:
     warnings = []
     if parsed.warning:
-        warnings.append(
-            IngestErrorRecord(
-                stage="parse",
-                url=feed.url,
-                kind="feed_recovered",
-                message=parsed.warning,
-                feed_url=feed.url,
-            )
-        )
+        warnings.append(_feed_error(feed, "parse", "feed_recovered", parsed.warning))
     if parsed.truncated_from:
-        warnings.append(
-            IngestErrorRecord(
-                stage="parse",
-                url=feed.url,
-                kind="too_many_items",
-                feed_url=feed.url,
-                message=f"feed has {parsed.truncated_from} items; kept the first "
-                f"{len(parsed.entries)}",
-            )
-        )
+        message = f"feed has {parsed.truncated_from} items; kept the first {len(parsed.entries)}"
+        warnings.append(_feed_error(feed, "parse", "too_many_items", message))
     return warnings
 
 
+def _feed_error(feed: FeedConfig, stage: str, kind: str, message: str) -> IngestErrorRecord:
+    """A row about the feed as a whole."""
+    return IngestErrorRecord(
+        stage=stage, url=feed.url, kind=kind, message=message, feed_url=feed.url
+    )
+
+
+def _is_http(link: str) -> bool:
+    return link.strip().lower().startswith(("http://", "https://"))
+
+
 def download_and_extract(
-    fetcher: Fetcher, extractor: Extractor | InlineExtractor, links: Iterable[str]
+    fetcher: Fetcher,
+    extractor: Extractor | InlineExtractor,
+    links: Iterable[str],
+    until: float | None = None,
 ) -> tuple[dict[str, ExtractedPage], dict[str, tuple[str, ItemError]], int]:
     """Pages at the links, extracted; each page goes to the pool as soon as it arrives.
 
-    Returns pages and (stage, error) by link, and how many pages were downloaded.
+    Returns pages and (stage, error) by link, and how many pages were downloaded. Pages not
+    done by `until` (a `time.monotonic()` value) are errors of kind feed_timeout.
     """
     links = list(dict.fromkeys(links))
     errors: dict[str, tuple[str, ItemError]] = {}
     final_urls: dict[str, str] = {}
 
     def downloaded() -> Iterator[tuple[str, str]]:
-        for link, result in fetcher.get_many(links, decode_html=True):
+        for link, result in fetcher.get_many(links, decode_html=True, until=until):
             if isinstance(result, ItemError):
                 errors[link] = ("download", result)
             elif result.text is not None:
@@ -275,7 +313,7 @@ def download_and_extract(
                 yield link, result.text
 
     pages: dict[str, ExtractedPage] = {}
-    for link, extracted in extractor.extract_many(downloaded()):
+    for link, extracted in extractor.extract_many(downloaded(), until):
         if isinstance(extracted, ItemError):
             errors[link] = ("extract", extracted)
         else:
@@ -291,7 +329,8 @@ def normalize_entries(
     origin: EntryOrigin,
 ) -> list[Article]:
     """One Article per entry. Without a page, the feed's own content stands in; with neither,
-    the entry is skipped (and tried again next run) and its page error recorded."""
+    the entry is skipped and its page error recorded. An entry whose page the feed's deadline
+    cut off is skipped without a row of its own (the caller counts them in one)."""
     articles = []
     for entry in entries:
         link = entry.link or ""
@@ -299,6 +338,8 @@ def normalize_entries(
         has_feed_text = bool(entry.content or entry.summary)
         if link in page_errors:
             stage, exc = page_errors[link]
+            if exc.kind == "feed_timeout":
+                continue
             # An extraction that found nothing is no loss when the feed carries the text.
             if not (stage == "extract" and exc.kind == "extract_empty" and has_feed_text):
                 errors.append(_error(stage, exc, origin.feed_url, link))
@@ -320,6 +361,26 @@ def normalize_entries(
         errors.extend(_error("normalize", w, origin.feed_url, link) for w in warnings)
         articles.append(article)
     return articles
+
+
+def left_for_next_run(
+    entries: list[FeedEntry],
+    pages: dict[str, ExtractedPage],
+    page_errors: dict[str, tuple[str, ItemError]],
+) -> int:
+    """Entries not stored that the next run may still get: their page was cut off by the
+    feed's deadline, or failed in a way that may pass (a timeout, a 503) with no feed text to
+    stand in for it."""
+    left = 0
+    for entry in entries:
+        stage, exc = page_errors.get(entry.link or "", ("", None))
+        if exc is None or entry.link in pages:
+            continue
+        if exc.kind == "feed_timeout" or (
+            stage == "download" and is_transient(exc) and not (entry.content or entry.summary)
+        ):
+            left += 1
+    return left
 
 
 class FeedJob:
@@ -368,7 +429,10 @@ def feed_context(job: FeedJob) -> FeedContext:
     with _CONTEXTS_LOCK:
         if job.run_id not in _CONTEXTS:
             known = Snapshot(from_cluster(job.known_dataset))
-            extractor = InlineExtractor(job.settings.extract_deadline)
+            settings = job.settings
+            extractor = InlineExtractor(
+                settings.extract_deadline, parse_deadline=settings.parse_deadline
+            )
             ctx, resources = open_feed_context(job, extractor, known)
             resources.enter_context(closing(known))
             _CONTEXTS[job.run_id] = ctx, resources
@@ -382,7 +446,12 @@ def feed_context(job: FeedJob) -> FeedContext:
 def hosted_context(job: FeedJob, known: Reader) -> Iterator[None]:
     """The flow process's context for a local run's tasks, extracting in its process pool."""
     settings = job.settings
-    extractor = Extractor(settings.extract_workers, settings.extract_deadline)
+    extractor = Extractor(
+        settings.extract_workers,
+        settings.extract_deadline,
+        parse_deadline=settings.parse_deadline,
+        memory_limit=settings.worker_memory_limit,
+    )
     opened = open_feed_context(job, extractor, known)
     with _CONTEXTS_LOCK:
         _CONTEXTS[job.run_id] = opened

@@ -96,6 +96,48 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         """,
     ),
     (
+        2,
+        "dedup layers and stories",
+        """
+        -- Duplicates found by each layer (the existing `duplicates` is their sum).
+        ALTER TABLE runs ADD COLUMN dup_url INTEGER DEFAULT 0;
+        ALTER TABLE runs ADD COLUMN dup_guid INTEGER DEFAULT 0;
+        ALTER TABLE runs ADD COLUMN dup_title INTEGER DEFAULT 0;
+        ALTER TABLE runs ADD COLUMN dup_body INTEGER DEFAULT 0;
+        ALTER TABLE runs ADD COLUMN dup_near INTEGER DEFAULT 0;
+        -- Keys of the title and body layers and the MinHash signature (tasks/dedup.py): one
+        -- row per article, written in the transaction that inserts it (no index to maintain).
+        CREATE TABLE article_keys (
+            article_id  VARCHAR NOT NULL,
+            title_key   VARCHAR,                  -- hash of (source, normalized title)
+            body_key    VARCHAR,                  -- hash of the story text's words; NULL when
+                                                  -- too short, or for an exact copy
+            dated_at    TIMESTAMPTZ NOT NULL,     -- published_at, else first_seen_at
+            minhash     BLOB                      -- MinHash signature, uint32 values
+        );
+        -- Near-duplicate layer: one row per LSH band of an article's MinHash signature, so a
+        -- new article finds its candidates without reading old bodies (tasks/fingerprint.py).
+        CREATE TABLE article_bands (
+            bucket      BIGINT NOT NULL,          -- hash of (band number, the band's values)
+            article_id  VARCHAR NOT NULL
+        );
+        -- Articles stored before stories existed are each their own story.
+        UPDATE articles SET story_id = article_id WHERE story_id IS NULL;
+        CREATE VIEW stories AS
+        SELECT
+            story_id,
+            min(published_at) AS first_published_at,
+            max(published_at) AS last_published_at,
+            count(*) AS articles,
+            count(DISTINCT coalesce(source, split_part(canonical_url, '/', 3))) AS sources,
+            list(DISTINCT coalesce(source, split_part(canonical_url, '/', 3)))
+                AS source_names,
+            any_value(title) FILTER (WHERE article_id = story_id) AS title
+        FROM articles
+        GROUP BY story_id;
+        """,
+    ),
+    (
         3,
         "coverage analysis: topic, region, document and organization tags, views",
         """

@@ -166,6 +166,8 @@ class ArticleBatch(BaseModel):
     articles: list[Article] = []
     # (article_id, guid) pairs of entries already stored that this feed carried again.
     seen_again: list[tuple[str, str | None]] = []
+    # How many of seen_again were recognized by their GUID alone; the rest by their URL.
+    seen_again_by_guid: int = 0
     errors: list[IngestErrorRecord] = []
     entries_seen: int = 0
     pages_downloaded: int = 0
@@ -200,7 +202,12 @@ class RunCounts(BaseModel):
     pages_downloaded: int = 0
     articles_new: int = 0
     articles_updated: int = 0
-    duplicates: int = 0
+    duplicates: int = 0  # the sum of the layers below
+    dup_url: int = 0  # entries or items whose canonical URL was known
+    dup_guid: int = 0  # entries whose GUID (in the same feed) was known
+    dup_title: int = 0  # same source and title within 7 days
+    dup_body: int = 0  # identical body text
+    dup_near: int = 0  # near-duplicates, joined to an earlier article's story
     errors: int = 0
 
     def __add__(self, other: RunCounts) -> RunCounts:

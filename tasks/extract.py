@@ -1,12 +1,19 @@
 """Extract: article text and metadata from HTML with trafilatura, in a process pool.
 
 Extraction is the CPU-bound stage (~20–30 ms a page), so it runs in worker processes, one per
-core. pebble's pool is used rather than concurrent.futures because it can kill the one worker
-whose document overran its deadline and replace it, where ProcessPoolExecutor can only be
-torn down whole.
+core; feed parsing (feedparser) runs in the same pool. pebble's pool is used rather than
+concurrent.futures because it can kill the one worker whose document overran its deadline and
+replace it, where ProcessPoolExecutor can only be torn down whole.
+
+Every document is bounded: in time by its deadline (the worker is killed past it), in memory
+by the workers' address-space limit (a document that needs more fails with MemoryError, as
+`too_large`), and no feed queues more documents than the workers can take, so pages do not pile
+up in memory.
 
 A Dask worker is already one process per core, and a daemonic one, which may not start a pool
-of its own: there `InlineExtractor` extracts in the calling thread, under the same deadline.
+of its own: there `InlineExtractor` parses and extracts in the calling thread, under the same
+deadlines; its memory is bounded by Dask's own limit per worker (the nanny restarts a worker
+that passes it).
 """
 
 from __future__ import annotations
@@ -15,8 +22,12 @@ import ctypes
 import logging
 import multiprocessing
 import re
+import resource
 import threading
+import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, TypeVar
 
@@ -26,14 +37,16 @@ from pebble.common import ProcessExpired
 from trafilatura.settings import Document
 
 from schemas.errors import ItemError
-from schemas.models import ExtractedPage
+from schemas.models import ExtractedPage, ParsedFeed, Response
+from tasks.parse import parse_feed
 
 LOGGER = logging.getLogger(__name__)
 
-T = TypeVar("T")
-
 # A worker is replaced after this many documents, so slow leaks in lxml cannot add up.
 _TASKS_PER_WORKER = 500
+# Documents of one feed waiting in the pool, per worker.
+_QUEUED_PER_WORKER = 2
+T = TypeVar("T")
 _HTML_LANG_RE = re.compile(rb"<html[^>]*\blang\s*=\s*[\"']?([A-Za-z]{2,3})", re.IGNORECASE)
 
 
@@ -76,27 +89,38 @@ def _split(value: Any) -> list[str]:
     return [str(v).strip() for v in value if str(v).strip()]
 
 
-def _warm_worker() -> None:
+def _warm_worker(memory_limit: int | None) -> None:
     # Import-time work (lxml, trafilatura's settings) happens once per worker, not per page.
     logging.getLogger("trafilatura").setLevel(logging.CRITICAL)
     logging.getLogger("htmldate").setLevel(logging.CRITICAL)
+    if memory_limit:
+        # Address space, the one limit Linux enforces on malloc; a worker uses ~60 MiB idle.
+        resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
 
 
-def _overran(url: str, deadline: float) -> ItemError:
-    return ItemError("timeout", f"extraction took longer than {deadline:.0f} s", url=url)
+def _feed_timeout(url: str) -> ItemError:
+    return ItemError("feed_timeout", f"the feed's deadline passed before extraction: {url}", url)
 
 
-def _failed(url: str, exc: Exception) -> ItemError:
-    """trafilatura/lxml failures on hostile markup, as a recorded error."""
-    return ItemError("extract_error", f"{type(exc).__name__}: {exc}", url=url)
+def _left(until: float | None) -> float | None:
+    return None if until is None else max(0.0, until - time.monotonic())
 
 
 class Extractor:
-    """A pool of extraction workers with a deadline per document."""
+    """A pool of workers for CPU work (pages and feeds), with a deadline per document."""
 
-    def __init__(self, workers: int, deadline: float) -> None:
+    def __init__(
+        self,
+        workers: int,
+        deadline: float,
+        *,
+        parse_deadline: float = 60.0,
+        memory_limit: int | None = None,
+    ) -> None:
         self.workers = max(1, workers)
         self.deadline = deadline
+        self.parse_deadline = parse_deadline
+        self.memory_limit = memory_limit
         self._pool: ProcessPool | None = None
         self._lock = threading.Lock()
 
@@ -111,30 +135,48 @@ class Extractor:
                     max_workers=self.workers,
                     max_tasks=_TASKS_PER_WORKER,
                     initializer=_warm_worker,
+                    initargs=(self.memory_limit,),
                     context=context,
                 )
             return self._pool
 
+    def parse_feed(self, response: Response, max_items: int) -> ParsedFeed:
+        """`tasks.parse.parse_feed` in a worker, within the parse deadline; raises ItemError."""
+        future = self._get_pool().schedule(
+            parse_feed, args=(response, max_items), timeout=self.parse_deadline
+        )
+        return _outcome(response.url, future, "parse", self.parse_deadline, None)
+
     def extract_many(
-        self, pages: Iterable[tuple[str, str]]
+        self, pages: Iterable[tuple[str, str]], until: float | None = None
     ) -> Iterator[tuple[str, ExtractedPage | ItemError]]:
-        """(url, html) pairs in; (url, page or error) out, in input order."""
+        """(url, html) pairs in; (url, page or error) out, in input order.
+
+        Pages are taken from `pages` only as workers free up. Past `until` (a
+        `time.monotonic()` value: the feed's deadline), pages not yet extracted are
+        ItemError("feed_timeout").
+        """
         pool = self._get_pool()
-        futures = [
-            (url, pool.schedule(extract_page, args=(url, html), timeout=self.deadline))
-            for url, html in pages
-        ]
-        for url, future in futures:
+        queued: deque[tuple[str, Future[ExtractedPage]]] = deque()
+
+        def oldest() -> tuple[str, ExtractedPage | ItemError]:
+            url, future = queued.popleft()
             try:
-                yield url, future.result()
+                return url, _outcome(url, future, "extract", self.deadline, until)
             except ItemError as exc:
-                yield url, exc
-            except FutureTimeout:
-                yield url, _overran(url, self.deadline)
-            except ProcessExpired as exc:
-                yield url, ItemError("extract_crash", f"extraction worker died: {exc}", url=url)
-            except Exception as exc:
-                yield url, _failed(url, exc)
+                return url, exc
+
+        for url, html in pages:
+            if _left(until) == 0:
+                yield url, _feed_timeout(url)
+                continue
+            queued.append(
+                (url, pool.schedule(extract_page, args=(url, html), timeout=self.deadline))
+            )
+            if len(queued) >= _QUEUED_PER_WORKER * self.workers:
+                yield oldest()
+        while queued:
+            yield oldest()
 
     def close(self) -> None:
         with self._lock:
@@ -150,9 +192,43 @@ class Extractor:
         self.close()
 
 
+def _outcome(url: str, future: Future[T], stage: str, deadline: float, until: float | None) -> T:
+    """The worker's result, or the ItemError that explains why there is none."""
+    try:
+        return future.result(timeout=_left(until))
+    except ItemError:
+        raise
+    except FutureTimeout as exc:
+        if not future.done():  # the feed's deadline passed while this one waited or ran
+            future.cancel()  # pebble kills the worker if it had started
+            raise _feed_timeout(url) from exc
+        raise _overran(url, stage, deadline) from exc
+    except Exception as exc:
+        raise _failure(url, stage, exc) from exc
+
+
+def _what(stage: str) -> str:
+    return "extraction" if stage == "extract" else "parsing"
+
+
+def _overran(url: str, stage: str, deadline: float) -> ItemError:
+    return ItemError("timeout", f"{_what(stage)} took longer than {deadline:.0f} s", url)
+
+
+def _failure(url: str, stage: str, exc: Exception) -> ItemError:
+    """A document's failure as a recorded error."""
+    what = _what(stage)
+    if isinstance(exc, MemoryError):
+        return ItemError("too_large", f"{what} ran out of its worker's memory", url)
+    if isinstance(exc, ProcessExpired):
+        return ItemError(f"{stage}_crash", f"{what} worker died: {exc}", url)
+    # trafilatura/lxml/feedparser failures on hostile markup
+    return ItemError(f"{stage}_error", f"{type(exc).__name__}: {exc}", url)
+
+
 class _Overrun(BaseException):
     """Raised into a thread whose document passed its deadline. A BaseException, so that no
-    `except Exception` inside trafilatura or lxml's Python layers swallows it."""
+    `except Exception` inside trafilatura, lxml's Python layers or feedparser swallows it."""
 
 
 def call_with_deadline(deadline: float, fn: Callable[..., T], *args: Any) -> T:
@@ -188,27 +264,46 @@ def call_with_deadline(deadline: float, fn: Callable[..., T], *args: Any) -> T:
 
 
 class InlineExtractor:
-    """Extraction in the calling thread, one document at a time, each under the deadline; for
-    processes that are the parallelism themselves (Dask workers). Same interface as Extractor.
-    """
+    """Extractor's interface, working in the calling thread, one document at a time: for
+    processes that are the parallelism themselves (Dask workers)."""
 
-    def __init__(self, deadline: float) -> None:
+    def __init__(self, deadline: float, *, parse_deadline: float = 60.0) -> None:
         self.deadline = deadline
-        _warm_worker()
+        self.parse_deadline = parse_deadline
+        _warm_worker(None)
+
+    def _run(self, url: str, stage: str, deadline: float, fn: Callable[..., T], *args: Any) -> T:
+        try:
+            return call_with_deadline(deadline, fn, *args)
+        except ItemError:
+            raise
+        except _Overrun as exc:
+            raise _overran(url, stage, deadline) from exc
+        except Exception as exc:
+            raise _failure(url, stage, exc) from exc
+
+    def parse_feed(self, response: Response, max_items: int) -> ParsedFeed:
+        """`tasks.parse.parse_feed` within the parse deadline; raises ItemError."""
+        return self._run(
+            response.url, "parse", self.parse_deadline, parse_feed, response, max_items
+        )
 
     def extract_many(
-        self, pages: Iterable[tuple[str, str]]
+        self, pages: Iterable[tuple[str, str]], until: float | None = None
     ) -> Iterator[tuple[str, ExtractedPage | ItemError]]:
-        """(url, html) pairs in; (url, page or error) out, in input order."""
+        """(url, html) pairs in; (url, page or error) out, in input order; past `until` (the
+        feed's deadline), ItemError("feed_timeout"), as Extractor gives."""
         for url, html in pages:
+            left = _left(until)
+            if left == 0:
+                yield url, _feed_timeout(url)
+                continue
+            deadline = self.deadline if left is None else min(self.deadline, left)
             try:
-                yield url, call_with_deadline(self.deadline, extract_page, url, html)
+                yield url, self._run(url, "extract", deadline, extract_page, url, html)
             except ItemError as exc:
-                yield url, exc
-            except _Overrun:
-                yield url, _overran(url, self.deadline)
-            except Exception as exc:
-                yield url, _failed(url, exc)
+                cut = left is not None and left < self.deadline and exc.kind == "timeout"
+                yield url, _feed_timeout(url) if cut else exc
 
     def close(self) -> None:
         """Nothing to release: no pool."""

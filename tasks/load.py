@@ -31,7 +31,8 @@ from schemas.models import (
     new_run_id,
     utcnow,
 )
-from tasks.dedup import mark_exact_copies, unique_articles
+from tasks.dedup import LayerCounts, cluster_new_articles, unique_articles
+from tasks.fingerprint import Fingerprint, fingerprint_articles
 from tasks.health import FeedState, due_feeds, next_state, read_feed_states
 from tasks.store import Database
 from tasks.tag import ArticleTags, Tagger, load_tagger, tag_tables
@@ -341,15 +342,19 @@ def load_batch(
     """
     articles = unique_articles(batch.articles)
     tags = tag_articles(articles, tagger)
+    prints = fingerprint_articles(articles)
     with db.session() as con, transaction(con):
         if staged is not None and not record_loaded_batch(con, staged, run_id, batch.feed_url):
             return RunCounts()
-        counts = write_articles(con, run_id, batch.model_copy(update={"articles": articles}), tags)
+        counts = write_articles(
+            con, run_id, batch.model_copy(update={"articles": articles}), tags, prints
+        )
         batch.check.entries_new = counts.articles_new
         record_feed_check(
             con, batch.check, name=name, source=source, default_interval=default_interval
         )
-    return counts + poll_counts(batch)
+    repeats = len(batch.articles) - len(articles)
+    return counts + poll_counts(batch) + RunCounts(duplicates=repeats, dup_url=repeats)
 
 
 def poll_counts(batch: FeedBatch) -> RunCounts:
@@ -400,6 +405,7 @@ def load_articles(
     changed = [a for a in articles if a.article_id not in unchanged]
     again = [(a.article_id, a.guid) for a in articles if a.article_id in unchanged]
     tags = tag_articles(changed, tagger)
+    prints = fingerprint_articles(changed)
     with db.session() as con, transaction(con):
         counts = write_articles(
             con,
@@ -408,9 +414,10 @@ def load_articles(
                 update={"articles": changed, "seen_again": [*batch.seen_again, *again]}
             ),
             tags,
+            prints,
         )
     repeats = len(batch.articles) - len(articles)
-    return counts + RunCounts(entries_seen=batch.entries_seen, duplicates=repeats)
+    return counts + RunCounts(entries_seen=batch.entries_seen, duplicates=repeats, dup_url=repeats)
 
 
 def write_articles(
@@ -418,10 +425,12 @@ def write_articles(
     run_id: str,
     batch: ArticleBatch,
     tags: Sequence[ArticleTags],
+    prints: Sequence[Fingerprint],
 ) -> RunCounts:
-    """A batch's articles (each once), their tags, feed refs and errors; call inside a
-    transaction."""
-    copies = mark_exact_copies(con, batch.articles)
+    """A batch's articles (each once) with their stories, their tags, feed refs and errors;
+    call inside a transaction. `prints` are the articles' fingerprints, made before the lock
+    was taken (pure CPU work: other writers wait less)."""
+    layers = cluster_new_articles(con, batch.articles, list(prints))
     new, updated, unchanged = upsert_articles(con, batch.articles)
     write_tags(con, tags)
     if batch.feed_url:
@@ -432,9 +441,22 @@ def write_articles(
         pages_downloaded=batch.pages_downloaded,
         articles_new=new,
         articles_updated=updated,
-        duplicates=copies + unchanged + len(batch.seen_again),
         errors=len(batch.errors),
+        **duplicate_counts(batch, unchanged, layers),
     )
+
+
+def duplicate_counts(batch: ArticleBatch, unchanged: int, layers: LayerCounts) -> dict[str, int]:
+    """The `dup_*` counters of a batch and their sum. URL duplicates are the entries seen again
+    (but for those known by GUID alone) and the articles loaded again unchanged."""
+    counts = {
+        "dup_url": len(batch.seen_again) - batch.seen_again_by_guid + unchanged,
+        "dup_guid": batch.seen_again_by_guid,
+        "dup_title": layers.title,
+        "dup_body": layers.body,
+        "dup_near": layers.near,
+    }
+    return {"duplicates": sum(counts.values()), **counts}
 
 
 def tag_articles(articles: Sequence[Article], tagger: Tagger | None) -> list[ArticleTags]:

@@ -14,7 +14,7 @@ import unicodedata
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
-from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
+from urllib.parse import SplitResult, parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 from zoneinfo import ZoneInfo
 
 import courlan
@@ -36,9 +36,12 @@ _CN_TRACKERS_RE = re.compile(
     r"^(?:spm|scm|from|share_.*|shareid|sharer?|isappinstalled|scene|clicktime|enterid|"
     r"wxshare_count|wxfrom|timestamp|tt_from|tt_medium|app|appid|srcid|chksm|mpshare|"
     r"sessionid|subscene|ascene|devicetype|version|nettype|lang|pass_ticket|wx_header|"
-    r"utm_.*|fromid|fr|track_id|trackid|recommend_id|req_id|_t|t)$",
+    r"utm_.*|fromid|fr|track_id|trackid|recommend_id|req_id|_t|t|spm_id_from|"
+    r"jsessionid|phpsessid)$",
     re.IGNORECASE,
 )
+# A session id in the path (";jsessionid=…") names the visitor, not the page.
+_PATH_SESSION_RE = re.compile(r";(?:jsessionid|phpsessid)=[^/?#]*", re.IGNORECASE)
 
 
 def canonical_url(url: str, base: str | None = None) -> str:
@@ -53,7 +56,7 @@ def canonical_url(url: str, base: str | None = None) -> str:
         url = urljoin(base, url)
     if not url.lower().startswith(("http://", "https://")):
         raise ItemError("bad_url", f"not an http(s) URL: {url[:200]!r}", url=url[:2000])
-    normalized = courlan.normalize_url(url, strict=False)
+    normalized = courlan.normalize_url(_PATH_SESSION_RE.sub("", url), strict=False)
     parts = urlsplit(normalized)
     query = [
         (k, v)
@@ -61,7 +64,17 @@ def canonical_url(url: str, base: str | None = None) -> str:
         if not TRACKERS_RE.search(k) and not _CN_TRACKERS_RE.match(k)
     ]
     path = parts.path or "/"
-    return urlunsplit((parts.scheme, parts.netloc, path, urlencode(query), ""))
+    if "/." in path:  # dot segments ("/a/../b"), resolved as RFC 3986 says
+        path = urlsplit(urljoin("http://host/", path)).path
+    return urlunsplit((parts.scheme, _bare_netloc(parts), path, urlencode(query), ""))
+
+
+def _bare_netloc(parts: SplitResult) -> str:
+    """Host and non-default port: without credentials, and without the root label's dot."""
+    host = (parts.hostname or "").rstrip(".")
+    if ":" in host:  # IPv6
+        host = f"[{host}]"
+    return f"{host}:{parts.port}" if parts.port else host
 
 
 def absolute_url(url: str | None, base: str | None) -> str | None:
@@ -231,8 +244,13 @@ def html_to_text(html: str | None) -> str:
     return clean_text("".join(parts))
 
 
-def clean_title(title: str | None, site_names: Iterable[str | None] = ()) -> str:
-    """Trim a title and remove a trailing site name (" - 财联社", "_新浪财经", "｜…")."""
+def clean_title(
+    title: str | None,
+    site_names: Iterable[str | None] = (),
+    max_chars: int | None = MAX_TITLE_CHARS,
+) -> str:
+    """Trim a title and remove a trailing site name (" - 财联社", "_新浪财经", "｜…"); cut it to
+    `max_chars` (None: leave the cutting, and recording it, to the caller)."""
     title = _SPACES_RE.sub(" ", _CONTROL_RE.sub("", title or "").replace("\n", " ")).strip()
     names = {n.strip().lower() for n in site_names if n and n.strip()}
     stripped = True
@@ -243,7 +261,7 @@ def clean_title(title: str | None, site_names: Iterable[str | None] = ()) -> str
             if found and head.strip() and _is_site_name(tail.strip().lower(), names):
                 title, stripped = head.strip(), True
                 break
-    return title[:MAX_TITLE_CHARS]
+    return title[:max_chars]
 
 
 def _is_site_name(tail: str, names: set[str]) -> bool:
@@ -315,8 +333,9 @@ def build_feed_article(
 ) -> tuple[Article, list[ItemError]]:
     """One Article from a feed entry and its extracted page; the feed's fields win where set.
 
-    Returns the article and the per-field problems that were repaired (a bad date dropped),
-    which the caller records. Raises ItemError when the item cannot become an article.
+    Returns the article and the per-field problems that were repaired (a bad date dropped, an
+    overlong title cut), which the caller records. Raises ItemError when the item cannot become
+    an article.
     """
     now = now or utcnow()
     warnings: list[ItemError] = []
@@ -326,9 +345,9 @@ def build_feed_article(
     url = page.url if page else link
     canon = canonical_url(link)
     names = [source, feed_title, page.sitename if page else None]
-    title = clean_title(entry.title or (page.title if page else None), names)
+    title = clean_title(entry.title or (page.title if page else None), names, max_chars=None)
     if not title and page and page.title:
-        title = clean_title(page.title, names)
+        title = clean_title(page.title, names, max_chars=None)
     page_title = clean_title(page.title, names) if page else ""
     body = page_body(page, (title, page_title)) if page else ""
     body_source = "page"
@@ -339,6 +358,15 @@ def build_feed_article(
         title = body[:80].split("\n")[0]
     if not title:
         raise ItemError("no_title", "item has neither a title nor a body", url=link)
+    if len(title) > MAX_TITLE_CHARS:
+        warnings.append(
+            ItemError(
+                "title_truncated",
+                f"title of {len(title)} characters cut to {MAX_TITLE_CHARS}: {title[:80]!r}…",
+                url=link,
+            )
+        )
+        title = title[:MAX_TITLE_CHARS]
 
     def date(raw: str | None, field: str) -> datetime | None:
         try:

@@ -94,13 +94,17 @@ def test_first_seen_kept_and_content_refreshed(db: Database) -> None:
     assert row == (first_seen, "新标题", "新的正文。")
 
 
+WIRE = "中国人民银行今日发布公告称，数字人民币试点范围将在现有基础上再增加十个城市。"
+OTHER = "香港证监会周四晚间宣布，已向两家虚拟资产交易平台批出牌照，允许其服务零售投资者。"
+
+
 def test_identical_bodies_point_at_the_first_copy(db: Database) -> None:
     run = start_run(db, "test", {})
-    load_batch(db, run, batch([article(1, body="同一篇通稿。")]))
+    load_batch(db, run, batch([article(1, body=WIRE)]))
     counts = load_batch(
-        db, run, batch([article(2, body="同一篇 通稿。"), article(3, body="别的。")])
+        db, run, batch([article(2, body=WIRE.replace("，", "， ")), article(3, body=OTHER)])
     )
-    assert counts.duplicates == 1
+    assert (counts.duplicates, counts.dup_body) == (1, 1)
     with db.session() as con:
         rows = dict(con.execute("SELECT guid, duplicate_of FROM articles ORDER BY guid").fetchall())
     assert rows["guid-2"] == article_id_for(canonical_url("https://news.example/a/1"))

@@ -72,6 +72,25 @@ def test_parse_date_empty_is_none() -> None:
             "https://mp.example.com/s?articleid=7",
         ),
         ("https://example.com", "https://example.com/"),
+        # default ports, host case, empty query and fragment, a trailing root dot
+        ("HTTPS://WWW.CLS.EXAMPLE:443/detail/1001?#", "https://www.cls.example/detail/1001"),
+        ("https://www.cls.example./detail/1001", "https://www.cls.example/detail/1001"),
+        ("https://www.cls.example:8443/detail/1001", "https://www.cls.example:8443/detail/1001"),
+        # dot segments, doubled slashes, credentials, session ids in the path and the query
+        ("https://a.example/x/../detail/./1001", "https://a.example/detail/1001"),
+        ("https://a.example//detail//1001", "https://a.example/detail/1001"),
+        ("https://user:pw@a.example/detail/1001", "https://a.example/detail/1001"),
+        (
+            "https://a.example/detail/1001;jsessionid=AB12?id=5",
+            "https://a.example/detail/1001?id=5",
+        ),
+        ("https://a.example/d?PHPSESSID=ab&id=5", "https://a.example/d?id=5"),
+        # trackers of ad and video platforms; real parameters stay
+        (
+            "https://a.example/v/7?fbclid=a&gclid=b&_ga=c&msclkid=d&spm_id_from=333.1&p=2",
+            "https://a.example/v/7?p=2",
+        ),
+        ("http://[2001:db8::1]:8080/a", "http://[2001:db8::1]:8080/a"),
     ],
 )
 def test_canonical_url(url: str, expected: str) -> None:
