@@ -1,8 +1,9 @@
 """The ingest flow: due feeds → fetch → parse → drop known → download → extract → normalize
 → dedup → load, with a Prefect task per feed and the load in the flow's one writer thread.
 
-The per-feed tasks run in threads of the flow process or on Dask workers (flows/runners.py);
-their batches are loaded, or staged as Parquet, by the flow process (flows/targets.py).
+The tasks run in threads of the flow process, or on Dask workers, several feeds a task
+(flows/runners.py); their batches are loaded, or staged as Parquet, by the flow process alone
+(flows/targets.py).
 """
 
 from __future__ import annotations
