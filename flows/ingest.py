@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,11 +33,10 @@ from schemas.models import (
 )
 from tasks.dedup import entry_article_id, lookup_known, split_known
 from tasks.extract import Extractor
-from tasks.fetch import FEED_ACCEPT, Fetcher
+from tasks.fetch import FEED_ACCEPT, Fetcher, is_transient
 from tasks.health import FeedState, poll_hint
 from tasks.load import claim_due_feeds, finish_run, load_batch, start_run
 from tasks.normalize import build_feed_article
-from tasks.parse import parse_feed
 from tasks.store import Database
 from tasks.tag import load_tagger
 
@@ -159,7 +159,13 @@ def failed_batch(feed: FeedConfig, stage: str, exc: ItemError) -> FeedBatch:
 
 
 def collect_feed(feed: FeedConfig, state: FeedState | None, ctx: FeedContext) -> FeedBatch:
-    """One feed's whole way to articles; every failure becomes a recorded error, never a raise."""
+    """One feed's whole way to articles; every failure becomes a recorded error, never a raise.
+
+    Every step that can block has its own bound: the fetch its deadline per response, parsing
+    and each extraction theirs in a worker that is killed past it, and the feed's pages
+    together the feed deadline. Prefect cannot interrupt a thread blocked in any of them.
+    """
+    deadline = time.monotonic() + ctx.settings.feed_deadline
     try:
         response = ctx.fetcher.get(
             feed.url,
@@ -181,7 +187,7 @@ def collect_feed(feed: FeedConfig, state: FeedState | None, ctx: FeedContext) ->
         )
         return FeedBatch(feed_url=feed.url, check=check)
     try:
-        parsed = parse_feed(response, ctx.settings.max_items_per_feed)
+        parsed = ctx.extractor.parse_feed(response, ctx.settings.max_items_per_feed)
     except ItemError as exc:
         return failed_batch(feed, "parse", exc)
 
@@ -191,17 +197,34 @@ def collect_feed(feed: FeedConfig, state: FeedState | None, ctx: FeedContext) ->
         known = lookup_known(con, feed.url, parsed.entries)
     split = split_known(parsed.entries, known, origin.tz)
     fresh, elsewhere = claim_entries(ctx, split.fresh)
+    # Links that are not http(s) (javascript:, mailto:) are not fetched; normalize rejects their
+    # items with bad_url, once.
+    links = (e.link for e in fresh if e.link and _is_http(e.link))
     pages, page_errors, downloaded = download_and_extract(
-        ctx.fetcher, ctx.extractor, (e.link for e in fresh if e.link)
+        ctx.fetcher, ctx.extractor, links, until=deadline
     )
     articles = normalize_entries(fresh, pages, page_errors, errors, origin)
+    late = sum(exc.kind == "feed_timeout" for _, exc in page_errors.values())
+    if late:
+        errors.append(
+            _feed_error(
+                feed,
+                "download",
+                "feed_timeout",
+                f"the feed's deadline of {ctx.settings.feed_deadline:.0f} s passed with {late} "
+                f"of {len(fresh)} pages not done; their items are tried on the next run",
+            )
+        )
+    # With the validators saved, the next run would get a 304 and never see again the items
+    # left for it; without them it refetches the feed and downloads just those.
+    deferred = left_for_next_run(fresh, pages, page_errors)
     check = FeedCheck(
         url=feed.url,
         ok=True,
         status_code=response.status,
         title=parsed.title,
-        etag=response.etag,
-        last_modified=response.last_modified,
+        etag=None if deferred else response.etag,
+        last_modified=None if deferred else response.last_modified,
         poll_hint=poll_hint(parsed.poll_hint, response.cache_max_age),
         entries_seen=len(parsed.entries),
     )
@@ -233,42 +256,38 @@ def claim_entries(
 def _feed_warnings(feed: FeedConfig, parsed: ParsedFeed) -> list[IngestErrorRecord]:
     warnings = []
     if parsed.warning:
-        warnings.append(
-            IngestErrorRecord(
-                stage="parse",
-                url=feed.url,
-                kind="feed_recovered",
-                message=parsed.warning,
-                feed_url=feed.url,
-            )
-        )
+        warnings.append(_feed_error(feed, "parse", "feed_recovered", parsed.warning))
     if parsed.truncated_from:
-        warnings.append(
-            IngestErrorRecord(
-                stage="parse",
-                url=feed.url,
-                kind="too_many_items",
-                feed_url=feed.url,
-                message=f"feed has {parsed.truncated_from} items; kept the first "
-                f"{len(parsed.entries)}",
-            )
-        )
+        message = f"feed has {parsed.truncated_from} items; kept the first {len(parsed.entries)}"
+        warnings.append(_feed_error(feed, "parse", "too_many_items", message))
     return warnings
 
 
+def _feed_error(feed: FeedConfig, stage: str, kind: str, message: str) -> IngestErrorRecord:
+    """A row about the feed as a whole."""
+    return IngestErrorRecord(
+        stage=stage, url=feed.url, kind=kind, message=message, feed_url=feed.url
+    )
+
+
+def _is_http(link: str) -> bool:
+    return link.strip().lower().startswith(("http://", "https://"))
+
+
 def download_and_extract(
-    fetcher: Fetcher, extractor: Extractor, links: Iterable[str]
+    fetcher: Fetcher, extractor: Extractor, links: Iterable[str], until: float | None = None
 ) -> tuple[dict[str, ExtractedPage], dict[str, tuple[str, ItemError]], int]:
     """Pages at the links, extracted; each page goes to the pool as soon as it arrives.
 
-    Returns pages and (stage, error) by link, and how many pages were downloaded.
+    Returns pages and (stage, error) by link, and how many pages were downloaded. Pages not
+    done by `until` (a `time.monotonic()` value) are errors of kind feed_timeout.
     """
     links = list(dict.fromkeys(links))
     errors: dict[str, tuple[str, ItemError]] = {}
     final_urls: dict[str, str] = {}
 
     def downloaded() -> Iterator[tuple[str, str]]:
-        for link, result in fetcher.get_many(links, decode_html=True):
+        for link, result in fetcher.get_many(links, decode_html=True, until=until):
             if isinstance(result, ItemError):
                 errors[link] = ("download", result)
             elif result.text is not None:
@@ -276,7 +295,7 @@ def download_and_extract(
                 yield link, result.text
 
     pages: dict[str, ExtractedPage] = {}
-    for link, extracted in extractor.extract_many(downloaded()):
+    for link, extracted in extractor.extract_many(downloaded(), until):
         if isinstance(extracted, ItemError):
             errors[link] = ("extract", extracted)
         else:
@@ -292,7 +311,8 @@ def normalize_entries(
     origin: EntryOrigin,
 ) -> list[Article]:
     """One Article per entry. Without a page, the feed's own content stands in; with neither,
-    the entry is skipped (and tried again next run) and its page error recorded."""
+    the entry is skipped and its page error recorded. An entry whose page the feed's deadline
+    cut off is skipped without a row of its own (the caller counts them in one)."""
     articles = []
     for entry in entries:
         link = entry.link or ""
@@ -300,6 +320,8 @@ def normalize_entries(
         has_feed_text = bool(entry.content or entry.summary)
         if link in page_errors:
             stage, exc = page_errors[link]
+            if exc.kind == "feed_timeout":
+                continue
             # An extraction that found nothing is no loss when the feed carries the text.
             if not (stage == "extract" and exc.kind == "extract_empty" and has_feed_text):
                 errors.append(_error(stage, exc, origin.feed_url, link))
@@ -321,6 +343,26 @@ def normalize_entries(
         errors.extend(_error("normalize", w, origin.feed_url, link) for w in warnings)
         articles.append(article)
     return articles
+
+
+def left_for_next_run(
+    entries: list[FeedEntry],
+    pages: dict[str, ExtractedPage],
+    page_errors: dict[str, tuple[str, ItemError]],
+) -> int:
+    """Entries not stored that the next run may still get: their page was cut off by the
+    feed's deadline, or failed in a way that may pass (a timeout, a 503) with no feed text to
+    stand in for it."""
+    left = 0
+    for entry in entries:
+        stage, exc = page_errors.get(entry.link or "", ("", None))
+        if exc is None or entry.link in pages:
+            continue
+        if exc.kind == "feed_timeout" or (
+            stage == "download" and is_transient(exc) and not (entry.content or entry.summary)
+        ):
+            left += 1
+    return left
 
 
 @task(name="collect-feed", cache_policy=NO_CACHE, task_run_name="collect {feed.url}")
@@ -354,7 +396,12 @@ def run_ingest(settings: Settings, *, force: bool = False) -> RunSummary:
         by_url = {f.url: f for f in due}
         with (
             Fetcher(feeds_file.fetch_limits(settings.fetch), feeds_file.hosts) as fetcher,
-            Extractor(settings.extract_workers, settings.extract_deadline) as extractor,
+            Extractor(
+                settings.extract_workers,
+                settings.extract_deadline,
+                parse_deadline=settings.parse_deadline,
+                memory_limit=settings.worker_memory_limit,
+            ) as extractor,
         ):
             ctx = FeedContext(settings, feeds_file, db, fetcher, extractor)
             futures = [collect_feed_task.submit(f, states.get(f.url), ctx) for f in due]

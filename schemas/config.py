@@ -88,6 +88,14 @@ class Settings(BaseModel):
     extract_workers: int = Field(default_factory=lambda: os.cpu_count() or 1)
     # Wall-clock bound per document in a worker; past it the worker is killed and replaced.
     extract_deadline: float = 30.0
+    # The same for parsing one feed (up to max_bytes of XML) with feedparser.
+    parse_deadline: float = 60.0
+    # Address-space limit of each worker (Linux); a document needing more fails as too_large.
+    # A worker takes ~70 MiB idle; a 2 MB page ~150 MiB; feedparser on a 10 MB feed ~230 MiB.
+    worker_memory_limit: int = 320 * 1024 * 1024
+    # Wall-clock bound on one feed's pages (downloads and extraction). What is not done by then
+    # is left for the next run (one feed_timeout row), so no feed can hold a run for long.
+    feed_deadline: float = 600.0
     max_items_per_feed: int = 2000
     # How long a run waits for another process holding the database before giving up.
     lock_timeout: float = 900.0

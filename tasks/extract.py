@@ -1,9 +1,14 @@
 """Extract: article text and metadata from HTML with trafilatura, in a process pool.
 
 Extraction is the CPU-bound stage (~20–30 ms a page), so it runs in worker processes, one per
-core. pebble's pool is used rather than concurrent.futures because it can kill the one worker
-whose document overran its deadline and replace it, where ProcessPoolExecutor can only be
-torn down whole.
+core; feed parsing (feedparser) runs in the same pool. pebble's pool is used rather than
+concurrent.futures because it can kill the one worker whose document overran its deadline and
+replace it, where ProcessPoolExecutor can only be torn down whole.
+
+Every document is bounded: in time by its deadline (the worker is killed past it), in memory
+by the workers' address-space limit (a document that needs more fails with MemoryError, as
+`too_large`), and no feed queues more documents than the workers can take, so pages do not pile
+up in memory.
 """
 
 from __future__ import annotations
@@ -11,10 +16,14 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import re
+import resource
 import threading
+import time
+from collections import deque
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import Any
+from typing import Any, TypeVar
 
 import trafilatura
 from pebble import ProcessPool
@@ -22,12 +31,16 @@ from pebble.common import ProcessExpired
 from trafilatura.settings import Document
 
 from schemas.errors import ItemError
-from schemas.models import ExtractedPage
+from schemas.models import ExtractedPage, ParsedFeed, Response
+from tasks.parse import parse_feed
 
 LOGGER = logging.getLogger(__name__)
 
 # A worker is replaced after this many documents, so slow leaks in lxml cannot add up.
 _TASKS_PER_WORKER = 500
+# Documents of one feed waiting in the pool, per worker.
+_QUEUED_PER_WORKER = 2
+T = TypeVar("T")
 _HTML_LANG_RE = re.compile(rb"<html[^>]*\blang\s*=\s*[\"']?([A-Za-z]{2,3})", re.IGNORECASE)
 
 
@@ -70,18 +83,38 @@ def _split(value: Any) -> list[str]:
     return [str(v).strip() for v in value if str(v).strip()]
 
 
-def _warm_worker() -> None:
+def _warm_worker(memory_limit: int | None) -> None:
     # Import-time work (lxml, trafilatura's settings) happens once per worker, not per page.
     logging.getLogger("trafilatura").setLevel(logging.CRITICAL)
     logging.getLogger("htmldate").setLevel(logging.CRITICAL)
+    if memory_limit:
+        # Address space, the one limit Linux enforces on malloc; a worker uses ~60 MiB idle.
+        resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
+
+
+def _feed_timeout(url: str) -> ItemError:
+    return ItemError("feed_timeout", f"the feed's deadline passed before extraction: {url}", url)
+
+
+def _left(until: float | None) -> float | None:
+    return None if until is None else max(0.0, until - time.monotonic())
 
 
 class Extractor:
-    """A pool of extraction workers with a deadline per document."""
+    """A pool of workers for CPU work (pages and feeds), with a deadline per document."""
 
-    def __init__(self, workers: int, deadline: float) -> None:
+    def __init__(
+        self,
+        workers: int,
+        deadline: float,
+        *,
+        parse_deadline: float = 60.0,
+        memory_limit: int | None = None,
+    ) -> None:
         self.workers = max(1, workers)
         self.deadline = deadline
+        self.parse_deadline = parse_deadline
+        self.memory_limit = memory_limit
         self._pool: ProcessPool | None = None
         self._lock = threading.Lock()
 
@@ -96,35 +129,48 @@ class Extractor:
                     max_workers=self.workers,
                     max_tasks=_TASKS_PER_WORKER,
                     initializer=_warm_worker,
+                    initargs=(self.memory_limit,),
                     context=context,
                 )
             return self._pool
 
+    def parse_feed(self, response: Response, max_items: int) -> ParsedFeed:
+        """`tasks.parse.parse_feed` in a worker, within the parse deadline; raises ItemError."""
+        future = self._get_pool().schedule(
+            parse_feed, args=(response, max_items), timeout=self.parse_deadline
+        )
+        return _outcome(response.url, future, "parse", self.parse_deadline, None)
+
     def extract_many(
-        self, pages: Iterable[tuple[str, str]]
+        self, pages: Iterable[tuple[str, str]], until: float | None = None
     ) -> Iterator[tuple[str, ExtractedPage | ItemError]]:
-        """(url, html) pairs in; (url, page or error) out, in input order."""
+        """(url, html) pairs in; (url, page or error) out, in input order.
+
+        Pages are taken from `pages` only as workers free up. Past `until` (a
+        `time.monotonic()` value: the feed's deadline), pages not yet extracted are
+        ItemError("feed_timeout").
+        """
         pool = self._get_pool()
-        futures = [
-            (url, pool.schedule(extract_page, args=(url, html), timeout=self.deadline))
-            for url, html in pages
-        ]
-        for url, future in futures:
+        queued: deque[tuple[str, Future[ExtractedPage]]] = deque()
+
+        def oldest() -> tuple[str, ExtractedPage | ItemError]:
+            url, future = queued.popleft()
             try:
-                yield url, future.result()
+                return url, _outcome(url, future, "extract", self.deadline, until)
             except ItemError as exc:
-                yield url, exc
-            except FutureTimeout:
-                yield (
-                    url,
-                    ItemError(
-                        "timeout", f"extraction took longer than {self.deadline:.0f} s", url=url
-                    ),
-                )
-            except ProcessExpired as exc:
-                yield url, ItemError("extract_crash", f"extraction worker died: {exc}", url=url)
-            except Exception as exc:  # trafilatura/lxml failures on hostile markup
-                yield url, ItemError("extract_error", f"{type(exc).__name__}: {exc}", url=url)
+                return url, exc
+
+        for url, html in pages:
+            if _left(until) == 0:
+                yield url, _feed_timeout(url)
+                continue
+            queued.append(
+                (url, pool.schedule(extract_page, args=(url, html), timeout=self.deadline))
+            )
+            if len(queued) >= _QUEUED_PER_WORKER * self.workers:
+                yield oldest()
+        while queued:
+            yield oldest()
 
     def close(self) -> None:
         with self._lock:
@@ -138,3 +184,23 @@ class Extractor:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _outcome(url: str, future: Future[T], stage: str, deadline: float, until: float | None) -> T:
+    """The worker's result, or the ItemError that explains why there is none."""
+    what = "extraction" if stage == "extract" else "parsing"
+    try:
+        return future.result(timeout=_left(until))
+    except ItemError:
+        raise
+    except FutureTimeout as exc:
+        if not future.done():  # the feed's deadline passed while this one waited or ran
+            future.cancel()  # pebble kills the worker if it had started
+            raise _feed_timeout(url) from exc
+        raise ItemError("timeout", f"{what} took longer than {deadline:.0f} s", url) from exc
+    except MemoryError as exc:
+        raise ItemError("too_large", f"{what} ran out of its worker's memory", url) from exc
+    except ProcessExpired as exc:
+        raise ItemError(f"{stage}_crash", f"{what} worker died: {exc}", url) from exc
+    except Exception as exc:  # trafilatura/lxml/feedparser failures on hostile markup
+        raise ItemError(f"{stage}_error", f"{type(exc).__name__}: {exc}", url) from exc

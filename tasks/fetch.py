@@ -13,7 +13,7 @@ One `Fetcher` per run, shared by Prefect task threads. Every request:
 - waits its turn per host (concurrency and optional interval) and retries transient failures.
 
 Failures are `ItemError`s with a stable `kind` (timeout, too_large, too_many_redirects,
-http_<status>, blocked_address, connection_error, bad_url, not_html, bad_encoding).
+http_<status>, blocked_address, connection_error, bad_url, not_html, empty_page, bad_encoding).
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ import socket
 import threading
 import time
 import zlib
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Iterable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -66,6 +66,16 @@ _TRANSIENT_KINDS = {"timeout", "connection_error", "http_429"}
 # Missing and text/plain types are common on real pages; anything else (PDF, images) is not HTML.
 _HTML_TYPES = {"", "text/html", "application/xhtml+xml", "text/plain"}
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
+# Files that servers send as text/html anyway; charset detection would "decode" them.
+_BINARY_MAGIC = (
+    (b"%PDF-", "a PDF"),
+    (b"\x89PNG\r\n\x1a\n", "a PNG image"),
+    (b"GIF8", "a GIF image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"RIFF", "a RIFF file (WebP, WAV, AVI)"),
+    (b"PK\x03\x04", "a ZIP archive (or DOCX, XLSX)"),
+    (b"\x1f\x8b", "gzip data"),
+)
 
 # The wall-clock deadline of the response being read in this thread. httpcore takes its read
 # timeout once per response, so the network stream below clamps every read to what is left.
@@ -84,6 +94,18 @@ def is_public_address(address: str) -> bool:
         if ip.is_site_local:
             return False
     return ip.is_global and not ip.is_multicast and not ip.is_reserved
+
+
+def is_transient(exc: ItemError) -> bool:
+    """A failure that may pass by itself (timeouts, 5xx, 429, lost connections)."""
+    if isinstance(exc, _TooSlow):
+        return False
+    return exc.kind in _TRANSIENT_KINDS or (exc.status or 0) >= 500
+
+
+class _TooSlow(ItemError):
+    """A response cut at the total deadline. The server does answer, only too slowly: trying
+    again would hold the run for the whole deadline once more, so it is not retried."""
 
 
 class _BlockedAddress(Exception):
@@ -194,15 +216,21 @@ class _HostGate:
         self._next_start = 0.0
 
     @contextlib.contextmanager
-    def turn(self) -> Iterator[None]:
-        with self._slots:
+    def turn(self, until: float | None = None) -> Iterator[bool]:
+        """Waits for a slot; yields False, without one, when `until` passes first."""
+        if not self._slots.acquire(timeout=_seconds_left(until)):
+            yield False
+            return
+        try:
             if self._interval > 0:
                 with self._lock:
                     now = time.monotonic()
                     start = max(now, self._next_start)
                     self._next_start = start + self._interval
                 time.sleep(start - now)
-            yield
+            yield True
+        finally:
+            self._slots.release()
 
 
 class Fetcher:
@@ -244,11 +272,14 @@ class Fetcher:
         last_modified: str | None = None,
         accept: str | None = None,
         decode_html: bool = False,
+        until: float | None = None,
     ) -> Response:
         """GET `url` within the limits; a 304 to a conditional GET is `Response(status=304)`.
 
         `accept` defaults to HTML_ACCEPT with `decode_html`, else FEED_ACCEPT. With
         `decode_html`, a non-HTML content type is `not_html` and `text`/`encoding` are set.
+        Past `until` (a `time.monotonic()` value) no request or retry starts: ItemError
+        "feed_timeout" when none did, the last failure otherwise.
         """
         headers = {"Accept": accept or (HTML_ACCEPT if decode_html else FEED_ACCEPT)}
         if etag:
@@ -257,45 +288,66 @@ class Fetcher:
             headers["If-Modified-Since"] = last_modified
         for attempt in itertools.count():
             try:
-                return self._get_once(url, headers, decode_html)
+                return self._get_once(url, headers, decode_html, until)
             except ItemError as exc:
                 wait = self._retry_wait(exc, attempt)
-                if wait is None:
+                if wait is None or (until is not None and time.monotonic() + wait > until):
                     raise
                 LOGGER.info("retrying in %.1f s: %s", wait, exc)
                 time.sleep(wait)
         raise AssertionError("unreachable")  # itertools.count() does not end
 
     def get_many(
-        self, urls: Iterable[str], *, decode_html: bool = True
+        self, urls: Iterable[str], *, decode_html: bool = True, until: float | None = None
     ) -> Iterator[tuple[str, Response | ItemError]]:
-        """Download concurrently, yielding (url, response or error) as each completes."""
-        with ThreadPoolExecutor(self.limits.max_connections, "newsflow-fetch") as pool:
-            futures = {
-                pool.submit(self._get_or_error, url, decode_html): url
-                for url in _interleave_hosts(urls)
-            }
-            try:
-                for future in as_completed(futures):
-                    yield futures[future], future.result()
-            finally:  # the caller stopped early: drop what has not started
-                for future in futures:
-                    future.cancel()
+        """Download concurrently, yielding (url, response or error) as each completes.
 
-    def _get_or_error(self, url: str, decode_html: bool) -> Response | ItemError:
+        At most `max_connections` downloads run or wait for the caller at once, so bodies do
+        not pile up in memory faster than the caller uses them. Past `until` (a
+        `time.monotonic()` value) no download starts: the URLs left are ItemError
+        "feed_timeout", and those running end within their own limits.
+        """
+        waiting = deque(_interleave_hosts(urls))
+        running: dict[Future[Response | ItemError], str] = {}
+        with ThreadPoolExecutor(self.limits.max_connections, "newsflow-fetch") as pool:
+            try:
+                while waiting or running:
+                    while waiting and len(running) < self.limits.max_connections:
+                        if _seconds_left(until) == 0:
+                            break
+                        url = waiting.popleft()
+                        running[pool.submit(self._get_or_error, url, decode_html, until)] = url
+                    if not running:
+                        break
+                    done, _ = wait(running, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        yield running.pop(future), future.result()
+            finally:  # the caller stopped early: drop what has not started
+                for future in running:
+                    future.cancel()
+        for url in waiting:
+            yield url, _late(url)
+
+    def _get_or_error(
+        self, url: str, decode_html: bool, until: float | None
+    ) -> Response | ItemError:
         try:
-            return self.get(url, decode_html=decode_html)
+            return self.get(url, decode_html=decode_html, until=until)
         except ItemError as exc:
             return exc
         except Exception as exc:  # one URL must not end the batch; keep the traceback in logs
             LOGGER.exception("unexpected error fetching %s", url)
             return ItemError("fetch_error", f"{type(exc).__name__}: {exc} ({url})", url)
 
-    def _get_once(self, url: str, headers: dict[str, str], decode_html: bool) -> Response:
+    def _get_once(
+        self, url: str, headers: dict[str, str], decode_html: bool, until: float | None
+    ) -> Response:
         hop = url
         for _ in range(self.limits.max_redirects + 1):
             target = _http_url(hop, url)
-            with self._gate(target.host).turn():
+            with self._gate(target.host).turn(until) as ours:
+                if not ours:
+                    raise _late(url)
                 deadline = time.monotonic() + self.limits.total_deadline
                 token = _DEADLINE.set(deadline)
                 try:
@@ -333,6 +385,9 @@ class Fetcher:
         body = b"" if status == 304 else self._read_body(url, resp)
         text, encoding = None, None
         if decode_html and status != 304:
+            _check_page_body(
+                body, f"{content_type or 'no content type'}: {_where(url, final)}", url
+            )
             try:
                 text, encoding = charset.decode_html(body, content_type)
             except ItemError as exc:
@@ -368,8 +423,7 @@ class Fetcher:
 
     def _retry_wait(self, exc: ItemError, attempt: int) -> float | None:
         """Seconds to wait before retrying, or None to raise now."""
-        transient = exc.kind in _TRANSIENT_KINDS or (exc.status or 0) >= 500
-        if not transient or attempt >= self.limits.retries:
+        if not is_transient(exc) or attempt >= self.limits.retries:
             return None
         backoff = self.limits.retry_backoff * 2**attempt
         if exc.retry_after is None:
@@ -402,8 +456,9 @@ def _errors(url: str, hop: str, deadline: float) -> Iterator[None]:
     except _BlockedAddress as exc:
         raise ItemError("blocked_address", f"refused: {exc} ({where})", url) from exc
     except httpx.TimeoutException as exc:
-        why = "total deadline passed" if time.monotonic() >= deadline else type(exc).__name__
-        raise ItemError("timeout", f"timed out ({why}): {where}", url) from exc
+        if time.monotonic() >= deadline:
+            raise _TooSlow("timeout", f"timed out (total deadline passed): {where}", url) from exc
+        raise ItemError("timeout", f"timed out ({type(exc).__name__}): {where}", url) from exc
     except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
         raise ItemError("bad_url", f"bad URL ({exc}): {where}", url) from exc
     except httpx.TransportError as exc:
@@ -419,6 +474,14 @@ def _http_url(hop: str, url: str) -> httpx.URL:
     if target.scheme not in {"http", "https"} or not target.host:
         raise ItemError("bad_url", f"not an http(s) URL: {_where(url, hop)}", url)
     return target
+
+
+def _seconds_left(until: float | None) -> float | None:
+    return None if until is None else max(0.0, until - time.monotonic())
+
+
+def _late(url: str) -> ItemError:
+    return ItemError("feed_timeout", f"the feed's deadline passed before this fetch: {url}", url)
 
 
 def _where(url: str, hop: str) -> str:
@@ -478,6 +541,15 @@ def _unbrotli(chunks: Iterator[bytes]) -> Iterator[bytes]:
         yield decompressor.process(data, output_buffer_limit=_SLICE)
         while not decompressor.can_accept_more_data():
             yield decompressor.process(b"", output_buffer_limit=_SLICE)
+
+
+def _check_page_body(body: bytes, where: str, url: str) -> None:
+    """An empty body is `empty_page`, a known binary format is `not_html`, whatever the label."""
+    if not body.strip():
+        raise ItemError("empty_page", f"empty body where a page was expected ({where})", url)
+    for magic, what in _BINARY_MAGIC:
+        if body.startswith(magic):
+            raise ItemError("not_html", f"the body is {what}, not HTML ({where})", url)
 
 
 def _retry_after(value: str | None) -> float | None:

@@ -244,8 +244,13 @@ def html_to_text(html: str | None) -> str:
     return clean_text("".join(parts))
 
 
-def clean_title(title: str | None, site_names: Iterable[str | None] = ()) -> str:
-    """Trim a title and remove a trailing site name (" - 财联社", "_新浪财经", "｜…")."""
+def clean_title(
+    title: str | None,
+    site_names: Iterable[str | None] = (),
+    max_chars: int | None = MAX_TITLE_CHARS,
+) -> str:
+    """Trim a title and remove a trailing site name (" - 财联社", "_新浪财经", "｜…"); cut it to
+    `max_chars` (None: leave the cutting, and recording it, to the caller)."""
     title = _SPACES_RE.sub(" ", _CONTROL_RE.sub("", title or "").replace("\n", " ")).strip()
     names = {n.strip().lower() for n in site_names if n and n.strip()}
     stripped = True
@@ -256,7 +261,7 @@ def clean_title(title: str | None, site_names: Iterable[str | None] = ()) -> str
             if found and head.strip() and _is_site_name(tail.strip().lower(), names):
                 title, stripped = head.strip(), True
                 break
-    return title[:MAX_TITLE_CHARS]
+    return title[:max_chars]
 
 
 def _is_site_name(tail: str, names: set[str]) -> bool:
@@ -328,8 +333,9 @@ def build_feed_article(
 ) -> tuple[Article, list[ItemError]]:
     """One Article from a feed entry and its extracted page; the feed's fields win where set.
 
-    Returns the article and the per-field problems that were repaired (a bad date dropped),
-    which the caller records. Raises ItemError when the item cannot become an article.
+    Returns the article and the per-field problems that were repaired (a bad date dropped, an
+    overlong title cut), which the caller records. Raises ItemError when the item cannot become
+    an article.
     """
     now = now or utcnow()
     warnings: list[ItemError] = []
@@ -339,9 +345,9 @@ def build_feed_article(
     url = page.url if page else link
     canon = canonical_url(link)
     names = [source, feed_title, page.sitename if page else None]
-    title = clean_title(entry.title or (page.title if page else None), names)
+    title = clean_title(entry.title or (page.title if page else None), names, max_chars=None)
     if not title and page and page.title:
-        title = clean_title(page.title, names)
+        title = clean_title(page.title, names, max_chars=None)
     page_title = clean_title(page.title, names) if page else ""
     body = page_body(page, (title, page_title)) if page else ""
     body_source = "page"
@@ -352,6 +358,15 @@ def build_feed_article(
         title = body[:80].split("\n")[0]
     if not title:
         raise ItemError("no_title", "item has neither a title nor a body", url=link)
+    if len(title) > MAX_TITLE_CHARS:
+        warnings.append(
+            ItemError(
+                "title_truncated",
+                f"title of {len(title)} characters cut to {MAX_TITLE_CHARS}: {title[:80]!r}…",
+                url=link,
+            )
+        )
+        title = title[:MAX_TITLE_CHARS]
 
     def date(raw: str | None, field: str) -> datetime | None:
         try:

@@ -1,18 +1,46 @@
-"""Parse: feed bytes to entries with feedparser (RSS 0.9x/1.0/2.0, Atom, RDF)."""
+"""Parse: feed bytes to entries with feedparser (RSS 0.9x/1.0/2.0, Atom, RDF).
+
+XML entities are the way into two attacks: a "billion laughs" bomb (entities built from
+entities, gigabytes from a few hundred bytes) and external entities (XXE: a feed that makes
+the parser read a local file or fetch an internal URL). No real feed needs either, so a feed
+whose DTD declares them is refused (`unsafe_xml`) before feedparser sees it. Behind that, expat
+itself must limit entity amplification (expat >= 2.4.1); importing this module checks that the
+runtime's expat does, and refuses to run on one that does not.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
+import re
 from typing import Any
+from xml.parsers import expat
 
 import feedparser
 
-from schemas.errors import ItemError
+from schemas.errors import ConfigError, ItemError
 from schemas.models import FeedEntry, ParsedFeed, Response
 from tasks.charset import feed_bytes_as_utf8
 
 LOGGER = logging.getLogger(__name__)
+
+# The first release with billion-laughs protection that works (2.4.0 had a regression).
+MIN_EXPAT = (2, 4, 1)
+_ENTITY_REFERENCE = re.compile(r"&[^\s&;]+;")
+
+
+def check_xml_parser(version: tuple[int, int, int] = expat.version_info) -> None:
+    """Fail loudly on an expat without entity-amplification limits (CVE-2013-0340)."""
+    if tuple(version) < MIN_EXPAT:
+        raise ConfigError(
+            f"this Python's XML parser is expat {'.'.join(map(str, version))}, which does not "
+            f"limit entity expansion; newsflow needs expat >= {'.'.join(map(str, MIN_EXPAT))} "
+            "(a current Python build)"
+        )
+
+
+check_xml_parser()
 
 # sy:updatePeriod → seconds
 _PERIODS = {
@@ -36,6 +64,9 @@ def parse_feed(response: Response, max_items: int) -> ParsedFeed:
     if not response.body.strip():
         raise ItemError("not_a_feed", "empty response where a feed was expected", url=feed_url)
     data = feed_bytes_as_utf8(response.body, response.content_type)
+    problem = unsafe_entity(data)
+    if problem is not None:
+        raise ItemError("unsafe_xml", f"refused: the feed's DTD declares {problem}", url=feed_url)
     result = feedparser.parse(
         io.BytesIO(data),
         response_headers={
@@ -67,6 +98,50 @@ def parse_feed(response: Response, max_items: int) -> ParsedFeed:
         archive_link=_archive_link(feed),
         generator=_text(feed.get("generator")),
     )
+
+
+class _PrologEnd(Exception):
+    """Raised from an expat handler to stop parsing."""
+
+
+def unsafe_entity(data: bytes) -> str | None:
+    """What makes the DTD of this UTF-8 XML unsafe, or None: an external general entity
+    (XXE), a parameter entity other than a public entity set, an entity built from entities (a
+    bomb). Only the prolog is parsed, by expat, which expands and loads nothing meanwhile."""
+    parser = expat.ParserCreate("utf-8")
+    parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
+    problem: str | None = None
+
+    def on_entity(
+        name: str,
+        is_parameter: int,
+        value: str | None,
+        base: str | None,
+        system_id: str | None,
+        public_id: str | None,
+        notation: str | None,
+    ) -> None:
+        nonlocal problem
+        if is_parameter and public_id:
+            pass  # a public entity set (XHTML's Latin-1 names): never loaded, harmless
+        elif is_parameter:
+            problem = f"a parameter entity %{name};"
+        elif system_id or public_id:
+            problem = f"an external entity &{name}; ({(system_id or public_id or '')[:200]})"
+        elif value and _ENTITY_REFERENCE.search(value):
+            problem = f"an entity &{name}; built from other entities (an entity bomb)"
+        if problem:
+            raise _PrologEnd
+
+    def on_element(*args: object) -> None:
+        raise _PrologEnd
+
+    parser.EntityDeclHandler = on_entity
+    parser.StartElementHandler = on_element
+    # Malformed XML (ExpatError) is left to feedparser's recovery, which skips declarations.
+    with contextlib.suppress(_PrologEnd, expat.ExpatError):
+        parser.Parse(data, True)
+    return problem
 
 
 def _archive_link(feed: Any) -> str | None:

@@ -4,15 +4,24 @@ DuckDB lets one process hold a file read-write; a second gets "Could not set loc
 access here is short: take the cross-process lock (a lock file beside the database), connect,
 do the work, close. Overlapping runs queue on the lock instead of failing. A process outside
 newsflow that holds the file (an interactive `duckdb` shell) is waited for, up to the timeout.
+
+Closing the last connection checkpoints the write-ahead log into the file. A process killed
+before that leaves the log (`<db>.wal`), which DuckDB replays on the next open; when the log is
+damaged, DuckDB refuses to open the file at all. Then the log is moved aside
+(`<db>.wal.damaged-<UTC time>`, named in a warning) and the file opens as of its last
+checkpoint: the runs in the lost window are gone from every table, the feeds' states included,
+so their items count as new and are fetched again as the feeds come due.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
@@ -22,6 +31,10 @@ from schemas.ddl import MIGRATIONS, SCHEMA_VERSION_DDL
 from schemas.errors import DatabaseError
 
 LOGGER = logging.getLogger(__name__)
+
+# DuckDB's messages for a write-ahead log it cannot replay, and for a file another process holds.
+_WAL_DAMAGE = re.compile(r"replaying WAL|corrupt WAL", re.IGNORECASE)
+_LOCKED = re.compile(r"could not set lock|conflicting lock", re.IGNORECASE)
 
 # filelock is re-entrant per object but not across threads of one process: serialize those here.
 _THREAD_LOCKS: dict[Path, threading.RLock] = {}
@@ -72,12 +85,17 @@ class Database:
     def _connect(self, deadline: float) -> duckdb.DuckDBPyConnection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         delay = 0.05
+        wal_moved = False
         while True:
             try:
                 return duckdb.connect(str(self.path))
-            except duckdb.IOException as exc:
+            except duckdb.Error as exc:
+                if not wal_moved and _WAL_DAMAGE.search(str(exc)):
+                    self._move_wal_aside(exc)
+                    wal_moved = True
+                    continue
                 # Another process (not newsflow) holds DuckDB's own lock: wait for it.
-                if "lock" not in str(exc).lower():
+                if not isinstance(exc, duckdb.IOException) or not _LOCKED.search(str(exc)):
                     raise DatabaseError(f"cannot open database {self.path}: {exc}") from exc
                 if time.monotonic() > deadline:
                     raise DatabaseError(
@@ -87,8 +105,27 @@ class Database:
                 LOGGER.info("database %s is locked by another process; waiting", self.path)
                 time.sleep(delay)
                 delay = min(delay * 2, 2.0)
-            except duckdb.Error as exc:
-                raise DatabaseError(f"cannot open database {self.path}: {exc}") from exc
+
+    def _move_wal_aside(self, exc: duckdb.Error) -> None:
+        wal = self.path.with_name(self.path.name + ".wal")
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        moved = wal.with_name(f"{wal.name}.damaged-{stamp}")
+        try:
+            wal.rename(moved)
+        except OSError as err:
+            raise DatabaseError(
+                f"database {self.path} has a damaged write-ahead log that cannot be moved "
+                f"aside ({err}); move {wal} away by hand to open the database from its last "
+                f"checkpoint: {exc}"
+            ) from exc
+        LOGGER.warning(
+            "database %s: its write-ahead log is damaged (%s); moved it aside to %s and opened "
+            "the database from its last checkpoint. What was written since is fetched again "
+            "as the feeds come due.",
+            self.path,
+            str(exc).splitlines()[0][:300],
+            moved,
+        )
 
 
 def applied_migrations(con: duckdb.DuckDBPyConnection) -> set[int]:

@@ -1,7 +1,6 @@
 """Fetcher against real HTTP servers on loopback: limits, errors, retries, politeness, SSRF guard.
 
-Every server handler ends on its own within a few seconds (or when the test closes the server),
-so a failing assertion never leaves a thread hanging.
+The servers and their hostile handlers are in `tests/loopback.py`.
 """
 
 from __future__ import annotations
@@ -9,17 +8,13 @@ from __future__ import annotations
 import gzip
 import socket
 import ssl
-import sys
 import threading
 import time
 import tracemalloc
 import zlib
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
-from email.utils import format_datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import brotli
 import pytest
@@ -29,8 +24,21 @@ from schemas.config import FetchLimits, HostPolicy
 from schemas.errors import ItemError
 from schemas.models import Response
 from tasks.fetch import ACCEPT_ENCODING, FEED_ACCEPT, HTML_ACCEPT, Fetcher, is_public_address
+from tests.loopback import (
+    HANDLER_BUDGET,
+    Handler,
+    LoopbackServer,
+    MiB,
+    Request,
+    endless_chunks,
+    gzip_bomb,
+    http_date,
+    short_body,
+    trickle_body,
+    trickle_headers,
+    zeros,
+)
 
-MiB = 1024 * 1024
 # Tests reach 127.0.0.1, so they allow private networks; the SSRF tests use the defaults.
 LOOPBACK = FetchLimits(
     allow_private_networks=True,
@@ -40,96 +48,6 @@ LOOPBACK = FetchLimits(
     read_timeout=2,
     total_deadline=5,
 )
-HANDLER_BUDGET = 5.0  # seconds any handler may run before it gives up by itself
-
-Handler = Callable[["Request"], None]
-
-
-class Request(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: _Server
-
-    def log_message(self, format: str, *args: object) -> None:  # quiet test output
-        pass
-
-    def do_GET(self) -> None:
-        self.server.owner.serve(self)
-
-    def reply(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
-        self.send_response(status)
-        headers = {"Content-Type": "text/html; charset=utf-8", **(headers or {})}
-        headers.setdefault("Content-Length", str(len(body)))
-        for name, value in headers.items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(body)
-
-    def wait(self, seconds: float) -> bool:
-        """Sleep unless the server is closing; True when it is."""
-        return self.server.owner.closing.wait(seconds)
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    owner: LoopbackServer
-
-    def handle_error(self, request: object, client_address: object) -> None:
-        if not isinstance(sys.exc_info()[1], ConnectionError):  # clients hanging up is expected
-            super().handle_error(request, client_address)  # type: ignore[arg-type]
-
-
-class LoopbackServer:
-    """A threaded HTTP/1.1 server with per-path handlers that records what it received."""
-
-    def __init__(self, host: str = "127.0.0.1", tls: ssl.SSLContext | None = None) -> None:
-        self.routes: dict[str, Handler] = {}
-        self.hits: list[tuple[str, dict[str, str]]] = []
-        self.starts: list[float] = []
-        self.in_flight = 0
-        self.peak = 0
-        self.closing = threading.Event()
-        self._lock = threading.Lock()
-        self._httpd = _Server((host, 0), Request)
-        self._httpd.owner = self
-        if tls is not None:
-            self._httpd.socket = tls.wrap_socket(self._httpd.socket, server_side=True)
-        self.host, self.port = host, self._httpd.server_address[1]
-        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,))
-        self._thread.start()
-
-    def url(self, path: str = "/") -> str:
-        return f"http://{self.host}:{self.port}{path}"
-
-    def route(self, path: str) -> Callable[[Handler], Handler]:
-        def register(handler: Handler) -> Handler:
-            self.routes[path] = handler
-            return handler
-
-        return register
-
-    def serve(self, request: Request) -> None:
-        with self._lock:
-            self.hits.append((request.path, dict(request.headers.items())))
-            self.starts.append(time.monotonic())
-            self.in_flight += 1
-            self.peak = max(self.peak, self.in_flight)
-        try:
-            handler = self.routes.get(urlsplit(request.path).path)
-            if handler is None:
-                request.reply(404, b"not found")
-            else:
-                handler(request)
-        except ConnectionError:
-            request.close_connection = True  # the client gave up, as limit tests expect
-        finally:
-            with self._lock:
-                self.in_flight -= 1
-
-    def close(self) -> None:
-        self.closing.set()
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        self._thread.join(timeout=5)
 
 
 @pytest.fixture
@@ -243,6 +161,24 @@ def test_non_html_content_type_is_not_html(server: LoopbackServer, content_type:
         assert fetch.get(server.url("/file")).body == b"%PDF-1.7"
 
 
+@pytest.mark.parametrize(
+    ("body", "kind"),
+    [
+        (b"", "empty_page"),
+        (b" \r\n ", "empty_page"),
+        (b"%PDF-1.7 ...", "not_html"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00", "not_html"),
+        (b"\xff\xd8\xff\xe0 JFIF", "not_html"),
+    ],
+    ids=["empty", "blank", "pdf", "png", "jpeg"],
+)
+def test_empty_or_binary_body_labelled_html(server: LoopbackServer, body: bytes, kind: str) -> None:
+    server.routes["/p"] = lambda r: r.reply(200, body, {"Content-Type": "text/html"})
+    with fetcher() as fetch:
+        assert fetch_error(fetch, server.url("/p"), decode_html=True).kind == kind
+        assert fetch.get(server.url("/p")).body == body  # feeds are not pages
+
+
 # -- redirects -----------------------------------------------------------------------------
 
 
@@ -280,15 +216,9 @@ def test_redirect_to_non_http_scheme_is_bad_url(server: LoopbackServer) -> None:
 # -- size limits ---------------------------------------------------------------------------
 
 
-def zeros(size: int, compress: Callable[[bytes], bytes], flush: Callable[[], bytes]) -> bytes:
-    block = bytes(MiB)
-    return b"".join([compress(block) for _ in range(size // MiB)] + [flush()])
-
-
-@pytest.fixture(scope="module")
-def gzip_bomb() -> bytes:
-    packer = zlib.compressobj(9, zlib.DEFLATED, zlib.MAX_WBITS | 16)
-    return zeros(200 * MiB, packer.compress, packer.flush)  # ~200 KiB
+@pytest.fixture(scope="module", name="gzip_bomb")
+def gzip_bomb_fixture() -> bytes:
+    return gzip_bomb()
 
 
 @pytest.fixture(scope="module")
@@ -343,17 +273,6 @@ def test_corrupt_gzip_is_bad_encoding(server: LoopbackServer) -> None:
         assert fetch_error(fetch, server.url("/z")).kind == "bad_encoding"
 
 
-def endless_chunks(request: Request) -> None:
-    request.send_response(200)
-    request.send_header("Transfer-Encoding", "chunked")
-    request.end_headers()
-    chunk = b"%x\r\n%s\r\n" % (16384, b"x" * 16384)
-    deadline = time.monotonic() + HANDLER_BUDGET
-    while time.monotonic() < deadline and not request.server.owner.closing.is_set():
-        request.wfile.write(chunk)
-    request.close_connection = True
-
-
 def test_endless_chunked_body_is_too_large(server: LoopbackServer) -> None:
     server.routes["/endless"] = endless_chunks
     with fetcher(max_bytes=256 * 1024) as fetch:
@@ -374,34 +293,12 @@ def test_content_length_over_the_cap_is_refused_unread(server: LoopbackServer) -
 
 
 def test_body_shorter_than_content_length_is_connection_error(server: LoopbackServer) -> None:
-    def short(request: Request) -> None:
-        request.reply(200, b"only ten b", {"Content-Length": "1000"})
-        request.close_connection = True  # and hang up
-
-    server.routes["/short"] = short
+    server.routes["/short"] = short_body
     with fetcher() as fetch:
         assert fetch_error(fetch, server.url("/short")).kind == "connection_error"
 
 
 # -- time limits ---------------------------------------------------------------------------
-
-
-def trickle_body(request: Request) -> None:
-    request.send_response(200)
-    request.send_header("Content-Length", "100")
-    request.end_headers()
-    for _ in range(100):
-        request.wfile.write(b"x")
-        if request.wait(0.5):
-            break
-
-
-def trickle_headers(request: Request) -> None:
-    request.wfile.write(b"HTTP/1.1 200 OK\r\nX-Slow: ")
-    for _ in range(100):
-        request.wfile.write(b"x")
-        if request.wait(0.5):
-            break
 
 
 @pytest.mark.parametrize("handler", [trickle_body, trickle_headers], ids=["body", "headers"])
@@ -415,6 +312,15 @@ def test_trickling_server_is_cut_by_the_total_deadline(
         error = fetch_error(fetch, server.url("/slow"))
     assert 1.4 < time.monotonic() - started < 3
     assert (error.kind, "deadline" in str(error)) == ("timeout", True)
+
+
+def test_response_cut_at_the_total_deadline_is_not_retried(server: LoopbackServer) -> None:
+    server.routes["/slow"] = trickle_body
+    started = time.monotonic()
+    with fetcher(read_timeout=1, total_deadline=1.0, retries=2) as fetch:
+        assert fetch_error(fetch, server.url("/slow")).kind == "timeout"
+    assert len(server.hits) == 1
+    assert time.monotonic() - started < 2
 
 
 @pytest.fixture
@@ -497,10 +403,6 @@ def test_404_is_not_retried(server: LoopbackServer) -> None:
     with fetcher(retries=2) as fetch:
         assert fetch_error(fetch, server.url("/missing")).kind == "http_404"
     assert len(server.hits) == 1
-
-
-def http_date(delta: timedelta) -> str:
-    return format_datetime(datetime.now(UTC) + delta, usegmt=True)
 
 
 @pytest.mark.parametrize(
