@@ -118,6 +118,14 @@ def make_corpus(root: Path, pages: int, feeds: int, seed: int = 7) -> list[Path]
     return files
 
 
+def describe_corpus(files: list[Path], feeds: int, latency: float) -> str:
+    size = sum(f.stat().st_size for f in files) / len(files) / 1024
+    return (
+        f"corpus: {len(files)} pages ({size:.0f} KiB each on average) in {feeds} feeds, "
+        f"{latency * 1000:.0f} ms per response, {os.cpu_count() or 1} cores"
+    )
+
+
 def _role(proc: psutil.Process) -> str:
     cmd = " ".join(proc.cmdline())
     if "uvicorn" in cmd or "prefect.server" in cmd:
@@ -206,11 +214,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="newsflow-bench-") as tmp_dir:
         tmp = Path(tmp_dir)
         files = make_corpus(tmp / "site", args.pages, args.feeds)
-        size = sum(f.stat().st_size for f in files) / len(files) / 1024
-        print(
-            f"corpus: {args.pages} pages ({size:.0f} KiB each on average) in {args.feeds} feeds, "
-            f"{args.latency * 1000:.0f} ms per response, {workers} cores"
-        )
+        print(describe_corpus(files, args.feeds, args.latency))
 
         extract_s = extraction_only(files, workers)
         extract_rate = args.pages / extract_s

@@ -96,6 +96,8 @@ class BackfillContext(FeedContext):
     """The run's shared resources and the backfill's request and window."""
 
     __slots__ = ("request", "window")
+    # A backfill writes as it goes: its database, never a stage's snapshot.
+    db: Database
 
     def __init__(
         self,

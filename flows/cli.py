@@ -26,12 +26,19 @@ from rich.table import Table
 
 from flows.progress import PROGRESS
 from flows.runtime import prepare_prefect, silence_shutdown_noise
-from schemas.config import EXPORT_FORMATS, BackfillRequest, ExportRequest, Settings
+from schemas.config import (
+    EXPORT_FORMATS,
+    BackfillRequest,
+    ExportRequest,
+    ScaleOptions,
+    Settings,
+)
 from schemas.errors import NewsflowError
 
 if TYPE_CHECKING:
     from flows.backfill import BackfillSummary
     from flows.ingest import RunSummary
+    from flows.load import LoadSummary
     from tasks.health import FeedHealth
 
 out = Console(highlight=False)
@@ -79,7 +86,41 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="poll every enabled feed, due or not (a server's Retry-After still holds)",
     )
+    p.add_argument(
+        "--runner",
+        choices=("local", "dask"),
+        help="where the per-feed work runs: threads and a process pool here (local, the "
+        "default), or Dask workers",
+    )
+    p.add_argument(
+        "--dask-address",
+        metavar="A",
+        help="a running Dask scheduler, tcp://HOST:PORT (default with --runner dask: a local "
+        "cluster of one worker per core)",
+    )
+    p.add_argument(
+        "--shard",
+        metavar="I/N",
+        help="only part I of N of the feeds (by a hash of each feed's URL): N workers with "
+        "the same feeds file split it",
+    )
+    p.add_argument(
+        "--stage-dir",
+        metavar="DIR",
+        help="write the batches as Parquet to this folder (or fsspec URL) instead of the "
+        "database; `newsflow load` merges them",
+    )
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("load", help="merge staged batches into the database, each exactly once")
+    _add_common(p)
+    p.add_argument(
+        "--stage-dir",
+        metavar="DIR",
+        required=True,
+        help="the folder (or fsspec URL) that runs staged their batches in",
+    )
+    p.set_defaults(func=cmd_load)
 
     p = sub.add_parser("demo", help="the whole pipeline offline, on a bundled sample site")
     _add_common(p)
@@ -232,11 +273,33 @@ def print_run_summary(summary: RunSummary, started: float) -> None:
         out.print(f"{summary.feeds_busy} due feeds left to the run already polling them")
     elif not c.feeds_checked:
         out.print("no feed was due: `newsflow feeds` shows the next checks, --force polls all")
-    hint = " (see the ingest_errors table)" if c.errors else ""
     total = time.monotonic() - started
+    timing = f"run {summary.run_id} · {total:.1f} s ({total - summary.seconds:.1f} s start-up)"
+    if summary.stage_dir:
+        where = f"staged in {summary.stage_dir}; merge with: newsflow load --stage-dir "
+        out.print(f"{timing} · {where}{summary.stage_dir}", soft_wrap=True)
+        return
+    hint = " (see the ingest_errors table)" if c.errors else ""
+    out.print(f"{timing} · {summary.db_path}{hint}")
+
+
+def print_load_summary(summary: LoadSummary) -> None:
+    c = summary.counts
+    rate = summary.articles / summary.seconds if summary.seconds else 0.0
     out.print(
-        f"run {summary.run_id} · {total:.1f} s ({total - summary.seconds:.1f} s start-up)"
-        f" · {summary.db_path}{hint}"
+        f"loaded {summary.batches_loaded} batches of {summary.parts} parts "
+        f"({summary.batches_skipped} loaded before) · {summary.articles} articles, "
+        f"{rate:,.0f} rows/s",
+        soft_wrap=True,
+    )
+    out.print(
+        f"articles: {c.articles_new} new, {c.articles_updated} updated, "
+        f"{c.duplicates} duplicates · errors: {c.errors}"
+    )
+    hint = " (see the ingest_errors table)" if c.errors else ""
+    out.print(
+        f"run {summary.run_id} · {summary.seconds:.1f} s · {summary.db_path}{hint}",
+        soft_wrap=True,
     )
 
 
@@ -249,15 +312,19 @@ def _with_prefect(quiet_server: bool = True) -> None:
         silence_shutdown_noise()
 
 
-def check_inputs(settings: Settings, *, feeds: bool = True) -> None:
-    """Fail fast, before any flow starts, on a bad feeds file or lexicon, or a database that
-    won't open."""
+def check_inputs(settings: Settings, *, feeds: bool = True, stage_dir: str | None = None) -> None:
+    """Fail fast, before any flow starts, on a bad feeds file or lexicon, a database that
+    won't open, or (for a staged run, which opens no database) a stage folder."""
     from schemas.config import load_feeds_file
+    from tasks.stage import Stage
     from tasks.store import Database
     from tasks.tag import load_tagger
 
     if feeds:
         load_feeds_file(settings.feeds_path)
+    if stage_dir:
+        Stage(stage_dir, create=True)
+        return
     load_tagger(settings.lexicon_path, settings.gazetteer_path)
     with Database(settings.db_path, settings.lock_timeout).session():
         pass
@@ -266,13 +333,33 @@ def check_inputs(settings: Settings, *, feeds: bool = True) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     settings = settings_from_args(args)
-    check_inputs(settings)
-    _with_prefect()
+    scale = ScaleOptions.build(
+        runner=args.runner,
+        dask_address=args.dask_address,
+        shard=args.shard,
+        stage_dir=args.stage_dir,
+    )
+    check_inputs(settings, stage_dir=scale.stage_dir)
+    _with_prefect()  # before distributed is imported: it reads its log level then
+    if scale.dask_address:
+        from flows.runners import check_scheduler
+
+        check_scheduler(scale.dask_address)
     from flows.ingest import ingest
 
     with progress_bar(settings.show_progress):
-        summary = ingest(settings=settings, force=args.force)
+        summary = ingest(settings=settings, scale=scale, force=args.force)
     print_run_summary(summary, started)
+    return 0
+
+
+def cmd_load(args: argparse.Namespace) -> int:
+    from flows.load import run_load
+
+    settings = settings_from_args(args)
+    with progress_bar(settings.show_progress):
+        summary = run_load(settings, args.stage_dir)
+    print_load_summary(summary)
     return 0
 
 

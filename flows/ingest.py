@@ -1,5 +1,8 @@
 """The ingest flow: due feeds → fetch → parse → drop known → download → extract → normalize
 → dedup → load, with a Prefect task per feed and the load in the flow's one writer thread.
+
+The per-feed tasks run in threads of the flow process or on Dask workers (flows/runners.py);
+their batches are loaded, or staged as Parquet, by the flow process (flows/targets.py).
 """
 
 from __future__ import annotations
@@ -7,19 +10,23 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator
+from contextlib import ExitStack, closing, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import as_completed
-from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.progress import report_progress
-from schemas.config import FeedConfig, FeedsFile, Settings, load_feeds_file
+from flows.runners import feeds_per_task, from_cluster, published, started_runner
+from flows.targets import DatabaseTarget, StageTarget, Target
+from schemas.config import FeedConfig, FeedsFile, ScaleOptions, Settings, load_feeds_file
 from schemas.errors import ItemError
 from schemas.models import (
     Article,
@@ -32,13 +39,12 @@ from schemas.models import (
     RunCounts,
 )
 from tasks.dedup import entry_article_id, lookup_known, split_known
-from tasks.extract import Extractor
+from tasks.extract import Extractor, InlineExtractor
 from tasks.fetch import FEED_ACCEPT, Fetcher, is_transient
 from tasks.health import FeedState, poll_hint
-from tasks.load import claim_due_feeds, finish_run, load_batch, start_run
 from tasks.normalize import build_feed_article
-from tasks.store import Database
-from tasks.tag import load_tagger
+from tasks.stage import Snapshot
+from tasks.store import Reader
 
 LOGGER = logging.getLogger(__name__)
 
@@ -52,19 +58,28 @@ class RunSummary:
     db_path: Path
     # Due feeds left alone because an overlapping run was polling them.
     feeds_busy: int = 0
+    # Set for a staged run: where its batches went, and how many articles they hold.
+    stage_dir: str | None = None
+    articles_collected: int = 0
 
     @property
     def seconds(self) -> float:
         return (self.finished_at - self.started_at).total_seconds()
 
     def lines(self) -> list[str]:
-        """What the run did, in two lines (the CLI prints them; serve logs them)."""
+        """What the run did, in two lines (the CLI prints them; serve logs them). A staged
+        run knows only how many articles it staged: `newsflow load` tells new from known."""
         c = self.counts
+        articles = (
+            f"articles: {self.articles_collected} staged"
+            if self.stage_dir
+            else f"articles: {c.articles_new} new, {c.articles_updated} updated, "
+            f"{c.duplicates} duplicates{duplicate_layers(c)}"
+        )
         return [
             f"feeds: {c.feeds_checked} checked, {c.feeds_failed} failed, "
             f"{c.feeds_not_modified} unchanged · pages downloaded: {c.pages_downloaded}",
-            f"articles: {c.articles_new} new, {c.articles_updated} updated, "
-            f"{c.duplicates} duplicates{duplicate_layers(c)} · errors: {c.errors}",
+            f"{articles} · errors: {c.errors}",
         ]
 
 
@@ -93,9 +108,9 @@ class FeedContext:
         self,
         settings: Settings,
         feeds_file: FeedsFile,
-        db: Database,
+        db: Reader,
         fetcher: Fetcher,
-        extractor: Extractor,
+        extractor: Extractor | InlineExtractor,
     ) -> None:
         self.settings = settings
         self.feeds_file = feeds_file
@@ -275,7 +290,10 @@ def _is_http(link: str) -> bool:
 
 
 def download_and_extract(
-    fetcher: Fetcher, extractor: Extractor, links: Iterable[str], until: float | None = None
+    fetcher: Fetcher,
+    extractor: Extractor | InlineExtractor,
+    links: Iterable[str],
+    until: float | None = None,
 ) -> tuple[dict[str, ExtractedPage], dict[str, tuple[str, ItemError]], int]:
     """Pages at the links, extracted; each page goes to the pool as soon as it arrives.
 
@@ -365,77 +383,199 @@ def left_for_next_run(
     return left
 
 
-@task(name="collect-feed", cache_policy=NO_CACHE, task_run_name="collect {feed.url}")
-def collect_feed_task(feed: FeedConfig, state: FeedState | None, ctx: FeedContext) -> FeedBatch:
-    return collect_feed(feed, state, ctx)
+class FeedJob:
+    """What a per-feed task needs besides its feed, as it travels to a Dask worker: the run,
+    its settings, and the feeds file's defaults and host policies (not its feed list, which
+    every task would carry). Opaque to Prefect, which would otherwise walk it for futures in
+    every task."""
+
+    __slots__ = ("feeds_file", "run_id", "settings")
+
+    def __init__(self, run_id: str, settings: Settings, feeds_file: FeedsFile) -> None:
+        self.run_id = run_id
+        self.settings = settings
+        self.feeds_file = feeds_file.model_copy(update={"feeds": []})
+
+    @property
+    def known_dataset(self) -> str:
+        """Name of the known-articles tables the run publishes to its Dask cluster."""
+        return f"newsflow-known-{self.run_id}"
 
 
-@task(name="load-batch", cache_policy=NO_CACHE)
-def load_batch_task(ctx: FeedContext, run_id: str, feed: FeedConfig, batch: FeedBatch) -> RunCounts:
-    return load_batch(
-        ctx.db,
+def open_feed_context(
+    job: FeedJob, extractor: Extractor | InlineExtractor, known: Reader
+) -> tuple[FeedContext, ExitStack]:
+    """A FeedContext for the job, and the stack that closes its fetcher and extractor."""
+    settings = job.settings
+    resources = ExitStack()
+    fetcher = resources.enter_context(
+        Fetcher(job.feeds_file.fetch_limits(settings.fetch), job.feeds_file.hosts)
+    )
+    resources.enter_context(extractor)
+    return FeedContext(settings, job.feeds_file, known, fetcher, extractor), resources
+
+
+# Per process: the contexts of the runs whose tasks it ran, by run id. A Dask worker outlives
+# runs, so only the latest few are kept.
+_CONTEXTS: OrderedDict[str, tuple[FeedContext, ExitStack]] = OrderedDict()
+_CONTEXTS_LOCK = threading.Lock()
+_KEEP_CONTEXTS = 4
+
+
+def feed_context(job: FeedJob) -> FeedContext:
+    """The run's context in this process: the one the flow opened (local runner), or, in a
+    Dask worker, one opened by the run's first task there, with the known articles the flow
+    published, and kept for the run's next tasks."""
+    with _CONTEXTS_LOCK:
+        if job.run_id not in _CONTEXTS:
+            known = Snapshot(from_cluster(job.known_dataset))
+            settings = job.settings
+            extractor = InlineExtractor(
+                settings.extract_deadline, parse_deadline=settings.parse_deadline
+            )
+            ctx, resources = open_feed_context(job, extractor, known)
+            resources.enter_context(closing(known))
+            _CONTEXTS[job.run_id] = ctx, resources
+            while len(_CONTEXTS) > _KEEP_CONTEXTS:
+                _, (_, evicted) = _CONTEXTS.popitem(last=False)
+                evicted.close()
+        return _CONTEXTS[job.run_id][0]
+
+
+@contextmanager
+def hosted_context(job: FeedJob, known: Reader) -> Iterator[None]:
+    """The flow process's context for a local run's tasks, extracting in its process pool."""
+    settings = job.settings
+    extractor = Extractor(
+        settings.extract_workers,
+        settings.extract_deadline,
+        parse_deadline=settings.parse_deadline,
+        memory_limit=settings.worker_memory_limit,
+    )
+    opened = open_feed_context(job, extractor, known)
+    with _CONTEXTS_LOCK:
+        _CONTEXTS[job.run_id] = opened
+    try:
+        yield
+    finally:
+        with _CONTEXTS_LOCK:
+            _CONTEXTS.pop(job.run_id, None)
+        opened[1].close()
+
+
+def _collect_name(parameters: dict[str, Any]) -> str:
+    feeds: list[FeedConfig] = parameters["feeds"]
+    more = f" and {len(feeds) - 1} more" if len(feeds) > 1 else ""
+    return f"collect {feeds[0].url}{more}"
+
+
+# Prefect's protocol for a name callback also asks for a classmethod no function has.
+@task(name="collect-feeds", cache_policy=NO_CACHE, task_run_name=_collect_name)  # type: ignore[arg-type]
+def collect_feeds_task(
+    feeds: list[FeedConfig], states: list[FeedState | None], job: FeedJob
+) -> list[FeedBatch]:
+    ctx = feed_context(job)
+    return [collect_feed(feed, state, ctx) for feed, state in zip(feeds, states, strict=True)]
+
+
+def collect_and_write(
+    due: list[FeedConfig],
+    states: dict[str, FeedState],
+    job: FeedJob,
+    scale: ScaleOptions,
+    target: Target,
+) -> tuple[RunCounts, int]:
+    """Run the due feeds' tasks on the chosen runner; write each task's batches as it comes
+    back. Returns the counts and how many articles the batches held."""
+    counts = RunCounts()
+    collected = 0
+    by_url = {f.url: f for f in due}
+    with ExitStack() as stack:
+        runner = stack.enter_context(started_runner(scale, job.settings.extract_workers))
+        if scale.runner == "local":
+            stack.enter_context(hosted_context(job, target.reader()))
+        else:
+            stack.enter_context(published(runner, job.known_dataset, target.known_index()))
+        size = feeds_per_task(runner, scale, len(due))
+        futures = [
+            runner.submit(
+                collect_feeds_task,
+                {"feeds": chunk, "states": [states.get(f.url) for f in chunk], "job": job},
+            )
+            for chunk in (due[i : i + size] for i in range(0, len(due), size))
+        ]
+        done = 0
+        for future in as_completed(futures):
+            batches: list[FeedBatch] = future.result()
+            with target.session():
+                for batch in batches:
+                    counts += target.write(job.run_id, by_url[batch.feed_url], batch)
+                    collected += len(batch.articles)
+                    done += 1
+                    report_progress("feeds", done, len(due), batch.feed_url)
+    return counts, collected
+
+
+def run_ingest(
+    settings: Settings, *, force: bool = False, scale: ScaleOptions | None = None
+) -> RunSummary:
+    """The ingest flow's body, for use inside a Prefect flow run."""
+    scale = scale or ScaleOptions()
+    started = datetime.now(UTC)
+    feeds_file = load_feeds_file(settings.feeds_path)
+    feeds = scale.shard.select(feeds_file.feeds) if scale.shard else feeds_file.feeds
+    target: Target = StageTarget(scale.stage_dir) if scale.stage_dir else DatabaseTarget(settings)
+    parameters = {"feeds": str(settings.feeds_path), "force": force, **scale.describe()}
+    run_id = target.start(parameters)
+    counts = RunCounts()
+    collected = 0
+    busy = 0
+    status = "crashed"
+    try:
+        due, states, busy = target.claim_due(run_id, feeds, force=force)
+        if due:
+            job = FeedJob(run_id, settings, feeds_file)
+            counts, collected = collect_and_write(due, states, job, scale, target)
+        status = "completed"
+    finally:
+        target.finish(run_id, counts, status)
+    return RunSummary(
         run_id,
-        batch,
-        name=feed.name,
-        source=feed.source,
-        default_interval=ctx.settings.default_poll_interval,
-        tagger=load_tagger(ctx.settings.lexicon_path, ctx.settings.gazetteer_path),
+        counts,
+        started,
+        datetime.now(UTC),
+        settings.db_path,
+        feeds_busy=busy,
+        stage_dir=scale.stage_dir,
+        articles_collected=collected,
     )
 
 
-def run_ingest(settings: Settings, *, force: bool = False) -> RunSummary:
-    """The ingest flow's body, for use inside a Prefect flow run."""
-    started = datetime.now(UTC)
-    feeds_file = load_feeds_file(settings.feeds_path)
-    db = Database(settings.db_path, settings.lock_timeout)
-    run_id = start_run(db, "ingest", {"feeds": str(settings.feeds_path), "force": force})
-    counts = RunCounts()
-    status = "crashed"
-    try:
-        due, states, busy = claim_due_feeds(db, run_id, feeds_file.feeds, force=force)
-        by_url = {f.url: f for f in due}
-        with (
-            Fetcher(feeds_file.fetch_limits(settings.fetch), feeds_file.hosts) as fetcher,
-            Extractor(
-                settings.extract_workers,
-                settings.extract_deadline,
-                parse_deadline=settings.parse_deadline,
-                memory_limit=settings.worker_memory_limit,
-            ) as extractor,
-        ):
-            ctx = FeedContext(settings, feeds_file, db, fetcher, extractor)
-            futures = [collect_feed_task.submit(f, states.get(f.url), ctx) for f in due]
-            for done, future in enumerate(as_completed(futures), start=1):
-                batch = future.result()
-                counts += load_batch_task(ctx, run_id, by_url[batch.feed_url], batch)
-                report_progress("feeds", done, len(due), batch.feed_url)
-        status = "completed"
-    finally:
-        finish_run(db, run_id, counts, status)
-    return RunSummary(run_id, counts, started, datetime.now(UTC), settings.db_path, busy)
-
-
-@flow(
-    name="ingest",
-    # Per-feed tasks mostly wait on the network and the extraction pool: more threads than cores.
-    task_runner=ThreadPoolTaskRunner(max_workers=8),  # type: ignore[arg-type]
-    log_prints=False,
-    validate_parameters=True,
-)
+@flow(name="ingest", log_prints=False, validate_parameters=True)
 def ingest(
     feeds: str | None = None,
     db: str | None = None,
     force: bool = False,
+    runner: Literal["local", "dask"] | None = None,
+    dask_address: str | None = None,
+    shard: str | None = None,
+    stage_dir: str | None = None,
     settings: Settings | None = None,
+    scale: ScaleOptions | None = None,
 ) -> RunSummary:
-    """Poll the feeds that are due and load their new articles.
+    """Poll the feeds that are due and load (or stage) their new articles.
 
-    A deployment passes `feeds`/`db` (or relies on NEWSFLOW_FEEDS/NEWSFLOW_DB); the CLI passes
-    the `settings` it built.
+    A deployment passes the plain parameters (or relies on NEWSFLOW_FEEDS/NEWSFLOW_DB): the
+    runner, a Dask scheduler's address, a shard "I/N", a stage folder. The CLI passes the
+    `settings` and `scale` it built and checked.
     """
     if settings is None:
         settings = Settings.from_env(feeds_path=feeds, db_path=db)
-    summary = run_ingest(settings, force=force)
+    if scale is None:
+        scale = ScaleOptions.build(
+            runner=runner, dask_address=dask_address, shard=shard, stage_dir=stage_dir
+        )
+    summary = run_ingest(settings, force=force, scale=scale)
     # Under `newsflow serve` and in the Prefect UI; the CLI quiets it and prints its own.
     get_run_logger().info(" · ".join(summary.lines()))
     return summary

@@ -54,6 +54,10 @@ _QUIET = {
     "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore",
     # Prefect's client prints a telemetry notice on first use; a CLI for researchers opts out.
     "DO_NOT_TRACK": "1",
+    # dask.distributed logs every scheduler, nanny and worker start and stop at INFO, and
+    # routine shutdown races as warnings; read when distributed is imported, here and in the
+    # worker processes, which inherit the environment.
+    "DASK_LOGGING__DISTRIBUTED": "error",
 }
 
 

@@ -6,6 +6,7 @@ the CLI reads the environment.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import os
 import tomllib
@@ -358,3 +359,79 @@ class BackfillRequest(_Days):
     @property
     def web_sources(self) -> bool:
         return bool(self.feeds or self.urls or self.sitemaps)
+
+
+class Shard(BaseModel):
+    """`--shard I/N`: part I of N (1 ≤ I ≤ N) of the feeds file.
+
+    A feed belongs to the part its URL's blake2b hash falls in, so N workers given the same
+    feeds file split it with no overlap and no coordination; Python's own `hash` is salted
+    per process and would not do.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    index: int
+    count: int
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_text(cls, v: object) -> object:
+        if not isinstance(v, str):
+            return v
+        index, sep, count = v.strip().partition("/")
+        if not (sep and index.strip().isdigit() and count.strip().isdigit()):
+            raise ValueError(f"shard must be I/N, e.g. 1/3: {v!r}")
+        return {"index": int(index), "count": int(count)}
+
+    @model_validator(mode="after")
+    def _in_range(self) -> Self:
+        if not 1 <= self.index <= self.count:
+            raise ValueError(f"no shard {self}: I/N needs 1 <= I <= N")
+        return self
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+    def owns(self, url: str) -> bool:
+        digest = hashlib.blake2b(url.encode("utf-8"), digest_size=8).digest()
+        return int.from_bytes(digest, "big") % self.count == self.index - 1
+
+    def select(self, feeds: list[FeedConfig]) -> list[FeedConfig]:
+        return [f for f in feeds if self.owns(f.url)]
+
+
+class ScaleOptions(BaseModel):
+    """How one `newsflow run` spreads out (DESIGN.md, scale-out): the task runner, a shard of
+    the feeds, and staged Parquet output instead of the database."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    runner: Literal["local", "dask"] = "local"
+    # A running dask.distributed scheduler (tcp://HOST:PORT); None starts a LocalCluster.
+    dask_address: str | None = None
+    shard: Shard | None = None
+    # Folder or fsspec URL that receives the run's batches; None loads them into the database.
+    stage_dir: str | None = None
+
+    @model_validator(mode="after")
+    def _address_needs_dask(self) -> Self:
+        if self.dask_address and self.runner != "dask":
+            raise ValueError("--dask-address needs --runner dask")
+        return self
+
+    @classmethod
+    def build(cls, **values: object) -> ScaleOptions:
+        """Validated options (an address alone means the dask runner); problems are one-line
+        ConfigErrors."""
+        given = {k: v for k, v in values.items() if v is not None}
+        if given.get("dask_address") and "runner" not in given:
+            given["runner"] = "dask"
+        try:
+            return cls(**given)  # type: ignore[arg-type]
+        except ValidationError as exc:
+            raise ConfigError(_first_error(exc)) from exc
+
+    def describe(self) -> dict[str, str]:
+        """The options that differ from a plain run, for the `runs` row and the summary."""
+        return {k: str(v) for k, v in self.model_dump().items() if v not in (None, "local")}

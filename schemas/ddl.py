@@ -290,6 +290,22 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         ALTER TABLE feeds ADD COLUMN retry_after_until TIMESTAMPTZ;
         """,
     ),
+    (
+        6,
+        "loaded staged batches",
+        """
+        -- Staged feed batches (`newsflow run --stage-dir`) merged by `newsflow load`: a row is
+        -- written in the transaction that loads the batch, so each loads exactly once.
+        CREATE TABLE loaded_batches (
+            batch_id     VARCHAR PRIMARY KEY,
+            run_id       VARCHAR NOT NULL,       -- the staged run that wrote it
+            feed_url     VARCHAR NOT NULL,
+            part         VARCHAR NOT NULL,       -- its folder under <stage>/parts/
+            loaded_at    TIMESTAMPTZ NOT NULL,
+            load_run_id  VARCHAR                 -- the `newsflow load` run (runs.run_id)
+        );
+        """,
+    ),
 ]
 
 LATEST_VERSION = max(version for version, _, _ in MIGRATIONS)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import uuid
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -12,6 +13,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def new_run_id() -> str:
+    """Id of a run: a `runs` row, or a staged run's mark on its batches."""
+    return uuid.uuid4().hex[:16]
 
 
 def article_id_for(canonical_url: str) -> str:
@@ -176,6 +182,14 @@ class FeedBatch(ArticleBatch):
 
     feed_url: str
     check: FeedCheck
+
+
+class StagedRef(BaseModel):
+    """A staged feed batch being loaded: what `loaded_batches` records of it."""
+
+    batch_id: str
+    part: str  # its folder under <stage>/parts/
+    load_run_id: str
 
 
 class RunCounts(BaseModel):

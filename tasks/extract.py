@@ -9,10 +9,16 @@ Every document is bounded: in time by its deadline (the worker is killed past it
 by the workers' address-space limit (a document that needs more fails with MemoryError, as
 `too_large`), and no feed queues more documents than the workers can take, so pages do not pile
 up in memory.
+
+A Dask worker is already one process per core, and a daemonic one, which may not start a pool
+of its own: there `InlineExtractor` parses and extracts in the calling thread, under the same
+deadlines; its memory is bounded by Dask's own limit per worker (the nanny restarts a worker
+that passes it).
 """
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import multiprocessing
 import re
@@ -20,7 +26,7 @@ import resource
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, TypeVar
@@ -188,7 +194,6 @@ class Extractor:
 
 def _outcome(url: str, future: Future[T], stage: str, deadline: float, until: float | None) -> T:
     """The worker's result, or the ItemError that explains why there is none."""
-    what = "extraction" if stage == "extract" else "parsing"
     try:
         return future.result(timeout=_left(until))
     except ItemError:
@@ -197,10 +202,114 @@ def _outcome(url: str, future: Future[T], stage: str, deadline: float, until: fl
         if not future.done():  # the feed's deadline passed while this one waited or ran
             future.cancel()  # pebble kills the worker if it had started
             raise _feed_timeout(url) from exc
-        raise ItemError("timeout", f"{what} took longer than {deadline:.0f} s", url) from exc
-    except MemoryError as exc:
-        raise ItemError("too_large", f"{what} ran out of its worker's memory", url) from exc
-    except ProcessExpired as exc:
-        raise ItemError(f"{stage}_crash", f"{what} worker died: {exc}", url) from exc
-    except Exception as exc:  # trafilatura/lxml/feedparser failures on hostile markup
-        raise ItemError(f"{stage}_error", f"{type(exc).__name__}: {exc}", url) from exc
+        raise _overran(url, stage, deadline) from exc
+    except Exception as exc:
+        raise _failure(url, stage, exc) from exc
+
+
+def _what(stage: str) -> str:
+    return "extraction" if stage == "extract" else "parsing"
+
+
+def _overran(url: str, stage: str, deadline: float) -> ItemError:
+    return ItemError("timeout", f"{_what(stage)} took longer than {deadline:.0f} s", url)
+
+
+def _failure(url: str, stage: str, exc: Exception) -> ItemError:
+    """A document's failure as a recorded error."""
+    what = _what(stage)
+    if isinstance(exc, MemoryError):
+        return ItemError("too_large", f"{what} ran out of its worker's memory", url)
+    if isinstance(exc, ProcessExpired):
+        return ItemError(f"{stage}_crash", f"{what} worker died: {exc}", url)
+    # trafilatura/lxml/feedparser failures on hostile markup
+    return ItemError(f"{stage}_error", f"{type(exc).__name__}: {exc}", url)
+
+
+class _Overrun(BaseException):
+    """Raised into a thread whose document passed its deadline. A BaseException, so that no
+    `except Exception` inside trafilatura, lxml's Python layers or feedparser swallows it."""
+
+
+def call_with_deadline(deadline: float, fn: Callable[..., T], *args: Any) -> T:
+    """`fn(*args)` in this thread, interrupted with _Overrun once `deadline` seconds have passed.
+
+    The interruption is an asynchronous exception (PyThreadState_SetAsyncExc): it lands at
+    the next Python bytecode, so Python-level work (most of trafilatura) stops at the deadline,
+    while one call into C (an lxml parse) finishes first. Only a process can be killed
+    mid-call; this is the price of extracting inside a Dask worker.
+    """
+    thread_id = threading.get_ident()
+    guard = threading.Lock()
+    armed = True
+
+    def interrupt() -> None:
+        with guard:
+            if armed:
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(
+                    ctypes.c_ulong(thread_id), ctypes.py_object(_Overrun)
+                )
+
+    timer = threading.Timer(deadline, interrupt)
+    timer.daemon = True
+    timer.start()
+    try:
+        return fn(*args)
+    finally:
+        # Disarmed under the lock: an interruption is either delivered before this block
+        # ends (and raised from here, so the caller sees the overrun) or never sent.
+        with guard:
+            armed = False
+        timer.cancel()
+
+
+class InlineExtractor:
+    """Extractor's interface, working in the calling thread, one document at a time: for
+    processes that are the parallelism themselves (Dask workers)."""
+
+    def __init__(self, deadline: float, *, parse_deadline: float = 60.0) -> None:
+        self.deadline = deadline
+        self.parse_deadline = parse_deadline
+        _warm_worker(None)
+
+    def _run(self, url: str, stage: str, deadline: float, fn: Callable[..., T], *args: Any) -> T:
+        try:
+            return call_with_deadline(deadline, fn, *args)
+        except ItemError:
+            raise
+        except _Overrun as exc:
+            raise _overran(url, stage, deadline) from exc
+        except Exception as exc:
+            raise _failure(url, stage, exc) from exc
+
+    def parse_feed(self, response: Response, max_items: int) -> ParsedFeed:
+        """`tasks.parse.parse_feed` within the parse deadline; raises ItemError."""
+        return self._run(
+            response.url, "parse", self.parse_deadline, parse_feed, response, max_items
+        )
+
+    def extract_many(
+        self, pages: Iterable[tuple[str, str]], until: float | None = None
+    ) -> Iterator[tuple[str, ExtractedPage | ItemError]]:
+        """(url, html) pairs in; (url, page or error) out, in input order; past `until` (the
+        feed's deadline), ItemError("feed_timeout"), as Extractor gives."""
+        for url, html in pages:
+            left = _left(until)
+            if left == 0:
+                yield url, _feed_timeout(url)
+                continue
+            deadline = self.deadline if left is None else min(self.deadline, left)
+            try:
+                yield url, self._run(url, "extract", deadline, extract_page, url, html)
+            except ItemError as exc:
+                cut = left is not None and left < self.deadline and exc.kind == "timeout"
+                yield url, _feed_timeout(url) if cut else exc
+
+    def close(self) -> None:
+        """Nothing to release: no pool."""
+
+    def __enter__(self) -> InlineExtractor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -11,7 +11,6 @@ import json
 import logging
 import os
 import socket
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, NamedTuple
@@ -28,6 +27,8 @@ from schemas.models import (
     FeedCheck,
     IngestErrorRecord,
     RunCounts,
+    StagedRef,
+    new_run_id,
     utcnow,
 )
 from tasks.dedup import LayerCounts, cluster_new_articles, unique_articles
@@ -330,17 +331,21 @@ def load_batch(
     source: str | None = None,
     default_interval: float = 1800.0,
     tagger: Tagger | None = None,
+    staged: StagedRef | None = None,
 ) -> RunCounts:
     """Write one feed's contribution in one transaction; returns what it added.
 
     New and updated articles are tagged for coverage analysis (default: the packaged lexicon
     and gazetteer); the tags are computed before the lock is taken and written with the
-    articles, so a batch's articles never exist untagged.
+    articles, so a batch's articles never exist untagged. A `staged` batch is recorded as
+    loaded in the same transaction, and one loaded before adds nothing (zero counts).
     """
     articles = unique_articles(batch.articles)
     tags = tag_articles(articles, tagger)
     prints = fingerprint_articles(articles)
     with db.session() as con, transaction(con):
+        if staged is not None and not record_loaded_batch(con, staged, run_id, batch.feed_url):
+            return RunCounts()
         counts = write_articles(
             con, run_id, batch.model_copy(update={"articles": articles}), tags, prints
         )
@@ -349,14 +354,39 @@ def load_batch(
             con, batch.check, name=name, source=source, default_interval=default_interval
         )
     repeats = len(batch.articles) - len(articles)
-    return counts + RunCounts(
+    return counts + poll_counts(batch) + RunCounts(duplicates=repeats, dup_url=repeats)
+
+
+def poll_counts(batch: FeedBatch) -> RunCounts:
+    """What polling the feed itself counts for: checked, failed, unchanged, entries seen."""
+    return RunCounts(
         feeds_checked=1,
         feeds_failed=0 if batch.check.ok else 1,
         feeds_not_modified=1 if batch.check.status_code == 304 else 0,
         entries_seen=batch.check.entries_seen,
-        duplicates=repeats,
-        dup_url=repeats,
     )
+
+
+def record_loaded_batch(
+    con: duckdb.DuckDBPyConnection, staged: StagedRef, run_id: str, feed_url: str
+) -> bool:
+    """Mark a staged batch loaded; False when it was already. Call inside the transaction that
+    writes its rows, so a loader killed midway has loaded each batch wholly or not at all."""
+    inserted = con.execute(
+        "INSERT INTO loaded_batches (batch_id, run_id, feed_url, part, loaded_at, load_run_id) "
+        "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING batch_id",
+        [staged.batch_id, run_id, feed_url, staged.part, utcnow(), staged.load_run_id],
+    ).fetchall()
+    return bool(inserted)
+
+
+def loaded_batch_ids(con: duckdb.DuckDBPyConnection, batch_ids: Sequence[str]) -> set[str]:
+    """Those of the staged batch ids that are loaded already."""
+    rows = con.execute(
+        "SELECT batch_id FROM loaded_batches WHERE batch_id IN (SELECT unnest(?::VARCHAR[]))",
+        [list(batch_ids)],
+    ).fetchall()
+    return {r[0] for r in rows}
 
 
 def load_articles(
@@ -515,7 +545,7 @@ def retag_all(
 
 def start_run(db: Database, flow: str, parameters: dict[str, Any]) -> str:
     """A `runs` row in state running; runs of dead processes on this host become crashed."""
-    run_id = uuid.uuid4().hex[:16]
+    run_id = new_run_id()
     host = socket.gethostname()
     with db.session() as con, transaction(con):
         for other_id, pid in con.execute(

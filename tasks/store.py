@@ -20,9 +20,10 @@ import re
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Protocol
 
 import duckdb
 from filelock import FileLock, Timeout
@@ -44,6 +45,12 @@ _THREAD_LOCKS_GUARD = threading.Lock()
 def _thread_lock(path: Path) -> threading.RLock:
     with _THREAD_LOCKS_GUARD:
         return _THREAD_LOCKS.setdefault(path, threading.RLock())
+
+
+class Reader(Protocol):
+    """What entry lookups read from: a Database, or a stage's snapshot of one."""
+
+    def session(self) -> AbstractContextManager[duckdb.DuckDBPyConnection]: ...
 
 
 class Database:

@@ -52,6 +52,10 @@ def test_serve_reads_the_same_deployments_as_prefect_deploy() -> None:
         "feeds": "/f.toml",
         "db": "/n.duckdb",
         "force": False,
+        "runner": None,
+        "dask_address": None,
+        "shard": None,
+        "stage_dir": None,
     }
 
 

@@ -1,0 +1,152 @@
+"""Where an ingest run's feed batches go: into the database, or into a stage folder.
+
+Either way the flow process alone writes them, one batch at a time as the per-feed tasks
+finish, wherever those ran: the database keeps its one writer (DESIGN.md), and a staged run
+(`--stage-dir`) touches no database at all — `newsflow load` merges its batches later.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any, Protocol
+
+import pyarrow as pa
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from schemas.config import FeedConfig, Settings
+from schemas.models import FeedBatch, RunCounts, new_run_id
+from tasks.health import due_feeds, read_feed_states
+from tasks.load import Claim, claim_due_feeds, finish_run, load_batch, poll_counts, start_run
+from tasks.stage import (
+    Snapshot,
+    Stage,
+    StagedBatch,
+    StageWriter,
+    batch_id_for,
+    read_snapshot,
+    snapshot_tables,
+)
+from tasks.store import Database, Reader
+from tasks.tag import load_tagger
+
+
+class Target(Protocol):
+    def start(self, parameters: dict[str, Any]) -> str:
+        """Begin the run; returns its id."""
+        ...
+
+    def claim_due(self, run_id: str, feeds: list[FeedConfig], *, force: bool) -> Claim:
+        """The feeds this run polls, every feed's state, and how many due feeds it leaves to
+        overlapping runs."""
+        ...
+
+    def reader(self) -> Reader:
+        """Where a local run's tasks look up known entries."""
+        ...
+
+    def known_index(self) -> dict[str, pa.Table]:
+        """The same as tables, for Dask workers, which open neither database nor stage."""
+        ...
+
+    def session(self) -> AbstractContextManager[object]:
+        """Held around the writes of one task's batches."""
+        ...
+
+    def write(self, run_id: str, feed: FeedConfig, batch: FeedBatch) -> RunCounts: ...
+
+    def finish(self, run_id: str, counts: RunCounts, status: str) -> None: ...
+
+
+@task(name="load-batch", cache_policy=NO_CACHE)
+def load_batch_task(
+    db: Database, settings: Settings, run_id: str, feed: FeedConfig, batch: FeedBatch
+) -> RunCounts:
+    return load_batch(
+        db,
+        run_id,
+        batch,
+        name=feed.name,
+        source=feed.source,
+        default_interval=settings.default_poll_interval,
+        tagger=load_tagger(settings.lexicon_path, settings.gazetteer_path),
+    )
+
+
+class DatabaseTarget:
+    """A direct run: a `runs` row, feed states from the database, each batch loaded."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.db = Database(settings.db_path, settings.lock_timeout)
+
+    def start(self, parameters: dict[str, Any]) -> str:
+        return start_run(self.db, "ingest", parameters)
+
+    def claim_due(self, run_id: str, feeds: list[FeedConfig], *, force: bool) -> Claim:
+        return claim_due_feeds(self.db, run_id, feeds, force=force)
+
+    def reader(self) -> Reader:
+        return self.db
+
+    def known_index(self) -> dict[str, pa.Table]:
+        with self.db.session() as con:
+            return snapshot_tables(con)
+
+    def session(self) -> AbstractContextManager[object]:
+        # One open of the database for a task's batches; each still loads in a transaction
+        # (and a session) of its own, which reuses it (flows/load.py does the same).
+        return self.db.session()
+
+    def write(self, run_id: str, feed: FeedConfig, batch: FeedBatch) -> RunCounts:
+        return load_batch_task(self.db, self.settings, run_id, feed, batch)
+
+    def finish(self, run_id: str, counts: RunCounts, status: str) -> None:
+        finish_run(self.db, run_id, counts, status)
+
+
+class StageTarget:
+    """A staged run: feed states from the stage's snapshot, batches written there in parts.
+
+    Counts are what the batches themselves tell (feeds, pages, errors); new, updated and
+    duplicate articles are known only when `newsflow load` compares them with the database.
+    """
+
+    def __init__(self, stage_dir: str) -> None:
+        self.stage = Stage(stage_dir, create=True)
+        self.writer = StageWriter(self.stage, new_run_id())
+        self.snapshot_tables = read_snapshot(self.stage)
+        self.snapshot = Snapshot(self.snapshot_tables)
+
+    def start(self, parameters: dict[str, Any]) -> str:
+        return self.writer.run_id
+
+    def claim_due(self, run_id: str, feeds: list[FeedConfig], *, force: bool) -> Claim:
+        # Nothing to claim in: shards of one feeds file do not overlap, and a run is not
+        # repeated before the loader has recorded its checks (SCALING.md).
+        with self.snapshot.session() as con:
+            states = read_feed_states(con)
+        due = due_feeds(feeds, states, force=force)
+        return Claim(due.ready, states, len(due.busy))
+
+    def reader(self) -> Reader:
+        return self.snapshot
+
+    def known_index(self) -> dict[str, pa.Table]:
+        return self.snapshot_tables
+
+    def session(self) -> AbstractContextManager[object]:
+        return nullcontext()
+
+    def write(self, run_id: str, feed: FeedConfig, batch: FeedBatch) -> RunCounts:
+        self.writer.add(
+            StagedBatch(batch_id_for(run_id, feed.url), run_id, feed.name, feed.source, batch)
+        )
+        return poll_counts(batch) + RunCounts(
+            pages_downloaded=batch.pages_downloaded, errors=len(batch.errors)
+        )
+
+    def finish(self, run_id: str, counts: RunCounts, status: str) -> None:
+        # Even a crashed run's collected batches are whole feeds: stage them.
+        self.writer.flush()
+        self.snapshot.close()
