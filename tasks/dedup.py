@@ -225,9 +225,10 @@ def cluster_new_articles(
 
     Layers, cheapest first: the same title from the same source within 7 days (unless both
     bodies say they differ), the same story text, then near-duplicates (LSH candidates, triaged
-    on their MinHash estimate and verified on shingle sets). Stored articles keep their story.
-    Inside the load transaction "earlier" is well defined across runs; within a batch, earlier
-    means published earlier. An article that arrives naming its original (a re-imported
+    on their MinHash estimate and verified on shingle sets). Stored articles keep their story,
+    which takes the id of a new article published before its first one. Inside the load
+    transaction "earlier" is well defined across runs; within a batch, articles are taken in
+    order of publication. An article that arrives naming its original (a re-imported
     export) keeps it, and is never taken as the original of others; one that arrives with a
     story of its own and matches nothing keeps that.
     """
