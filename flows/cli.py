@@ -101,8 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--shard",
         metavar="I/N",
-        help="only part I of N of the feeds (by a hash of each feed's URL): N workers with "
-        "the same feeds file split it",
+        help="only part I of N of the feeds, 0 <= I < N (by a hash of each feed's URL): N "
+        "workers with the same feeds file split it",
     )
     p.add_argument(
         "--stage-dir",

@@ -362,7 +362,7 @@ class BackfillRequest(_Days):
 
 
 class Shard(BaseModel):
-    """`--shard I/N`: part I of N (1 ≤ I ≤ N) of the feeds file.
+    """`--shard I/N`: part I of N (0 ≤ I < N) of the feeds file.
 
     A feed belongs to the part its URL's blake2b hash falls in, so N workers given the same
     feeds file split it with no overlap and no coordination; Python's own `hash` is salted
@@ -381,13 +381,13 @@ class Shard(BaseModel):
             return v
         index, sep, count = v.strip().partition("/")
         if not (sep and index.strip().isdigit() and count.strip().isdigit()):
-            raise ValueError(f"shard must be I/N, e.g. 1/3: {v!r}")
+            raise ValueError(f"shard must be I/N, e.g. 0/3: {v!r}")
         return {"index": int(index), "count": int(count)}
 
     @model_validator(mode="after")
     def _in_range(self) -> Self:
-        if not 1 <= self.index <= self.count:
-            raise ValueError(f"no shard {self}: I/N needs 1 <= I <= N")
+        if not 0 <= self.index < self.count:
+            raise ValueError(f"no shard {self}: I/N needs 0 <= I < N")
         return self
 
     def __str__(self) -> str:
@@ -395,7 +395,7 @@ class Shard(BaseModel):
 
     def owns(self, url: str) -> bool:
         digest = hashlib.blake2b(url.encode("utf-8"), digest_size=8).digest()
-        return int.from_bytes(digest, "big") % self.count == self.index - 1
+        return int.from_bytes(digest, "big") % self.count == self.index
 
     def select(self, feeds: list[FeedConfig]) -> list[FeedConfig]:
         return [f for f in feeds if self.owns(f.url)]

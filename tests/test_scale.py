@@ -167,7 +167,7 @@ def test_three_shards_and_a_loader_give_the_rows_of_a_direct_run(
             cwd=ROOT,
             stdin=subprocess.DEVNULL,
         )
-        for i in (1, 2, 3)
+        for i in (0, 1, 2)
     ]
     loads = []
     while any(p.poll() is None for p in shards):  # the loader merges while shards write
@@ -200,10 +200,10 @@ def test_a_deployment_passes_shard_and_stage_as_plain_parameters(
         feeds=str(settings.feeds_path),
         db=str(settings.db_path),
         runner="local",
-        shard="2/3",
+        shard="1/3",
         stage_dir=str(stage),
     )
-    mine = Shard(index=2, count=3).select(load_feeds_file(settings.feeds_path).feeds)
+    mine = Shard(index=1, count=3).select(load_feeds_file(settings.feeds_path).feeds)
     assert summary.counts.feeds_checked == len(mine) > 0
     assert not settings.db_path.exists()
     loaded = load_staged(stage_dir=str(stage), db=str(settings.db_path))
