@@ -20,7 +20,7 @@ from flows.progress import report_progress
 from schemas.config import Settings
 from schemas.models import RunCounts, StagedRef
 from tasks.load import finish_run, load_batch, loaded_batch_ids, start_run
-from tasks.stage import Stage, read_part, write_snapshot
+from tasks.stage import Stage, part_batch_ids, read_part, write_snapshot
 from tasks.store import Database
 from tasks.tag import Tagger, load_tagger
 
@@ -50,11 +50,16 @@ def load_part(
     tagger: Tagger,
 ) -> None:
     """The part's batches not loaded yet, one transaction each."""
+    ids = part_batch_ids(stage, part)
+    with db.session() as con:
+        done = loaded_batch_ids(con, ids)
+    if done.issuperset(ids):  # loaded before: its articles are not even read
+        summary.batches_skipped += len(ids)
+        return
     staged = read_part(stage, part)
     # One session around the part: each batch's own session (and transaction) then reuses the
     # open database instead of opening it, and checkpointing it on close, once per batch.
-    with db.session() as con:
-        done = loaded_batch_ids(con, [s.batch_id for s in staged])
+    with db.session():
         for s in staged:
             if s.batch_id in done:
                 summary.batches_skipped += 1

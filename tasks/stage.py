@@ -213,11 +213,21 @@ class StageWriter:
 # --- reading parts --------------------------------------------------------------------------
 
 
-def read_part(stage: Stage, part: str) -> list[StagedBatch]:
-    """A committed part's batches, in the order they were written."""
+def part_batch_ids(stage: Stage, part: str) -> list[str]:
+    """The ids of a committed part's batches, from its last-written file alone."""
+    return [str(i) for i in _marker(stage, part).column("batch_id").to_pylist()]
+
+
+def _marker(stage: Stage, part: str) -> pa.Table:
     marker = stage.read_table("parts", part, _MARKER)
     if marker is None:
         raise ConfigError(f"{stage.url}: part {part} is not complete")
+    return marker
+
+
+def read_part(stage: Stage, part: str) -> list[StagedBatch]:
+    """A committed part's batches, in the order they were written."""
+    marker = _marker(stage, part)
     articles: dict[str, list[Article]] = {}
     for row in _pylist(stage.read_table("parts", part, "articles.parquet")):
         extra = row.pop("extra")
