@@ -284,6 +284,8 @@ def print_run_summary(summary: RunSummary, started: float) -> None:
 
 
 def print_load_summary(summary: LoadSummary) -> None:
+    from flows.ingest import articles_line
+
     c = summary.counts
     rate = summary.articles / summary.seconds if summary.seconds else 0.0
     out.print(
@@ -292,10 +294,7 @@ def print_load_summary(summary: LoadSummary) -> None:
         f"{rate:,.0f} rows/s",
         soft_wrap=True,
     )
-    out.print(
-        f"articles: {c.articles_new} new, {c.articles_updated} updated, "
-        f"{c.duplicates} duplicates · errors: {c.errors}"
-    )
+    out.print(f"{articles_line(c)} · errors: {c.errors}")
     hint = " (see the ingest_errors table)" if c.errors else ""
     out.print(
         f"run {summary.run_id} · {summary.seconds:.1f} s · {summary.db_path}{hint}",

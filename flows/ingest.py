@@ -72,16 +72,20 @@ class RunSummary:
         run knows only how many articles it staged: `newsflow load` tells new from known."""
         c = self.counts
         articles = (
-            f"articles: {self.articles_collected} staged"
-            if self.stage_dir
-            else f"articles: {c.articles_new} new, {c.articles_updated} updated, "
-            f"{c.duplicates} duplicates{duplicate_layers(c)}"
+            f"articles: {self.articles_collected} staged" if self.stage_dir else articles_line(c)
         )
         return [
             f"feeds: {c.feeds_checked} checked, {c.feeds_failed} failed, "
             f"{c.feeds_not_modified} unchanged · pages downloaded: {c.pages_downloaded}",
             f"{articles} · errors: {c.errors}",
         ]
+
+
+def articles_line(c: RunCounts) -> str:
+    return (
+        f"articles: {c.articles_new} new, {c.articles_updated} updated, "
+        f"{c.duplicates} duplicates{duplicate_layers(c)}"
+    )
 
 
 def duplicate_layers(c: RunCounts) -> str:
