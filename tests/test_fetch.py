@@ -435,7 +435,8 @@ def test_long_retry_after_raises_at_once(
     started = time.monotonic()
     with fetcher(retries=2, max_retry_wait=10) as fetch:
         error = fetch_error(fetch, server.url("/busy"))
-    assert time.monotonic() - started < 1
+    # Not waited for: far below max_retry_wait (10 s), with room for a loaded CI machine.
+    assert time.monotonic() - started < 5
     assert len(server.hits) == 1
     assert error.kind == f"http_{status}"
     assert error.retry_after == pytest.approx(3600, abs=5)
