@@ -512,12 +512,10 @@ def collect_and_write(
         done = 0
         for future in as_completed(futures):
             batches: list[FeedBatch] = future.result()
-            with target.session():
-                for batch in batches:
-                    counts += target.write(job.run_id, by_url[batch.feed_url], batch)
-                    collected += len(batch.articles)
-                    done += 1
-                    report_progress("feeds", done, len(due), batch.feed_url)
+            counts += target.write(job.run_id, [by_url[b.feed_url] for b in batches], batches)
+            collected += sum(len(b.articles) for b in batches)
+            done += len(batches)
+            report_progress("feeds", done, len(due), batches[-1].feed_url)
     return counts, collected
 
 

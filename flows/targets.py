@@ -1,13 +1,12 @@
 """Where an ingest run's feed batches go: into the database, or into a stage folder.
 
-Either way the flow process alone writes them, one batch at a time as the per-feed tasks
+Either way the flow process alone writes them, a task's batches at a time as the tasks
 finish, wherever those ran: the database keeps its one writer (DESIGN.md), and a staged run
 (`--stage-dir`) touches no database at all — `newsflow load` merges its batches later.
 """
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Protocol
 
 import pyarrow as pa
@@ -49,28 +48,37 @@ class Target(Protocol):
         """The same as tables, for Dask workers, which open neither database nor stage."""
         ...
 
-    def session(self) -> AbstractContextManager[object]:
-        """Held around the writes of one task's batches."""
+    def write(self, run_id: str, feeds: list[FeedConfig], batches: list[FeedBatch]) -> RunCounts:
+        """One task's batches, each with its feed."""
         ...
-
-    def write(self, run_id: str, feed: FeedConfig, batch: FeedBatch) -> RunCounts: ...
 
     def finish(self, run_id: str, counts: RunCounts, status: str) -> None: ...
 
 
-@task(name="load-batch", cache_policy=NO_CACHE)
-def load_batch_task(
-    db: Database, settings: Settings, run_id: str, feed: FeedConfig, batch: FeedBatch
+@task(name="load-batches", cache_policy=NO_CACHE)
+def load_batches_task(
+    db: Database,
+    settings: Settings,
+    run_id: str,
+    feeds: list[FeedConfig],
+    batches: list[FeedBatch],
 ) -> RunCounts:
-    return load_batch(
-        db,
-        run_id,
-        batch,
-        name=feed.name,
-        source=feed.source,
-        default_interval=settings.default_poll_interval,
-        tagger=load_tagger(settings.lexicon_path, settings.gazetteer_path),
-    )
+    tagger = load_tagger(settings.lexicon_path, settings.gazetteer_path)
+    counts = RunCounts()
+    # One open of the database for the task's batches; each still loads in a transaction (and
+    # a session) of its own, which reuses it (flows/load.py does the same).
+    with db.session():
+        for feed, batch in zip(feeds, batches, strict=True):
+            counts += load_batch(
+                db,
+                run_id,
+                batch,
+                name=feed.name,
+                source=feed.source,
+                default_interval=settings.default_poll_interval,
+                tagger=tagger,
+            )
+    return counts
 
 
 class DatabaseTarget:
@@ -93,13 +101,8 @@ class DatabaseTarget:
         with self.db.session() as con:
             return snapshot_tables(con)
 
-    def session(self) -> AbstractContextManager[object]:
-        # One open of the database for a task's batches; each still loads in a transaction
-        # (and a session) of its own, which reuses it (flows/load.py does the same).
-        return self.db.session()
-
-    def write(self, run_id: str, feed: FeedConfig, batch: FeedBatch) -> RunCounts:
-        return load_batch_task(self.db, self.settings, run_id, feed, batch)
+    def write(self, run_id: str, feeds: list[FeedConfig], batches: list[FeedBatch]) -> RunCounts:
+        return load_batches_task(self.db, self.settings, run_id, feeds, batches)
 
     def finish(self, run_id: str, counts: RunCounts, status: str) -> None:
         finish_run(self.db, run_id, counts, status)
@@ -135,16 +138,15 @@ class StageTarget:
     def known_index(self) -> dict[str, pa.Table]:
         return self.snapshot_tables
 
-    def session(self) -> AbstractContextManager[object]:
-        return nullcontext()
-
-    def write(self, run_id: str, feed: FeedConfig, batch: FeedBatch) -> RunCounts:
-        self.writer.add(
-            StagedBatch(batch_id_for(run_id, feed.url), run_id, feed.name, feed.source, batch)
-        )
-        return poll_counts(batch) + RunCounts(
-            pages_downloaded=batch.pages_downloaded, errors=len(batch.errors)
-        )
+    def write(self, run_id: str, feeds: list[FeedConfig], batches: list[FeedBatch]) -> RunCounts:
+        counts = RunCounts()
+        for feed, batch in zip(feeds, batches, strict=True):
+            batch_id = batch_id_for(run_id, feed.url)
+            self.writer.add(StagedBatch(batch_id, run_id, feed.name, feed.source, batch))
+            counts += poll_counts(batch) + RunCounts(
+                pages_downloaded=batch.pages_downloaded, errors=len(batch.errors)
+            )
+        return counts
 
     def finish(self, run_id: str, counts: RunCounts, status: str) -> None:
         # Even a crashed run's collected batches are whole feeds: stage them.
