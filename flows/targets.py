@@ -55,20 +55,25 @@ class Target(Protocol):
     def finish(self, run_id: str, counts: RunCounts, status: str) -> None: ...
 
 
+class Loadable:
+    """A task's batches with their feeds, as one parameter Prefect does not walk (it would
+    visit every field of every article looking for futures: a second of a 20 s run)."""
+
+    __slots__ = ("batches", "feeds")
+
+    def __init__(self, feeds: list[FeedConfig], batches: list[FeedBatch]) -> None:
+        self.feeds = feeds
+        self.batches = batches
+
+
 @task(name="load-batches", cache_policy=NO_CACHE)
-def load_batches_task(
-    db: Database,
-    settings: Settings,
-    run_id: str,
-    feeds: list[FeedConfig],
-    batches: list[FeedBatch],
-) -> RunCounts:
+def load_batches_task(db: Database, settings: Settings, run_id: str, todo: Loadable) -> RunCounts:
     tagger = load_tagger(settings.lexicon_path, settings.gazetteer_path)
     counts = RunCounts()
     # One open of the database for the task's batches; each still loads in a transaction (and
     # a session) of its own, which reuses it (flows/load.py does the same).
     with db.session():
-        for feed, batch in zip(feeds, batches, strict=True):
+        for feed, batch in zip(todo.feeds, todo.batches, strict=True):
             counts += load_batch(
                 db,
                 run_id,
@@ -102,7 +107,7 @@ class DatabaseTarget:
             return snapshot_tables(con)
 
     def write(self, run_id: str, feeds: list[FeedConfig], batches: list[FeedBatch]) -> RunCounts:
-        return load_batches_task(self.db, self.settings, run_id, feeds, batches)
+        return load_batches_task(self.db, self.settings, run_id, Loadable(feeds, batches))
 
     def finish(self, run_id: str, counts: RunCounts, status: str) -> None:
         finish_run(self.db, run_id, counts, status)
