@@ -9,6 +9,7 @@ feed gone until someone re-enables it. Every state is visible in `newsflow feeds
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import NamedTuple
@@ -46,14 +47,20 @@ class FeedState:
     busy: bool = False
 
 
-def read_feed_states(con: duckdb.DuckDBPyConnection) -> dict[str, FeedState]:
+def read_feed_states(
+    con: duckdb.DuckDBPyConnection, urls: Sequence[str] | None = None
+) -> dict[str, FeedState]:
+    """Every feed's state, or only those of `urls` (one batch's feed, not the whole table)."""
+    where = "" if urls is None else "WHERE f.url IN (SELECT unnest(?::VARCHAR[]))"
     rows = con.execute(
-        """
+        f"""
         SELECT f.url, f.status, f.etag, f.last_modified, f.consecutive_failures,
                f.next_check_at, f.poll_interval_s, f.poll_hint_s, f.retry_after_until,
                coalesce(r.status = 'running', false)
         FROM feeds f LEFT JOIN runs r ON r.run_id = f.claimed_by
-        """
+        {where}
+        """,
+        [] if urls is None else [list(urls)],
     ).fetchall()
     return {r[0]: FeedState(*r) for r in rows}
 

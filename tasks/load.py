@@ -211,7 +211,7 @@ def record_feed_check(
     source: str | None,
     default_interval: float,
 ) -> FeedState:
-    previous = read_feed_states(con).get(check.url)
+    previous = read_feed_states(con, [check.url]).get(check.url)
     state = next_state(check, previous, default_interval)
     con.execute(
         """
