@@ -23,6 +23,7 @@ import logging
 import multiprocessing
 import re
 import resource
+import sys
 import threading
 import time
 from collections import deque
@@ -231,6 +232,12 @@ class _Overrun(BaseException):
     `except Exception` inside trafilatura, lxml's Python layers or feedparser swallows it."""
 
 
+# After the deadline, the interruption is repeated this often until the call gives up: one
+# that lands in a Python callback called from C (lxml's element-class lookup) is swallowed
+# there as "unraisable", and the document would run on.
+_INTERRUPT_AGAIN = 0.05
+
+
 def call_with_deadline(deadline: float, fn: Callable[..., T], *args: Any) -> T:
     """`fn(*args)` in this thread, interrupted with _Overrun once `deadline` seconds have passed.
 
@@ -241,26 +248,44 @@ def call_with_deadline(deadline: float, fn: Callable[..., T], *args: Any) -> T:
     """
     thread_id = threading.get_ident()
     guard = threading.Lock()
-    armed = True
+    finished = threading.Event()
 
     def interrupt() -> None:
-        with guard:
-            if armed:
+        if finished.wait(deadline):
+            return
+        while True:
+            with guard:
+                if finished.is_set():
+                    return
                 ctypes.pythonapi.PyThreadState_SetAsyncExc(
                     ctypes.c_ulong(thread_id), ctypes.py_object(_Overrun)
                 )
+            if finished.wait(_INTERRUPT_AGAIN):
+                return
 
-    timer = threading.Timer(deadline, interrupt)
-    timer.daemon = True
-    timer.start()
+    threading.Thread(target=interrupt, name="newsflow-deadline", daemon=True).start()
     try:
         return fn(*args)
     finally:
-        # Disarmed under the lock: an interruption is either delivered before this block
-        # ends (and raised from here, so the caller sees the overrun) or never sent.
+        # Set under the lock: an interruption is either delivered before this block ends
+        # (and raised from here, so the caller sees the overrun) or never sent.
         with guard:
-            armed = False
-        timer.cancel()
+            finished.set()
+
+
+def _quiet_swallowed_overruns() -> None:
+    """Keep the interruptions that a C callback swallows (see _INTERRUPT_AGAIN) out of the
+    worker's stderr; other unraisable exceptions are reported as before."""
+    previous = sys.unraisablehook
+    if getattr(previous, "newsflow_overruns", False):
+        return
+
+    def hook(unraisable: Any) -> None:
+        if unraisable.exc_type is not _Overrun:
+            previous(unraisable)
+
+    hook.newsflow_overruns = True  # type: ignore[attr-defined]
+    sys.unraisablehook = hook
 
 
 class InlineExtractor:
@@ -271,6 +296,7 @@ class InlineExtractor:
         self.deadline = deadline
         self.parse_deadline = parse_deadline
         _warm_worker(None)
+        _quiet_swallowed_overruns()
 
     def _run(self, url: str, stage: str, deadline: float, fn: Callable[..., T], *args: Any) -> T:
         try:
