@@ -7,6 +7,7 @@ run that completed exits 0 even when some feeds or items failed (they are record
 from __future__ import annotations
 
 import argparse
+import atexit
 import logging
 import os
 import sys
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
     from flows.backfill import BackfillSummary
     from flows.ingest import RunSummary
     from flows.load import LoadSummary
+    from flows.local_server import TemporaryServer
     from tasks.health import FeedHealth
 
 out = Console(highlight=False)
@@ -305,10 +307,32 @@ def print_load_summary(summary: LoadSummary) -> None:
 # --- commands -------------------------------------------------------------------------------
 
 
-def _with_prefect(quiet_server: bool = True) -> None:
-    prepare_prefect()
-    if quiet_server:
-        silence_shutdown_noise()
+def _with_prefect() -> TemporaryServer | None:
+    """Set Prefect up before it is imported; with no server to attach to, start the temporary
+    one now, so that it boots while the command imports and checks its inputs."""
+    server = None
+    if prepare_prefect() == "temporary":
+        from flows.local_server import TemporaryServer
+
+        server = TemporaryServer(os.environ)
+        atexit.register(server.stop)
+        os.environ["PREFECT_API_URL"] = server.api_url
+    silence_shutdown_noise()
+    return server
+
+
+@contextmanager
+def flow_run(server: TemporaryServer | None) -> Iterator[None]:
+    """Around a CLI flow call: the temporary server up, and no flow-run heartbeats. Those
+    exist for deployments' runs (Prefect's zombie detection); a CLI run's own `runs` row says
+    whether it crashed, and the heartbeat thread's join costs up to a second a run."""
+    from prefect.settings import temporary_settings
+
+    updates: dict[str, Any] = {"flows.heartbeat_frequency": None}
+    if server is not None:
+        updates["api.url"] = server.wait()
+    with temporary_settings(updates=updates):
+        yield
 
 
 def check_inputs(settings: Settings, *, feeds: bool = True, stage_dir: str | None = None) -> None:
@@ -338,15 +362,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         shard=args.shard,
         stage_dir=args.stage_dir,
     )
+    server = _with_prefect()  # before distributed is imported: it reads its log level then
     check_inputs(settings, stage_dir=scale.stage_dir)
-    _with_prefect()  # before distributed is imported: it reads its log level then
     if scale.dask_address:
         from flows.runners import check_scheduler
 
         check_scheduler(scale.dask_address)
     from flows.ingest import ingest
 
-    with progress_bar(settings.show_progress):
+    with flow_run(server), progress_bar(settings.show_progress):
         summary = ingest(settings=settings, scale=scale, force=args.force)
     print_run_summary(summary, started)
     return 0
@@ -375,11 +399,11 @@ def cmd_backfill(args: argparse.Namespace) -> int:
         reextract=args.reextract,
         base_url=args.base_url,
     )
-    _with_prefect()
+    server = _with_prefect()
     from flows.backfill import backfill, check_backfill_inputs
 
     check_backfill_inputs(settings, request)
-    with progress_bar(settings.show_progress):
+    with flow_run(server), progress_bar(settings.show_progress):
         summary = backfill(settings=settings, request=request)
     print_backfill_summary(summary, started)
     return 0
@@ -432,7 +456,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         db_path=DEMO_DB,
         fetch={"allow_private_networks": True, "retries": 0},
     )
-    _with_prefect()
+    server = _with_prefect()
     from flows.ingest import ingest
 
     with (
@@ -443,7 +467,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         feeds_path.write_text(demo_feeds_toml(site.base_url), encoding="utf-8")
         out.print(f"demo site on {site.base_url} · database {settings.db_path}")
         run_settings = settings.model_copy(update={"feeds_path": feeds_path})
-        with progress_bar(settings.show_progress):
+        with flow_run(server), progress_bar(settings.show_progress):
             summary = ingest(settings=run_settings, force=True)
     print_run_summary(summary, started)
     show_latest(settings, limit=8)

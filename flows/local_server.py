@@ -1,10 +1,19 @@
-"""A local Prefect server for `newsflow serve`: `prefect server start` as a child process.
+"""Prefect servers as child processes: the local server `newsflow serve` keeps running, and the
+temporary one a one-shot CLI run uses.
 
 Cron schedules fire only on a real server (Prefect's temporary one runs no scheduler), so when
-no server is configured `newsflow serve` starts one: bound to 127.0.0.1, its SQLite database
-and its log in a `prefect/` directory beside the DuckDB file, stopped when serve stops. The
-child runs in its own session, so a Ctrl-C at the terminal reaches serve alone, which first
-shuts its runner down (that needs the API) and then stops the server.
+no server is configured `newsflow serve` starts one (`prefect server start`): bound to
+127.0.0.1, its SQLite database and its log in a `prefect/` directory beside the DuckDB file,
+stopped when serve stops.
+
+A one-shot run with no server to attach to needs Prefect's temporary server. Prefect's client
+starts that itself at the first API call, after newsflow has imported its modules, and imports
+Prefect's server modules (~1 s) to launch it. The CLI starts it instead as its first act, with
+the same command and settings Prefect uses (uvicorn, ephemeral mode, lean services), so that
+its ~3 s of booting overlap our imports and input checks (DESIGN.md, start-up cost).
+
+Either child runs in its own session, so a Ctrl-C at the terminal reaches newsflow alone, which
+stops it after its own shutdown (serve's runner needs the API for that).
 """
 
 from __future__ import annotations
@@ -13,9 +22,12 @@ import contextlib
 import ctypes
 import logging
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -29,6 +41,14 @@ LOGGER = logging.getLogger(__name__)
 START_TIMEOUT = 120.0
 STOP_TIMEOUT = 20.0
 _PR_SET_PDEATHSIG = 1
+# uvicorn's exit status when its port is taken: another process took the free port we found.
+_PORT_IN_USE = 3
+# What Prefect's client sets for the temporary server it starts (SubprocessASGIServer).
+_EPHEMERAL = {
+    "PREFECT_UI_ENABLED": "0",
+    "PREFECT__SERVER_EPHEMERAL": "1",
+    "PREFECT__SERVER_FINAL": "1",
+}
 
 
 @dataclass(frozen=True)
@@ -36,6 +56,7 @@ class LocalServer:
     process: subprocess.Popen[bytes]
     port: int
     home: Path
+    temporary: bool = False  # a TemporaryServer's
 
     @property
     def api_url(self) -> str:
@@ -69,9 +90,22 @@ def server_environment(env: Mapping[str, str], home: Path) -> dict[str, str]:
 
 
 def _die_with_parent() -> None:
-    # Linux: if serve itself is killed outright (SIGKILL), the kernel stops the server too.
+    # Linux: if newsflow itself is killed outright (SIGKILL), the kernel stops the server too.
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _spawn(command: list[str], env: Mapping[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    with log_path.open("ab") as log:
+        return subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=dict(env),
+            start_new_session=True,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+        )
 
 
 def start_server(home: Path, port: int, env: Mapping[str, str]) -> LocalServer:
@@ -79,36 +113,84 @@ def start_server(home: Path, port: int, env: Mapping[str, str]) -> LocalServer:
     home.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "prefect", "server", "start"]
     command += ["--host", LOCAL_SERVER_HOST, "--port", str(port)]
-    with (home / "server.log").open("ab") as log:
-        process = subprocess.Popen(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=server_environment(env, home),
-            start_new_session=True,
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
-        )
+    process = _spawn(command, server_environment(env, home), home / "server.log")
     return LocalServer(process, port, home)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((LOCAL_SERVER_HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+class _PortTaken(ServerError):
+    """Another process bound the free port before the temporary server did."""
+
+
+class TemporaryServer:
+    """Prefect's temporary server for one CLI command: started at once, waited for only when
+    the first flow is about to run, stopped at exit. `env` is what `prepare_prefect` set up."""
+
+    def __init__(self, env: Mapping[str, str], port: int | None = None) -> None:
+        self._env = {k: v for k, v in env.items() if k != "PREFECT_API_URL"} | _EPHEMERAL
+        self._home = Path(tempfile.mkdtemp(prefix="newsflow-prefect-"))
+        self._keep_log = False
+        self.server = self._start(port or _free_port())
+
+    def _start(self, port: int) -> LocalServer:
+        command = [sys.executable, "-m", "uvicorn", "--factory"]
+        command += ["prefect.server.api.server:create_app", "--host", LOCAL_SERVER_HOST]
+        command += ["--port", str(port), "--log-level", "error", "--lifespan", "on"]
+        process = _spawn(command, self._env, self._home / "server.log")
+        return LocalServer(process, port, self._home, temporary=True)
+
+    @property
+    def api_url(self) -> str:
+        return self.server.api_url
+
+    def wait(self, timeout: float = START_TIMEOUT) -> str:
+        """Block until the server answers; returns its API URL, which changes when its port
+        was taken meanwhile and another was found."""
+        for attempt in range(3):
+            try:
+                wait_until_healthy(self.server, timeout)
+                break
+            except _PortTaken:
+                if attempt == 2:
+                    raise
+                self.server = self._start(_free_port())
+            except ServerError:
+                self._keep_log = True  # the error names it
+                raise
+        return self.server.api_url
+
+    def stop(self) -> None:
+        stop_server(self.server)
+        if not self._keep_log:
+            shutil.rmtree(self._home, ignore_errors=True)
 
 
 def wait_until_healthy(server: LocalServer, timeout: float = START_TIMEOUT) -> None:
     deadline = time.monotonic() + timeout
     while not local_server_healthy(server.api_url, timeout=1.0):
         code = server.process.poll()
+        if code == _PORT_IN_USE and server.temporary:
+            raise _PortTaken(f"port {server.port} was taken")
         if code is not None:
-            raise ServerError(
-                f"the Prefect server stopped while starting (exit {code}; is port "
-                f"{server.port} taken? set NEWSFLOW_PREFECT_PORT or --port); "
-                f"its log: {server.log_path}"
+            hint = (
+                ""
+                if server.temporary
+                else "; is the port taken? set NEWSFLOW_PREFECT_PORT or --port"
             )
+            raise _failed(server, f"stopped while starting (exit {code}{hint})")
         if time.monotonic() > deadline:
-            stop_server(server)
-            raise ServerError(
-                f"the Prefect server did not answer within {timeout:.0f} s; "
-                f"its log: {server.log_path}"
-            )
-        time.sleep(0.2)  # the server offers nothing to wait on but its health endpoint
+            raise _failed(server, f"did not answer within {timeout:.0f} s")
+        time.sleep(0.05)  # the server offers nothing to wait on but its health endpoint
+
+
+def _failed(server: LocalServer, what: str) -> ServerError:
+    stop_server(server)
+    return ServerError(f"the Prefect server {what}; its log: {server.log_path}")
 
 
 def stop_server(server: LocalServer, timeout: float = STOP_TIMEOUT) -> None:

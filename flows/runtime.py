@@ -3,9 +3,9 @@
 Prefect reads its settings from the environment at import time, so the CLI calls
 `prepare_prefect` first. A one-shot run attaches to a running local server when there is one
 (the one `newsflow serve` starts, on 127.0.0.1 at $NEWSFLOW_PREFECT_PORT or 4200); otherwise
-Prefect starts its temporary server, and we start it lean: the services a one-shot run never
-uses (scheduler, late runs, triggers, event persister, UI …) off, which saves seconds and
-keeps its shutdown quiet (DESIGN.md, start-up cost).
+it needs a temporary server (the CLI starts it: flows.local_server.TemporaryServer), lean: the
+services a one-shot run never uses (scheduler, late runs, triggers, event persister, UI …) off,
+which saves seconds and keeps its shutdown quiet (DESIGN.md, start-up cost).
 """
 
 from __future__ import annotations

@@ -1,0 +1,88 @@
+"""The temporary Prefect server a one-shot CLI run starts itself: up on a free port, a clear
+error when it cannot start, and nothing left behind when the command ends."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+from pathlib import Path
+
+import psutil
+import pytest
+
+from flows.local_server import TemporaryServer
+from flows.runtime import local_server_healthy, prepare_prefect
+from schemas.errors import ServerError
+from tests.conftest import NEWSFLOW, cli_env
+
+pytestmark = pytest.mark.slow
+
+
+def lean_env(tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env |= {"PREFECT_HOME": str(tmp_path / "prefect-home"), "NEWSFLOW_PREFECT_PORT": "1"}
+    assert prepare_prefect(env) == "temporary"
+    return env
+
+
+def test_it_finds_another_port_when_its_own_was_taken(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        server = TemporaryServer(lean_env(tmp_path), port=port)
+        try:
+            api_url = server.wait(timeout=90)
+            assert f":{port}/" not in api_url
+            assert local_server_healthy(api_url)
+        finally:
+            server.stop()
+    assert not local_server_healthy(api_url)
+    assert not server.server.home.exists()
+
+
+def test_a_server_that_cannot_start_says_why_in_one_error(tmp_path: Path) -> None:
+    env = lean_env(tmp_path) | {"PREFECT_LOGGING_LEVEL": "NOT-A-LEVEL"}
+    server = TemporaryServer(env)
+    with pytest.raises(ServerError) as raised:
+        server.wait(timeout=90)
+    server.stop()  # what the CLI does at exit
+    message = str(raised.value)
+    log = server.server.log_path
+    assert message == f"the Prefect server stopped while starting (exit 1); its log: {log}"
+    assert "NOT-A-LEVEL" in log.read_text(encoding="utf-8")  # kept, since the error names it
+
+
+def _temporary_servers(prefect_home: Path) -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        try:
+            if "prefect.server.api.server:create_app" not in (proc.info["cmdline"] or []):
+                continue
+            if proc.environ().get("PREFECT_HOME") == str(prefect_home):
+                found.append(proc)
+        except psutil.Error:
+            continue
+    return found
+
+
+def test_a_one_shot_run_leaves_no_server_and_no_files_behind(tmp_path: Path) -> None:
+    (tmp_path / "feeds.toml").write_text("feeds = []\n", encoding="utf-8")
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = cli_env(tmp_path, TMPDIR=str(scratch))
+    env = {k: v for k, v in env.items() if not k.startswith("PREFECT_") or k == "PREFECT_HOME"}
+    result = subprocess.run(
+        [*NEWSFLOW, "run", "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=env,
+        stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert "feeds: 0 checked" in result.stdout
+    assert not _temporary_servers(tmp_path / "prefect-home")
+    assert not list(scratch.glob("newsflow-prefect-*"))
