@@ -22,11 +22,11 @@ import re
 import unicodedata
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import cache
 from urllib.parse import urlsplit
 
 import numpy as np
 import numpy.typing as npt
-from datasketch import MinHash
 
 from schemas.models import Article
 
@@ -343,7 +343,17 @@ MINHASH_SEED = 1
 # Folded into every band hash: a change of the fingerprint parameters must not match old rows.
 LSH_VERSION = 1
 
-_PERMUTATIONS = MinHash(num_perm=NUM_PERM, seed=MINHASH_SEED, scheme="affine32").permutations
+
+@cache
+def _permutations() -> npt.NDArray[np.uint64]:
+    # Imported on first use: datasketch imports scipy (~0.4 s), which a run that loads no
+    # article (an unchanged run) need not pay.
+    from datasketch import MinHash
+
+    minhash = MinHash(num_perm=NUM_PERM, seed=MINHASH_SEED, scheme="affine32")
+    return minhash.permutations  # type: ignore[no-any-return]
+
+
 _U32 = np.uint32
 
 
@@ -364,7 +374,7 @@ def minhash_signatures(sets: Sequence[Shingles]) -> npt.NDArray[np.uint32]:
         raise ValueError("an empty shingle set has no signature")
     values = _fmix32(np.concatenate(sets))
     bounds = np.cumsum([0, *(len(s) for s in sets[:-1])])
-    a, b = _PERMUTATIONS
+    a, b = _permutations()
     out = np.empty((len(sets), NUM_PERM), dtype=np.uint32)
     with np.errstate(over="ignore"):
         for k in range(NUM_PERM):
