@@ -64,12 +64,47 @@ def boilerplate(rng: random.Random, n: int) -> str:
     return f"<ul class='menu'>{links}</ul>"
 
 
+# Common characters and words for each article's own sentences: without them every article
+# would be a shuffle of the few sentences above, and dedup would find them all near-duplicates
+# of one another, which no real feed is.
+ZH_CHARS = (
+    "的一是在不了有和人这中大为上个国我以要他时来用们生到作地于出就分对成会可主发年动同工也能"
+    "下过子说产种面而方后多定行学法所民得经十三之进着等部度家电力里如水化高自二理起小物现实加量"
+    "都两体制机当使点从业本去把性好应开它合还因由其些然前外天政四日那社义事平形相全表间样与关各"
+    "重新线内数正心反你明看原又么利比或但质气第向道命此变条只没结解问意建月公无系军很情者最立代"
+)
+_EN_TEXT = (
+    "market bank policy rules firms said would new year since data trade funds report "
+    "local state public price costs growth risk board plan law court users banks chain "
+    "token asset digital system global region city sector share value loans rate issue "
+    "firms buyers after before while more less than also under over into about across this "
+    "that their which officials analysts investors lenders traders platforms services "
+    "payments networks committee ministry agency council review rising falling steady "
+    "higher lower stronger"
+)
+EN_WORDS = _EN_TEXT.split()
+
+
+def own_sentence(rng: random.Random, zh: bool) -> str:
+    if zh:
+        text = "".join(rng.choice(ZH_CHARS) for _ in range(rng.randint(14, 36)))
+        cut = rng.randint(5, len(text) - 5)
+        return f"{text[:cut]}，{text[cut:]}。"
+    words = [rng.choice(EN_WORDS) for _ in range(rng.randint(9, 22))]
+    return " ".join(words).capitalize() + "."
+
+
 def make_page(rng: random.Random, i: int) -> tuple[str, str]:
     zh = i % 2 == 0
     sentences = ZH if zh else EN
     title = f"{'政策动态' if zh else 'Policy update'} {i}: {rng.choice(sentences)[:30]}"
     paragraphs = "".join(
-        f"<p>{' '.join(rng.choice(sentences) for _ in range(rng.randint(3, 6)))} ({i}-{k})</p>"
+        "<p>"
+        + " ".join(
+            rng.choice(sentences) if rng.random() < 0.25 else own_sentence(rng, zh)
+            for _ in range(rng.randint(3, 6))
+        )
+        + f" ({i}-{k})</p>"
         for k in range(rng.randint(8, 16))
     )
     comments = "".join(
