@@ -322,12 +322,18 @@ def _with_prefect() -> TemporaryServer | None:
 
 
 @contextmanager
-def flow_run(server: TemporaryServer | None) -> Iterator[None]:
+def flow_run(server: TemporaryServer | None, *, extracts: bool = True) -> Iterator[None]:
     """Around a CLI flow call: the temporary server up, and no flow-run heartbeats. Those
     exist for deployments' runs (Prefect's zombie detection); a CLI run's own `runs` row says
-    whether it crashed, and the heartbeat thread's join costs up to a second a run."""
+    whether it crashed, and the heartbeat thread's join costs up to a second a run. A flow
+    that `extracts` in this machine's worker pool has the pool's forkserver started first, to
+    boot while the server does."""
     from prefect.settings import temporary_settings
 
+    if extracts:
+        from tasks.extract import start_forkserver
+
+        start_forkserver()
     updates: dict[str, Any] = {"flows.heartbeat_frequency": None}
     if server is not None:
         updates["api.url"] = server.wait()
@@ -370,7 +376,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         check_scheduler(scale.dask_address)
     from flows.ingest import ingest
 
-    with flow_run(server), progress_bar(settings.show_progress):
+    extracts = scale.runner == "local"  # on Dask, the workers extract
+    with flow_run(server, extracts=extracts), progress_bar(settings.show_progress):
         summary = ingest(settings=settings, scale=scale, force=args.force)
     print_run_summary(summary, started)
     return 0

@@ -30,6 +30,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
+from multiprocessing import forkserver
 from typing import Any, TypeVar
 
 import trafilatura
@@ -107,6 +108,21 @@ def _left(until: float | None) -> float | None:
     return None if until is None else max(0.0, until - time.monotonic())
 
 
+def _workers_context() -> multiprocessing.context.ForkServerContext:
+    # forkserver: workers are forked from a clean server process that has imported this
+    # module, not from the caller with its Prefect threads (fork after threads can deadlock).
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["tasks.extract"])
+    return context
+
+
+def start_forkserver() -> None:
+    """Start the process workers are forked from ahead of the first document: its imports
+    (trafilatura, lxml: ~0.5 s) then overlap whatever the caller waits for meanwhile."""
+    _workers_context()
+    forkserver.ensure_running()
+
+
 class Extractor:
     """A pool of workers for CPU work (pages and feeds), with a deadline per document."""
 
@@ -128,16 +144,12 @@ class Extractor:
     def _get_pool(self) -> ProcessPool:
         with self._lock:
             if self._pool is None:
-                # forkserver: workers are forked from a clean server process, not from this
-                # one with its Prefect threads (fork after threads can deadlock).
-                context = multiprocessing.get_context("forkserver")
-                context.set_forkserver_preload(["tasks.extract"])
                 self._pool = ProcessPool(
                     max_workers=self.workers,
                     max_tasks=_TASKS_PER_WORKER,
                     initializer=_warm_worker,
                     initargs=(self.memory_limit,),
-                    context=context,
+                    context=_workers_context(),
                 )
             return self._pool
 
