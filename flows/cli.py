@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import gc
 import logging
 import os
 import sys
@@ -337,6 +338,9 @@ def flow_run(server: TemporaryServer | None, *, extracts: bool = True) -> Iterat
     updates: dict[str, Any] = {"flows.heartbeat_frequency": None}
     if server is not None:
         updates["api.url"] = server.wait()
+    # The objects of all that is imported by now live as long as the process: keep the
+    # collector from scanning them again and again during the run.
+    gc.freeze()
     with temporary_settings(updates=updates):
         yield
 
