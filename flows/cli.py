@@ -414,7 +414,9 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     from flows.backfill import backfill, check_backfill_inputs
 
     check_backfill_inputs(settings, request)
-    with flow_run(server), progress_bar(settings.show_progress):
+    # Posts read from files are not extracted; web sources are.
+    extracts = bool(request.feeds or request.urls or request.sitemaps or request.reextract)
+    with flow_run(server, extracts=extracts), progress_bar(settings.show_progress):
         summary = backfill(settings=settings, request=request)
     print_backfill_summary(summary, started)
     return 0
