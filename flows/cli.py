@@ -34,6 +34,7 @@ from schemas.config import (
     ExportRequest,
     ScaleOptions,
     Settings,
+    load_feeds_file,
 )
 from schemas.errors import NewsflowError
 
@@ -348,7 +349,6 @@ def flow_run(server: TemporaryServer | None, *, extracts: bool = True) -> Iterat
 def check_inputs(settings: Settings, *, feeds: bool = True, stage_dir: str | None = None) -> None:
     """Fail fast, before any flow starts, on a bad feeds file or lexicon, a database that
     won't open, or (for a staged run, which opens no database) a stage folder."""
-    from schemas.config import load_feeds_file
     from tasks.stage import Stage
     from tasks.store import Database
     from tasks.tag import load_tagger
@@ -372,8 +372,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         shard=args.shard,
         stage_dir=args.stage_dir,
     )
+    load_feeds_file(settings.feeds_path)  # the commonest mistake, told before anything starts
     server = _with_prefect()  # before distributed is imported: it reads its log level then
-    check_inputs(settings, stage_dir=scale.stage_dir)
+    check_inputs(settings, feeds=False, stage_dir=scale.stage_dir)
     if scale.dask_address:
         from flows.runners import check_scheduler
 
@@ -503,7 +504,6 @@ def show_latest(settings: Settings, limit: int) -> None:
 
 
 def cmd_feeds(args: argparse.Namespace) -> int:
-    from schemas.config import load_feeds_file
     from tasks.health import feed_health
     from tasks.load import set_feed_status
     from tasks.store import Database
