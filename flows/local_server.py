@@ -32,6 +32,7 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from flows.runtime import LEAN_SERVER, LOCAL_SERVER_HOST, local_api_url, local_server_healthy
 from schemas.errors import ServerError
@@ -55,8 +56,8 @@ _EPHEMERAL = {
 class LocalServer:
     process: subprocess.Popen[bytes]
     port: int
-    home: Path
-    temporary: bool = False  # a TemporaryServer's
+    home: Path | None  # where its log is; a temporary server's log is a file without a name
+    temporary: bool = False
 
     @property
     def api_url(self) -> str:
@@ -67,8 +68,8 @@ class LocalServer:
         return self.api_url.removesuffix("/api")
 
     @property
-    def log_path(self) -> Path:
-        return self.home / "server.log"
+    def log_path(self) -> Path | None:
+        return None if self.home is None else self.home / "server.log"
 
 
 def server_environment(env: Mapping[str, str], home: Path) -> dict[str, str]:
@@ -95,17 +96,16 @@ def _die_with_parent() -> None:
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def _spawn(command: list[str], env: Mapping[str, str], log_path: Path) -> subprocess.Popen[bytes]:
-    with log_path.open("ab") as log:
-        return subprocess.Popen(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=dict(env),
-            start_new_session=True,
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
-        )
+def _spawn(command: list[str], env: Mapping[str, str], log: IO[bytes]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        command,
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=dict(env),
+        start_new_session=True,
+        preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+    )
 
 
 def start_server(home: Path, port: int, env: Mapping[str, str]) -> LocalServer:
@@ -113,7 +113,8 @@ def start_server(home: Path, port: int, env: Mapping[str, str]) -> LocalServer:
     home.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "prefect", "server", "start"]
     command += ["--host", LOCAL_SERVER_HOST, "--port", str(port)]
-    process = _spawn(command, server_environment(env, home), home / "server.log")
+    with (home / "server.log").open("ab") as log:
+        process = _spawn(command, server_environment(env, home), log)
     return LocalServer(process, port, home)
 
 
@@ -129,20 +130,23 @@ class _PortTaken(ServerError):
 
 class TemporaryServer:
     """Prefect's temporary server for one CLI command: started at once, waited for only when
-    the first flow is about to run, stopped at exit. `env` is what `prepare_prefect` set up."""
+    the first flow is about to run, stopped at exit. `env` is what `prepare_prefect` set up.
+
+    Its log is a file without a name, so that nothing is left behind however the command
+    ends (a SIGKILL included: the kernel then stops the server); it gets a name only when the
+    server fails to start, for the error to point at."""
 
     def __init__(self, env: Mapping[str, str], port: int | None = None) -> None:
         self._env = {k: v for k, v in env.items() if k != "PREFECT_API_URL"} | _EPHEMERAL
-        self._home = Path(tempfile.mkdtemp(prefix="newsflow-prefect-"))
-        self._keep_log = False
+        self._log = tempfile.TemporaryFile()  # noqa: SIM115 (closed by stop())
         self.server = self._start(port or _free_port())
 
     def _start(self, port: int) -> LocalServer:
         command = [sys.executable, "-m", "uvicorn", "--factory"]
         command += ["prefect.server.api.server:create_app", "--host", LOCAL_SERVER_HOST]
         command += ["--port", str(port), "--log-level", "error", "--lifespan", "on"]
-        process = _spawn(command, self._env, self._home / "server.log")
-        return LocalServer(process, port, self._home, temporary=True)
+        process = _spawn(command, self._env, self._log)
+        return LocalServer(process, port, None, temporary=True)
 
     @property
     def api_url(self) -> str:
@@ -159,15 +163,20 @@ class TemporaryServer:
                 if attempt == 2:
                     raise
                 self.server = self._start(_free_port())
-            except ServerError:
-                self._keep_log = True  # the error names it
-                raise
+            except ServerError as exc:
+                raise ServerError(f"{exc}; its log: {self._save_log()}") from None
         return self.server.api_url
+
+    def _save_log(self) -> Path:
+        fd, name = tempfile.mkstemp(prefix="newsflow-prefect-", suffix=".log")
+        self._log.seek(0)
+        with os.fdopen(fd, "wb") as saved:
+            shutil.copyfileobj(self._log, saved)
+        return Path(name)
 
     def stop(self) -> None:
         stop_server(self.server)
-        if not self._keep_log:
-            shutil.rmtree(self._home, ignore_errors=True)
+        self._log.close()
 
 
 def wait_until_healthy(server: LocalServer, timeout: float = START_TIMEOUT) -> None:
@@ -190,7 +199,8 @@ def wait_until_healthy(server: LocalServer, timeout: float = START_TIMEOUT) -> N
 
 def _failed(server: LocalServer, what: str) -> ServerError:
     stop_server(server)
-    return ServerError(f"the Prefect server {what}; its log: {server.log_path}")
+    log = f"; its log: {server.log_path}" if server.log_path else ""
+    return ServerError(f"the Prefect server {what}{log}")
 
 
 def stop_server(server: LocalServer, timeout: float = STOP_TIMEOUT) -> None:

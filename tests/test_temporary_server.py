@@ -1,11 +1,13 @@
 """The temporary Prefect server a one-shot CLI run starts itself: up on a free port, a clear
-error when it cannot start, and nothing left behind when the command ends."""
+error when it cannot start, and nothing left behind when the command ends, even killed."""
 
 from __future__ import annotations
 
 import os
 import socket
 import subprocess
+import tempfile
+import time
 from pathlib import Path
 
 import psutil
@@ -39,19 +41,23 @@ def test_it_finds_another_port_when_its_own_was_taken(tmp_path: Path) -> None:
         finally:
             server.stop()
     assert not local_server_healthy(api_url)
-    assert not server.server.home.exists()
 
 
-def test_a_server_that_cannot_start_says_why_in_one_error(tmp_path: Path) -> None:
+def test_a_server_that_cannot_start_says_why_in_one_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     env = lean_env(tmp_path) | {"PREFECT_LOGGING_LEVEL": "NOT-A-LEVEL"}
     server = TemporaryServer(env)
     with pytest.raises(ServerError) as raised:
         server.wait(timeout=90)
     server.stop()  # what the CLI does at exit
     message = str(raised.value)
-    log = server.server.log_path
-    assert message == f"the Prefect server stopped while starting (exit 1); its log: {log}"
-    assert "NOT-A-LEVEL" in log.read_text(encoding="utf-8")  # kept, since the error names it
+    prefix = "the Prefect server stopped while starting (exit 1); its log: "
+    assert message.startswith(prefix) and "\n" not in message, message
+    log = Path(message.removeprefix(prefix))
+    assert log.parent == tmp_path
+    assert "NOT-A-LEVEL" in log.read_text(encoding="utf-8")
 
 
 def _temporary_servers(prefect_home: Path) -> list[psutil.Process]:
@@ -85,4 +91,31 @@ def test_a_one_shot_run_leaves_no_server_and_no_files_behind(tmp_path: Path) -> 
     assert result.stderr == ""
     assert "feeds: 0 checked" in result.stdout
     assert not _temporary_servers(tmp_path / "prefect-home")
-    assert not list(scratch.glob("newsflow-prefect-*"))
+    assert not list(scratch.iterdir())
+
+
+def test_a_killed_run_takes_its_server_along(tmp_path: Path) -> None:
+    (tmp_path / "feeds.toml").write_text("feeds = []\n", encoding="utf-8")
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = cli_env(tmp_path, TMPDIR=str(scratch))
+    env = {k: v for k, v in env.items() if not k.startswith("PREFECT_") or k == "PREFECT_HOME"}
+    run = subprocess.Popen(
+        [*NEWSFLOW, "run", "--quiet"],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    home = tmp_path / "prefect-home"
+    deadline = time.monotonic() + 60
+    while not _temporary_servers(home):
+        assert time.monotonic() < deadline and run.poll() is None, "no server started"
+        time.sleep(0.05)
+    run.kill()
+    run.wait()
+    deadline = time.monotonic() + 20
+    while _temporary_servers(home):
+        assert time.monotonic() < deadline, "the server outlived the killed run"
+        time.sleep(0.1)
+    assert not list(scratch.iterdir())
