@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
 import duckdb
 import pytest
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+from prefect.futures import wait
+from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.demo import MISSING_PAGE, SiteServer, demo_feeds_toml, load_manifest
-from flows.ingest import ingest
+from flows.ingest import completed_groups, ingest
 from schemas.config import Settings
 from tasks.normalize import canonical_url
 from tests.conftest import make_settings
@@ -128,3 +133,33 @@ def test_feeds_without_etag_still_download_no_known_page(tmp_path: Path) -> None
     assert summary.counts.articles_new == 0
     assert summary.counts.duplicates > 30  # every entry seen again
     assert all(path.startswith("/feeds/") for path in site.hits)
+
+
+@task(cache_policy=NO_CACHE)
+def _after(gate: threading.Event | None, value: int) -> int:
+    if gate is not None:
+        gate.wait(10)
+    return value
+
+
+def test_tasks_that_finish_together_are_written_together() -> None:
+    """What an unchanged run's feeds do: finish at once, and share one write."""
+
+    @flow
+    def finish_together() -> tuple[list[list[int]], list[list[int]]]:
+        gate = threading.Event()
+        with ThreadPoolTaskRunner(max_workers=8) as runner:
+            first = runner.submit(_after, {"gate": None, "value": 0})
+            first.wait()
+            later = [runner.submit(_after, {"gate": gate, "value": v}) for v in range(1, 6)]
+            futures = [first, *later]
+            groups = completed_groups(futures)
+            alone = [[f.result() for f in next(groups)]]  # the others wait on the gate
+            gate.set()
+            wait(later)
+            together = [[f.result() for f in group] for group in groups]
+        return alone, together
+
+    alone, together = finish_together()
+    assert alone == [[0]]
+    assert len(together) == 1 and sorted(together[0]) == [1, 2, 3, 4, 5]
