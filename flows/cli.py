@@ -338,7 +338,9 @@ def flow_run(server: TemporaryServer | None, *, extracts: bool = True) -> Iterat
         start_forkserver()
     updates: dict[str, Any] = {"flows.heartbeat_frequency": None}
     if server is not None:
-        updates["api.url"] = server.wait()
+        # Its port may have changed while it booted; Dask's worker processes read the
+        # environment.
+        updates["api.url"] = os.environ["PREFECT_API_URL"] = server.wait()
     # The objects of all that is imported by now live as long as the process: keep the
     # collector from scanning them again and again during the run.
     gc.freeze()
