@@ -56,8 +56,8 @@ _EPHEMERAL = {
 class LocalServer:
     process: subprocess.Popen[bytes]
     port: int
-    home: Path | None  # where its log is; a temporary server's log is a file without a name
-    temporary: bool = False
+    # Where its log is; None for a TemporaryServer, whose log is a file without a name.
+    home: Path | None
 
     @property
     def api_url(self) -> str:
@@ -118,14 +118,10 @@ def start_server(home: Path, port: int, env: Mapping[str, str]) -> LocalServer:
     return LocalServer(process, port, home)
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind((LOCAL_SERVER_HOST, 0))
         return int(sock.getsockname()[1])
-
-
-class _PortTaken(ServerError):
-    """Another process bound the free port before the temporary server did."""
 
 
 class TemporaryServer:
@@ -139,14 +135,14 @@ class TemporaryServer:
     def __init__(self, env: Mapping[str, str], port: int | None = None) -> None:
         self._env = {k: v for k, v in env.items() if k != "PREFECT_API_URL"} | _EPHEMERAL
         self._log = tempfile.TemporaryFile()  # noqa: SIM115 (closed by stop())
-        self.server = self._start(port or _free_port())
+        self.server = self._start(port or free_port())
 
     def _start(self, port: int) -> LocalServer:
         command = [sys.executable, "-m", "uvicorn", "--factory"]
         command += ["prefect.server.api.server:create_app", "--host", LOCAL_SERVER_HOST]
         command += ["--port", str(port), "--log-level", "error", "--lifespan", "on"]
         process = _spawn(command, self._env, self._log)
-        return LocalServer(process, port, None, temporary=True)
+        return LocalServer(process, port, None)
 
     @property
     def api_url(self) -> str:
@@ -155,17 +151,17 @@ class TemporaryServer:
     def wait(self, timeout: float = START_TIMEOUT) -> str:
         """Block until the server answers; returns its API URL, which changes when its port
         was taken meanwhile and another was found."""
-        for attempt in range(3):
+        ports_left = 2
+        while True:
             try:
                 wait_until_healthy(self.server, timeout)
-                break
-            except _PortTaken:
-                if attempt == 2:
-                    raise
-                self.server = self._start(_free_port())
+                return self.server.api_url
             except ServerError as exc:
+                if self.server.process.returncode == _PORT_IN_USE and ports_left:
+                    ports_left -= 1
+                    self.server = self._start(free_port())
+                    continue
                 raise ServerError(f"{exc}; its log: {self._save_log()}") from None
-        return self.server.api_url
 
     def _save_log(self) -> Path:
         fd, name = tempfile.mkstemp(prefix="newsflow-prefect-", suffix=".log")
@@ -183,13 +179,12 @@ def wait_until_healthy(server: LocalServer, timeout: float = START_TIMEOUT) -> N
     deadline = time.monotonic() + timeout
     while not local_server_healthy(server.api_url, timeout=1.0):
         code = server.process.poll()
-        if code == _PORT_IN_USE and server.temporary:
-            raise _PortTaken(f"port {server.port} was taken")
         if code is not None:
+            # The temporary server's port is not the user's to choose; serve's is.
             hint = (
-                ""
-                if server.temporary
-                else "; is the port taken? set NEWSFLOW_PREFECT_PORT or --port"
+                f"; is port {server.port} taken? set NEWSFLOW_PREFECT_PORT or --port"
+                if server.home is not None
+                else ""
             )
             raise _failed(server, f"stopped while starting (exit {code}{hint})")
         if time.monotonic() > deadline:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -17,6 +16,7 @@ from flows.runtime import prepare_prefect
 prepare_prefect(os.environ)
 os.environ.pop("PREFECT_API_URL", None)
 
+from flows.local_server import free_port  # noqa: E402
 from schemas.config import FetchLimits, Settings  # noqa: E402
 
 
@@ -63,12 +63,6 @@ def settings(tmp_path: Path) -> Settings:
 
 # The CLI as a user runs it, in a child process.
 NEWSFLOW = [sys.executable, "-m", "flows.cli"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def cli_env(tmp_path: Path, **extra: str) -> dict[str, str]:

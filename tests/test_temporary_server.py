@@ -73,12 +73,19 @@ def _temporary_servers(prefect_home: Path) -> list[psutil.Process]:
     return found
 
 
-def test_a_one_shot_run_leaves_no_server_and_no_files_behind(tmp_path: Path) -> None:
+def one_shot_env(tmp_path: Path) -> tuple[dict[str, str], Path]:
+    """A `newsflow run` child's environment with no feed and no Prefect server to attach to,
+    and the folder it keeps its temporary files in."""
     (tmp_path / "feeds.toml").write_text("feeds = []\n", encoding="utf-8")
     scratch = tmp_path / "tmp"
     scratch.mkdir()
     env = cli_env(tmp_path, TMPDIR=str(scratch))
     env = {k: v for k, v in env.items() if not k.startswith("PREFECT_") or k == "PREFECT_HOME"}
+    return env, scratch
+
+
+def test_a_one_shot_run_leaves_no_server_and_no_files_behind(tmp_path: Path) -> None:
+    env, scratch = one_shot_env(tmp_path)
     result = subprocess.run(
         [*NEWSFLOW, "run", "--quiet"],
         capture_output=True,
@@ -95,11 +102,7 @@ def test_a_one_shot_run_leaves_no_server_and_no_files_behind(tmp_path: Path) -> 
 
 
 def test_a_killed_run_takes_its_server_along(tmp_path: Path) -> None:
-    (tmp_path / "feeds.toml").write_text("feeds = []\n", encoding="utf-8")
-    scratch = tmp_path / "tmp"
-    scratch.mkdir()
-    env = cli_env(tmp_path, TMPDIR=str(scratch))
-    env = {k: v for k, v in env.items() if not k.startswith("PREFECT_") or k == "PREFECT_HOME"}
+    env, scratch = one_shot_env(tmp_path)
     run = subprocess.Popen(
         [*NEWSFLOW, "run", "--quiet"],
         env=env,
