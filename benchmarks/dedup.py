@@ -1,4 +1,5 @@
-"""Benchmark dedup and story clustering through the real load path (`tasks.load.load_batch`).
+"""Benchmark dedup and story clustering through the real load path
+(`newsflow.tasks.storage.load.load_batch`).
 
 Synthetic articles, 70 % Chinese and 30 % English, with Zipf-distributed vocabularies (so that
 unrelated texts share common phrases, as real news does), arrive in feed-sized batches; a third
@@ -33,11 +34,11 @@ from typing import Any
 
 import numpy as np
 
-import tasks.load
-from schemas.models import Article, FeedBatch, FeedCheck, RunCounts, article_id_for
-from tasks.load import load_batch, start_run
-from tasks.normalize import content_hash
-from tasks.store import Database
+import newsflow.tasks.storage.load
+from newsflow.schemas.models import Article, FeedBatch, FeedCheck, RunCounts, article_id_for
+from newsflow.tasks.extraction.normalize import content_hash
+from newsflow.tasks.storage.load import load_batch, start_run
+from newsflow.tasks.storage.store import Database
 
 CHINESE_SHARE = 0.7
 SYNDICATED_SHARE = 0.33  # of stories
@@ -182,12 +183,17 @@ class Timing:
 
 
 class Stopwatch:
-    """Time spent in functions of tasks.load, wrapped for the benchmark: the clustering."""
+    """Time spent in functions of newsflow.tasks.storage.load, wrapped for the benchmark: the
+    clustering."""
 
     def __init__(self, *names: str) -> None:
         self.spent: defaultdict[str, Timing] = defaultdict(Timing)
         for name in names:
-            setattr(tasks.load, name, self._timed(name, getattr(tasks.load, name)))
+            setattr(
+                newsflow.tasks.storage.load,
+                name,
+                self._timed(name, getattr(newsflow.tasks.storage.load, name)),
+            )
 
     def _timed(self, name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
         def timed(*args: Any, **kwargs: Any) -> Any:

@@ -49,7 +49,7 @@ def offline(host, *args, **kwargs):
         raise socket.gaierror(socket.EAI_NONAME, f"offline run: {host} is not resolved")
     return real(host, *args, **kwargs)
 socket.getaddrinfo = offline
-from flows.cli import main
+from newsflow.cli.main import main
 sys.exit(main(sys.argv[1:]))
 """
 

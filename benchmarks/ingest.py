@@ -37,9 +37,9 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from flows.demo import SiteServer
-from flows.local_server import local_server
-from tasks.extract import Extractor, extract_page
+from newsflow.demo.site import SiteServer
+from newsflow.runtime.local_server import local_server
+from newsflow.tasks.extraction.extract import Extractor, extract_page
 
 ZH = (
     "中国人民银行表示，将稳妥推进数字人民币研发试点，扩大试点范围，完善相关制度安排。",

@@ -32,10 +32,10 @@ import duckdb
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.ingest import describe_corpus, make_corpus, run_cli
-from flows.demo import SiteServer
-from flows.local_server import local_server
-from flows.runtime import prepare_prefect
-from schemas.config import ScaleOptions, Settings
+from newsflow.demo.site import SiteServer
+from newsflow.runtime.local_server import local_server
+from newsflow.runtime.prefect_env import prepare_prefect
+from newsflow.schemas.config import ScaleOptions, Settings
 
 BIN = Path(sys.executable).parent
 # A Prefect server of the benchmark's own, not one a user runs on 4200.
@@ -154,9 +154,9 @@ class Results:
 def measure(tmp: Path, all_feeds: Path, warm_feeds: Path) -> Results:
     from distributed import Client, LocalCluster
 
-    from flows.ingest import ingest
-    from flows.load import run_load
-    from flows.runners import local_cluster_kwargs
+    from newsflow.flows.ingest import ingest
+    from newsflow.flows.load import run_load
+    from newsflow.runtime.runners import local_cluster_kwargs
 
     results = Results()
     # Warm this process (imports, the tagger) so the first timed run does not pay for it.

@@ -19,10 +19,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from schemas.models import FeedBatch, FeedCheck, article_id_for
-from tasks.load import load_batch, retag_all, start_run
-from tasks.store import Database
-from tasks.tag import load_tagger
+from newsflow.schemas.models import FeedBatch, FeedCheck, article_id_for
+from newsflow.tasks.coverage.tag import load_tagger
+from newsflow.tasks.storage.load import load_batch, retag_all, start_run
+from newsflow.tasks.storage.store import Database
 from tests.labelled import FEED, read_labelled
 
 

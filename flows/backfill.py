@@ -14,54 +14,50 @@ Deployment: `flows/backfill.py:backfill`, no schedule; its parameters are string
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
-from zoneinfo import ZoneInfo
 
-from prefect import flow, task
-from prefect.cache_policies import NO_CACHE
+from prefect import flow
 from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows.ingest import (
-    EntryOrigin,
-    FeedContext,
-    download_and_extract,
-    feed_origin,
-    normalize_entries,
-)
-from flows.progress import report_progress
-from schemas.config import (
+from newsflow.schemas.config import (
     BackfillRequest,
-    FeedConfig,
     FeedDefaults,
     FeedsFile,
     Settings,
     load_feeds_file,
 )
-from schemas.errors import ItemError
-from schemas.models import (
+from newsflow.schemas.models import (
     ArticleBatch,
-    DateWindow,
     FeedEntry,
-    IngestErrorRecord,
     RunCounts,
 )
-from tasks.archive import ArchiveWalk, walk_archive
-from tasks.dedup import lookup_known, split_known
-from tasks.extract import Extractor
-from tasks.fetch import Fetcher
-from tasks.frontmatter import PostSite, find_posts, read_posts, read_site
-from tasks.load import finish_run, load_articles, start_run
-from tasks.normalize import parse_date_or_none, rebuild_body
-from tasks.query import articles_by_id, reextract_targets
-from tasks.sitemap import SitemapWalk, walk_sitemaps
-from tasks.store import Database
-from tasks.tag import load_tagger
-from tasks.urllist import read_url_file
+from newsflow.tasks.extraction.extract import Extractor
+from newsflow.tasks.fetching.fetch import Fetcher
+from newsflow.tasks.pipeline.backfill import (
+    BackfillContext,
+    chunks,
+    collect_pages_task,
+    entries_in_window,
+    load_articles_task,
+    read_posts_task,
+    reextract_task,
+    walk_archive_task,
+    walk_sitemap_task,
+)
+from newsflow.tasks.pipeline.feed import (
+    EntryOrigin,
+    feed_origin,
+)
+from newsflow.tasks.progress import report_progress
+from newsflow.tasks.sources.frontmatter import find_posts, read_site
+from newsflow.tasks.sources.urllist import read_url_file
+from newsflow.tasks.storage.load import finish_run, start_run
+from newsflow.tasks.storage.query import reextract_targets
+from newsflow.tasks.storage.store import Database
 
 LOGGER = logging.getLogger(__name__)
 
@@ -90,163 +86,6 @@ class BackfillSummary:
         self.outside_window += batch.outside_window
         self.not_posts += batch.not_posts
         self.refused += sum(e.stage == "post" for e in batch.errors)
-
-
-class BackfillContext(FeedContext):
-    """The run's shared resources and the backfill's request and window."""
-
-    __slots__ = ("request", "window")
-    # A backfill writes as it goes: its database, never a stage's snapshot.
-    db: Database
-
-    def __init__(
-        self,
-        settings: Settings,
-        request: BackfillRequest,
-        feeds_file: FeedsFile,
-        db: Database,
-        fetcher: Fetcher,
-        extractor: Extractor,
-    ) -> None:
-        super().__init__(settings, feeds_file, db, fetcher, extractor)
-        self.request = request
-        self.window = DateWindow.of_days(request.since, request.until, settings.tz)
-
-
-def chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
-def keep_window(batch: ArticleBatch, window: DateWindow) -> ArticleBatch:
-    """The batch without its articles published outside the window (counted instead)."""
-    kept = [a for a in batch.articles if window.contains(a.published_at)]
-    dropped = len(batch.articles) - len(kept)
-    return batch.model_copy(
-        update={"articles": kept, "outside_window": batch.outside_window + dropped}
-    )
-
-
-def entries_in_window(
-    entries: list[FeedEntry], window: DateWindow, tz: ZoneInfo
-) -> tuple[list[FeedEntry], int]:
-    """Entries whose own date may be in the window: not downloaded are those dated outside.
-    Undated ones are kept: their page may carry the date, checked after normalize."""
-    kept, outside = [], 0
-    for entry in entries:
-        when = parse_date_or_none(entry.published or entry.updated, tz)
-        if when is not None and not window.contains(when):
-            outside += 1
-        else:
-            kept.append(entry)
-    return kept, outside
-
-
-# --- plain functions: one batch or one source each ---------------------------------------------
-
-
-def collect_pages(
-    ctx: BackfillContext, origin: EntryOrigin, entries: Sequence[FeedEntry]
-) -> tuple[ArticleBatch, list[str]]:
-    """A batch of entries through the ingest stages; also the ids of those already stored,
-    which are not downloaded again (re-extraction takes them when asked)."""
-    with ctx.db.session() as con:
-        known = lookup_known(con, origin.feed_url, entries)
-    split = split_known(entries, known, origin.tz)
-    pages, page_errors, downloaded = download_and_extract(
-        ctx.fetcher, ctx.extractor, (e.link for e in split.fresh if e.link)
-    )
-    errors: list[IngestErrorRecord] = []
-    articles = normalize_entries(split.fresh, pages, page_errors, errors, origin)
-    batch = ArticleBatch(
-        feed_url=origin.feed_url,
-        articles=articles,
-        seen_again=split.seen_again,
-        seen_again_by_guid=split.by_guid,
-        errors=errors,
-        entries_seen=len(entries),
-        pages_downloaded=downloaded,
-    )
-    return keep_window(batch, ctx.window), [article_id for article_id, _ in split.seen_again]
-
-
-def reextract_batch(ctx: BackfillContext, ids: Sequence[str]) -> ArticleBatch:
-    """Stored articles with their pages downloaded and extracted again: the text is new, the
-    rest (first_seen_at among it) as stored. A page that fails leaves its article as it was."""
-    with ctx.db.session() as con:
-        articles = articles_by_id(con, ids)
-    pages, page_errors, downloaded = download_and_extract(
-        ctx.fetcher, ctx.extractor, (a.url for a in articles)
-    )
-    batch = ArticleBatch(entries_seen=len(articles), pages_downloaded=downloaded)
-    for article in articles:
-        stage, failure = page_errors.get(article.url, ("extract", None))
-        page = pages.get(article.url)
-        if failure is None and page is not None:
-            try:
-                batch.articles.append(rebuild_body(article, page))
-            except ItemError as exc:
-                failure = exc
-        if failure is not None:
-            batch.errors.append(
-                IngestErrorRecord(
-                    stage=stage, url=article.url, kind=failure.kind, message=str(failure)
-                )
-            )
-    return batch
-
-
-def read_posts_batch(ctx: BackfillContext, site: PostSite, paths: Sequence[Path]) -> ArticleBatch:
-    return keep_window(read_posts(paths, site), ctx.window)
-
-
-# --- tasks -------------------------------------------------------------------------------------
-
-
-@task(name="walk-archive", cache_policy=NO_CACHE, task_run_name="archive {feed.url}")
-def walk_archive_task(ctx: BackfillContext, feed: FeedConfig) -> ArchiveWalk:
-    return walk_archive(
-        ctx.fetcher,
-        feed.url,
-        window=ctx.window,
-        tz=ZoneInfo(ctx.feeds_file.timezone_for(feed)),
-        max_pages=ctx.request.max_pages,
-        max_items=ctx.settings.max_items_per_feed,
-    )
-
-
-@task(name="walk-sitemap", cache_policy=NO_CACHE, task_run_name="sitemap {url}")
-def walk_sitemap_task(ctx: BackfillContext, url: str) -> SitemapWalk:
-    return walk_sitemaps(
-        ctx.fetcher,
-        url,
-        window=ctx.window,
-        tz=ctx.settings.tz,
-        max_documents=ctx.request.max_pages,
-    )
-
-
-@task(name="collect-pages", cache_policy=NO_CACHE)
-def collect_pages_task(
-    ctx: BackfillContext, origin: EntryOrigin, entries: Sequence[FeedEntry]
-) -> tuple[ArticleBatch, list[str]]:
-    return collect_pages(ctx, origin, entries)
-
-
-@task(name="read-posts", cache_policy=NO_CACHE)
-def read_posts_task(ctx: BackfillContext, site: PostSite, paths: Sequence[Path]) -> ArticleBatch:
-    return read_posts_batch(ctx, site, paths)
-
-
-@task(name="reextract", cache_policy=NO_CACHE)
-def reextract_task(ctx: BackfillContext, ids: Sequence[str]) -> ArticleBatch:
-    return reextract_batch(ctx, ids)
-
-
-@task(name="load-articles", cache_policy=NO_CACHE)
-def load_articles_task(ctx: BackfillContext, run_id: str, batch: ArticleBatch) -> RunCounts:
-    tagger = load_tagger(ctx.settings.lexicon_path, ctx.settings.gazetteer_path)
-    return load_articles(ctx.db, run_id, batch, tagger)
 
 
 # --- the flow ----------------------------------------------------------------------------------

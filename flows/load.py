@@ -4,7 +4,7 @@ Parts load oldest first, and each feed batch through load_batch — the dedup an
 direct run — in its own transaction, which also records the batch in `loaded_batches`. A
 loader killed midway has loaded whole batches; started again, it skips them and loads the
 rest. Batches still being written are left for the next load. At the end the loader leaves
-the stage a fresh snapshot of the database for the staged runs to read (tasks/stage.py).
+the stage a fresh snapshot of the database for the staged runs to read (tasks/storage/stage.py).
 """
 
 from __future__ import annotations
@@ -16,13 +16,13 @@ from pathlib import Path
 
 from prefect import flow
 
-from flows.progress import report_progress
-from schemas.config import Settings
-from schemas.models import RunCounts, StagedRef
-from tasks.load import finish_run, load_batch, loaded_batch_ids, start_run
-from tasks.stage import Stage, part_batch_ids, read_part, write_snapshot
-from tasks.store import Database
-from tasks.tag import Tagger, load_tagger
+from newsflow.schemas.config import Settings
+from newsflow.schemas.models import RunCounts, StagedRef
+from newsflow.tasks.coverage.tag import Tagger, load_tagger
+from newsflow.tasks.progress import report_progress
+from newsflow.tasks.storage.load import finish_run, load_batch, loaded_batch_ids, start_run
+from newsflow.tasks.storage.stage import Stage, part_batch_ids, read_part, write_snapshot
+from newsflow.tasks.storage.store import Database
 
 LOGGER = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from pydantic import (
     model_validator,
 )
 
-from schemas.errors import ConfigError
+from newsflow.schemas.errors import ConfigError
 
 DEFAULT_DB = Path("data/news.duckdb")
 DEFAULT_FEEDS = Path("feeds.toml")

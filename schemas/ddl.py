@@ -105,7 +105,7 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         ALTER TABLE runs ADD COLUMN dup_title INTEGER DEFAULT 0;
         ALTER TABLE runs ADD COLUMN dup_body INTEGER DEFAULT 0;
         ALTER TABLE runs ADD COLUMN dup_near INTEGER DEFAULT 0;
-        -- Keys of the title and body layers and the MinHash signature (tasks/dedup.py): one
+        -- Keys of the title and body layers and the MinHash signature (tasks/dedup/layers.py): one
         -- row per article, written in the transaction that inserts it (no index to maintain).
         CREATE TABLE article_keys (
             article_id  VARCHAR NOT NULL,
@@ -116,7 +116,7 @@ MIGRATIONS: list[tuple[int, str, str]] = [
             minhash     BLOB                      -- MinHash signature, uint32 values
         );
         -- Near-duplicate layer: one row per LSH band of an article's MinHash signature, so a
-        -- new article finds its candidates without reading old bodies (tasks/fingerprint.py).
+        -- new article finds its candidates without reading old bodies (tasks/dedup/fingerprint.py).
         CREATE TABLE article_bands (
             bucket      BIGINT NOT NULL,          -- hash of (band number, the band's values)
             article_id  VARCHAR NOT NULL
@@ -271,8 +271,8 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         4,
         "body source",
         """
-        -- page, feed or post (schemas.models.Article.body_source); NULL on rows loaded before
-        -- this migration, which came from pages or feeds.
+        -- page, feed or post (newsflow.schemas.models.Article.body_source); NULL on rows
+        -- loaded before this migration, which came from pages or feeds.
         ALTER TABLE articles ADD COLUMN body_source VARCHAR;
         """,
     ),

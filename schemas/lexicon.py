@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from schemas.errors import ConfigError
+from newsflow.schemas.errors import ConfigError
 
 DEFAULT_LEXICON = Path(__file__).with_name("lexicon.toml")
 DEFAULT_GAZETTEER = Path(__file__).with_name("gazetteer.toml")

@@ -10,21 +10,21 @@ from pathlib import Path
 
 import pytest
 
-from flows.runtime import prepare_prefect
+from newsflow.runtime.prefect_env import prepare_prefect
 
 # Before Prefect is imported anywhere: the harness's temporary server starts lean and quiet.
 prepare_prefect(os.environ)
 os.environ.pop("PREFECT_API_URL", None)
 
-from flows.local_server import free_port  # noqa: E402
-from schemas.config import FetchLimits, Settings  # noqa: E402
+from newsflow.runtime.local_server import free_port  # noqa: E402
+from newsflow.schemas.config import FetchLimits, Settings  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def prefect_harness() -> Iterator[None]:
     from prefect.testing.utilities import prefect_test_harness
 
-    from flows.runtime import silence_shutdown_noise
+    from newsflow.runtime.prefect_env import silence_shutdown_noise
 
     with prefect_test_harness(server_startup_timeout=120):
         silence_shutdown_noise()
@@ -62,7 +62,7 @@ def settings(tmp_path: Path) -> Settings:
 
 
 # The CLI as a user runs it, in a child process.
-NEWSFLOW = [sys.executable, "-m", "flows.cli"]
+NEWSFLOW = [sys.executable, "-m", "newsflow.cli.main"]
 
 
 def cli_env(tmp_path: Path, **extra: str) -> dict[str, str]:

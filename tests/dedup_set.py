@@ -24,12 +24,12 @@ from zoneinfo import ZoneInfo
 import yaml
 from werkzeug import Request, Response
 
-from schemas.models import FeedBatch, FeedCheck, FeedEntry, RunCounts, article_id_for
-from tasks.dedup import lookup_known, split_known
-from tasks.extract import extract_page
-from tasks.load import finish_run, load_batch, start_run
-from tasks.normalize import build_feed_article, canonical_url
-from tasks.store import Database
+from newsflow.schemas.models import FeedBatch, FeedCheck, FeedEntry, RunCounts, article_id_for
+from newsflow.tasks.dedup.layers import lookup_known, split_known
+from newsflow.tasks.extraction.extract import extract_page
+from newsflow.tasks.extraction.normalize import build_feed_article, canonical_url
+from newsflow.tasks.storage.load import finish_run, load_batch, start_run
+from newsflow.tasks.storage.store import Database
 
 DEDUP_FIXTURES = Path(__file__).parent / "fixtures" / "dedup"
 SHANGHAI = ZoneInfo("Asia/Shanghai")

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import yaml
 
-from schemas.models import Article, FeedBatch, FeedCheck, article_id_for
-from tasks.load import load_batch, start_run
-from tasks.normalize import content_hash
-from tasks.store import Database
+from newsflow.schemas.models import Article, FeedBatch, FeedCheck, article_id_for
+from newsflow.tasks.extraction.normalize import content_hash
+from newsflow.tasks.storage.load import load_batch, start_run
+from newsflow.tasks.storage.store import Database
 
 LABELLED_DIR = Path(__file__).parent / "fixtures" / "coverage" / "labelled"
 FEED = "https://feeds.example/coverage.xml"

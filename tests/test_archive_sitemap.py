@@ -10,15 +10,15 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from flows.demo import SiteServer
-from schemas.config import Settings
-from schemas.errors import ConfigError, ItemError
-from schemas.models import DateWindow, FeedEntry, Response
-from tasks.archive import older_than_window, walk_archive, wordpress_page
-from tasks.fetch import Fetcher, gunzip
-from tasks.parse import parse_feed
-from tasks.sitemap import parse_sitemap, walk_sitemaps
-from tasks.urllist import read_url_file
+from newsflow.demo.site import SiteServer
+from newsflow.schemas.config import Settings
+from newsflow.schemas.errors import ConfigError, ItemError
+from newsflow.schemas.models import DateWindow, FeedEntry, Response
+from newsflow.tasks.fetching.fetch import Fetcher, gunzip
+from newsflow.tasks.sources.archive import older_than_window, walk_archive, wordpress_page
+from newsflow.tasks.sources.feeds import parse_feed
+from newsflow.tasks.sources.sitemap import parse_sitemap, walk_sitemaps
+from newsflow.tasks.sources.urllist import read_url_file
 from tests.conftest import make_settings
 
 SITE_DIR = Path(__file__).parent / "fixtures" / "backfill_site"

@@ -13,13 +13,13 @@ from typing import Any
 
 import pytest
 
-from flows.backfill import BackfillSummary, backfill
-from flows.demo import SiteServer
-from flows.progress import PROGRESS
-from schemas.config import BackfillRequest, Settings
-from schemas.errors import ConfigError
-from tasks.query import read_articles
-from tasks.store import Database
+from newsflow.demo.site import SiteServer
+from newsflow.flows.backfill import BackfillSummary, backfill
+from newsflow.schemas.config import BackfillRequest, Settings
+from newsflow.schemas.errors import ConfigError
+from newsflow.tasks.progress import PROGRESS
+from newsflow.tasks.storage.query import read_articles
+from newsflow.tasks.storage.store import Database
 from tests.conftest import make_settings
 from tests.test_archive_sitemap import SITE_DIR, serve_site
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from flows.cli import main
+from newsflow.cli.main import main
 from tests.test_backfill import POSTS
 
 ONE_LINE_ERRORS = [

@@ -8,8 +8,8 @@ import random
 import feedparser
 import pytest
 
-from schemas.errors import ItemError
-from tasks.charset import decode_html, feed_bytes_as_utf8
+from newsflow.schemas.errors import ItemError
+from newsflow.tasks.fetching.charset import decode_html, feed_bytes_as_utf8
 
 # 镕 and 喆 are in GBK but not in GB2312: a "gb2312" label over them must still decode.
 NEWS = "朱镕基与张喆出席中国人民银行数字人民币试点座谈会，讨论区块链监管政策。" * 8

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from schemas.models import FeedBatch, FeedCheck, IngestErrorRecord, RunCounts
-from tasks.load import finish_run, load_batch, start_run
-from tasks.store import Database
+from newsflow.schemas.models import FeedBatch, FeedCheck, IngestErrorRecord, RunCounts
+from newsflow.tasks.storage.load import finish_run, load_batch, start_run
+from newsflow.tasks.storage.store import Database
 from tests.labelled import FEED, load_labelled, read_labelled, shift_to_now
 
 ROOT = Path(__file__).resolve().parent.parent

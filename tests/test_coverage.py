@@ -9,14 +9,14 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from flows.cli import main
-from schemas.ddl import MIGRATIONS
-from schemas.lexicon import DEFAULT_LEXICON
-from schemas.models import Article, FeedBatch, FeedCheck, article_id_for
-from tasks.load import load_batch, retag_all, start_run
-from tasks.normalize import content_hash, html_to_text
-from tasks.store import Database, migrate
-from tasks.tag import load_tagger
+from newsflow.cli.main import main
+from newsflow.schemas.ddl import MIGRATIONS
+from newsflow.schemas.lexicon import DEFAULT_LEXICON
+from newsflow.schemas.models import Article, FeedBatch, FeedCheck, article_id_for
+from newsflow.tasks.coverage.tag import load_tagger
+from newsflow.tasks.extraction.normalize import content_hash, html_to_text
+from newsflow.tasks.storage.load import load_batch, retag_all, start_run
+from newsflow.tasks.storage.store import Database, migrate
 from tests.labelled import FEED, Labelled, load_labelled, read_labelled, split_front_matter
 
 TAG_TABLES = ("article_topics", "article_regions", "article_policy_docs", "article_orgs")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import duckdb
 import pytest
 
-from flows.demo import SiteServer, demo_feeds_toml
-from flows.ingest import ingest
-from schemas.lexicon import DEFAULT_LEXICON
+from newsflow.demo.site import SiteServer, demo_feeds_toml
+from newsflow.flows.ingest import ingest
+from newsflow.schemas.lexicon import DEFAULT_LEXICON
 from tests.conftest import make_settings
 
 pytestmark = [pytest.mark.usefixtures("prefect_harness"), pytest.mark.slow]

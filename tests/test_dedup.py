@@ -11,11 +11,17 @@ import numpy as np
 import pytest
 from datasketch import MinHash
 
-from flows.ingest import duplicate_layers
-from schemas.ddl import MIGRATIONS
-from schemas.models import Article, FeedBatch, FeedCheck, FeedEntry, RunCounts, article_id_for
-from tasks.dedup import lookup_known, split_known
-from tasks.fingerprint import (
+from newsflow.flows.ingest import duplicate_layers
+from newsflow.schemas.ddl import MIGRATIONS
+from newsflow.schemas.models import (
+    Article,
+    FeedBatch,
+    FeedCheck,
+    FeedEntry,
+    RunCounts,
+    article_id_for,
+)
+from newsflow.tasks.dedup.fingerprint import (
     MINHASH_SEED,
     NUM_PERM,
     fingerprint_articles,
@@ -25,9 +31,10 @@ from tasks.fingerprint import (
     similarity,
     story_text,
 )
-from tasks.load import finish_run, load_batch, start_run
-from tasks.normalize import canonical_url, content_hash
-from tasks.store import Database
+from newsflow.tasks.dedup.layers import lookup_known, split_known
+from newsflow.tasks.extraction.normalize import canonical_url, content_hash
+from newsflow.tasks.storage.load import finish_run, load_batch, start_run
+from newsflow.tasks.storage.store import Database
 from tests.dedup_set import Item, read_items
 
 ITEMS = {item.name: item for item in read_items()}

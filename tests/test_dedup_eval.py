@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from pytest_httpserver import HTTPServer
 
-from flows.ingest import ingest
-from schemas.models import RunCounts
-from tasks.store import Database
+from newsflow.flows.ingest import ingest
+from newsflow.schemas.models import RunCounts
+from newsflow.tasks.storage.store import Database
 from tests.conftest import make_settings
 from tests.dedup_set import LoopbackSite, load_items, read_items, score_pairs, truth_by_article
 

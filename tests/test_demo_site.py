@@ -1,4 +1,4 @@
-"""The bundled demo site and its loopback server (flows/demo.py)."""
+"""The bundled demo site and its loopback server (newsflow/demo/site.py)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import feedparser
 import pytest
 
-from flows.demo import (
+from newsflow.demo.site import (
     DEMO_FEEDS,
     MISSING_PAGE,
     DemoFeed,
@@ -188,7 +188,7 @@ def test_demo_feeds_toml(site: SiteServer, tmp_path: Path) -> None:
     for feed in raw["feeds"]:
         assert {"url", "name", "source", "language", "categories"} <= set(feed)
     try:
-        from schemas.config import load_feeds_file
+        from newsflow.schemas.config import load_feeds_file
     except ImportError:  # the schema module is someone else's; check it when it is there
         return
     path = tmp_path / "feeds.toml"

@@ -10,16 +10,16 @@ from typing import Any
 import duckdb
 import pytest
 
-from flows.backfill import backfill
-from flows.demo import SiteServer
-from schemas.config import BackfillRequest, ExportRequest, Settings
-from schemas.models import Article, ArticleBatch, article_id_for
-from tasks.export import escape_markdown, export_articles, post_front_matter
-from tasks.frontmatter import PostSite, post_text, read_post
-from tasks.load import load_articles, start_run
-from tasks.normalize import content_hash
-from tasks.query import read_articles
-from tasks.store import Database
+from newsflow.demo.site import SiteServer
+from newsflow.flows.backfill import backfill
+from newsflow.schemas.config import BackfillRequest, ExportRequest, Settings
+from newsflow.schemas.models import Article, ArticleBatch, article_id_for
+from newsflow.tasks.extraction.normalize import content_hash
+from newsflow.tasks.sources.frontmatter import PostSite, post_text, read_post
+from newsflow.tasks.storage.export import escape_markdown, export_articles, post_front_matter
+from newsflow.tasks.storage.load import load_articles, start_run
+from newsflow.tasks.storage.query import read_articles
+from newsflow.tasks.storage.store import Database
 from tests.conftest import make_settings
 from tests.test_archive_sitemap import SITE_DIR, serve_site
 from tests.test_backfill import POSTS

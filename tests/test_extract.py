@@ -8,10 +8,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from schemas.errors import ItemError
-from tasks.charset import decode_html
-from tasks.extract import Extractor, extract_page
-from tasks.normalize import clean_title, guess_language, parse_date
+from newsflow.schemas.errors import ItemError
+from newsflow.tasks.extraction.extract import Extractor, extract_page
+from newsflow.tasks.extraction.normalize import clean_title, guess_language, parse_date
+from newsflow.tasks.fetching.charset import decode_html
 
 PAGES = Path(__file__).parent / "fixtures" / "pages"
 CASES = sorted(PAGES.glob("*.html"))

@@ -7,8 +7,13 @@ import time
 
 import pytest
 
-from schemas.errors import ItemError
-from tasks.extract import Extractor, InlineExtractor, _Overrun, call_with_deadline
+from newsflow.schemas.errors import ItemError
+from newsflow.tasks.extraction.extract import (
+    Extractor,
+    InlineExtractor,
+    _Overrun,
+    call_with_deadline,
+)
 from tests.test_extract import CASES, page_text
 
 

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from flows.cli import main
-from flows.demo import RequestRecord, SiteServer
-from flows.ingest import RunSummary, ingest
-from schemas.config import Settings
-from tasks.store import Database
+from newsflow.cli.main import main
+from newsflow.demo.site import RequestRecord, SiteServer
+from newsflow.flows.ingest import RunSummary, ingest
+from newsflow.schemas.config import Settings
+from newsflow.tasks.storage.store import Database
 from tests.conftest import make_settings
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]

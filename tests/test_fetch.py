@@ -20,10 +20,16 @@ import brotli
 import pytest
 from pydantic import ValidationError
 
-from schemas.config import FetchLimits, HostPolicy
-from schemas.errors import ItemError
-from schemas.models import Response
-from tasks.fetch import ACCEPT_ENCODING, FEED_ACCEPT, HTML_ACCEPT, Fetcher, is_public_address
+from newsflow.schemas.config import FetchLimits, HostPolicy
+from newsflow.schemas.errors import ItemError
+from newsflow.schemas.models import Response
+from newsflow.tasks.fetching.fetch import (
+    ACCEPT_ENCODING,
+    FEED_ACCEPT,
+    HTML_ACCEPT,
+    Fetcher,
+    is_public_address,
+)
 from tests.loopback import (
     HANDLER_BUDGET,
     Handler,

@@ -9,9 +9,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from schemas.errors import ConfigError, ItemError
-from schemas.models import Article
-from tasks.frontmatter import (
+from newsflow.schemas.errors import ConfigError, ItemError
+from newsflow.schemas.models import Article
+from newsflow.tasks.sources.frontmatter import (
     CONTENT_KEY_PREFIX,
     PostSite,
     find_posts,

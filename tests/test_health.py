@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from schemas.config import FeedConfig, FeedsFile
-from schemas.models import FeedBatch, FeedCheck, RunCounts
-from tasks.health import (
+from newsflow.schemas.config import FeedConfig, FeedsFile
+from newsflow.schemas.models import FeedBatch, FeedCheck, RunCounts
+from newsflow.tasks.sources.health import (
     MAX_INTERVAL,
     MIN_INTERVAL,
     FeedState,
@@ -20,8 +20,14 @@ from tasks.health import (
     next_state,
     poll_hint,
 )
-from tasks.load import claim_due_feeds, finish_run, load_batch, set_feed_status, start_run
-from tasks.store import Database
+from newsflow.tasks.storage.load import (
+    claim_due_feeds,
+    finish_run,
+    load_batch,
+    set_feed_status,
+    start_run,
+)
+from newsflow.tasks.storage.store import Database
 
 URL = "https://feeds.example/rss"
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)

@@ -7,8 +7,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from flows.demo import SiteServer
-from flows.ingest import ingest
+from newsflow.demo.site import SiteServer
+from newsflow.flows.ingest import ingest
 from tests.conftest import make_settings
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")

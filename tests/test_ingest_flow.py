@@ -14,10 +14,10 @@ from prefect.cache_policies import NO_CACHE
 from prefect.futures import wait
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows.demo import MISSING_PAGE, SiteServer, demo_feeds_toml, load_manifest
-from flows.ingest import completed_groups, ingest
-from schemas.config import Settings
-from tasks.normalize import canonical_url
+from newsflow.demo.site import MISSING_PAGE, SiteServer, demo_feeds_toml, load_manifest
+from newsflow.flows.ingest import completed_groups, ingest
+from newsflow.schemas.config import Settings
+from newsflow.tasks.extraction.normalize import canonical_url
 from tests.conftest import make_settings
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")

@@ -11,9 +11,9 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from schemas.ddl import LATEST_VERSION
-from schemas.errors import DatabaseError
-from schemas.models import (
+from newsflow.schemas.ddl import LATEST_VERSION
+from newsflow.schemas.errors import DatabaseError
+from newsflow.schemas.models import (
     Article,
     FeedBatch,
     FeedCheck,
@@ -21,9 +21,9 @@ from schemas.models import (
     RunCounts,
     article_id_for,
 )
-from tasks.load import finish_run, load_batch, start_run
-from tasks.normalize import canonical_url, content_hash
-from tasks.store import Database
+from newsflow.tasks.extraction.normalize import canonical_url, content_hash
+from newsflow.tasks.storage.load import finish_run, load_batch, start_run
+from newsflow.tasks.storage.store import Database
 
 FEED = "https://feeds.example/rss"
 

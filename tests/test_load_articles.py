@@ -8,11 +8,11 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from schemas.ddl import LATEST_VERSION
-from schemas.models import Article, ArticleBatch, article_id_for
-from tasks.load import load_articles, start_run
-from tasks.normalize import content_hash
-from tasks.store import Database
+from newsflow.schemas.ddl import LATEST_VERSION
+from newsflow.schemas.models import Article, ArticleBatch, article_id_for
+from newsflow.tasks.extraction.normalize import content_hash
+from newsflow.tasks.storage.load import load_articles, start_run
+from newsflow.tasks.storage.store import Database
 
 
 def post(n: int, body: str = "", **kw: object) -> Article:
@@ -86,7 +86,7 @@ def test_a_copy_that_names_its_original_keeps_it(
 
 def test_migration_4_adds_body_source_in_place(tmp_path: Path) -> None:
     path = tmp_path / "old.duckdb"
-    from schemas.ddl import MIGRATIONS, SCHEMA_VERSION_DDL
+    from newsflow.schemas.ddl import MIGRATIONS, SCHEMA_VERSION_DDL
 
     con = duckdb.connect(str(path))
     con.execute(SCHEMA_VERSION_DDL)

@@ -7,9 +7,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from schemas.errors import ItemError
-from schemas.models import ExtractedPage, FeedEntry
-from tasks.normalize import (
+from newsflow.schemas.errors import ItemError
+from newsflow.schemas.models import ExtractedPage, FeedEntry
+from newsflow.tasks.extraction.normalize import (
     as_list,
     build_feed_article,
     canonical_url,

@@ -18,10 +18,10 @@ from typing import Any
 import psutil
 import pytest
 
-from flows.demo import DEMO_FEEDS, SiteServer, demo_feeds_toml
-from flows.ingest import ingest
-from schemas.errors import DatabaseError
-from tasks.store import Database
+from newsflow.demo.site import DEMO_FEEDS, SiteServer, demo_feeds_toml
+from newsflow.flows.ingest import ingest
+from newsflow.schemas.errors import DatabaseError
+from newsflow.tasks.storage.store import Database
 from tests.conftest import NEWSFLOW, cli_env, make_settings, wait_for
 
 pytestmark = pytest.mark.slow
@@ -167,7 +167,7 @@ def test_lock_of_a_killed_process_is_recovered(tmp_path: Path) -> None:
     path = tmp_path / "news.duckdb"
     code = (
         "import sys, time\n"
-        "from tasks.store import Database\n"
+        "from newsflow.tasks.storage.store import Database\n"
         f"with Database({str(path)!r}).session() as con:\n"
         "    con.execute('CREATE TABLE kept AS SELECT 42 AS x')\n"
         "    print('held', flush=True)\n"

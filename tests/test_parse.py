@@ -8,10 +8,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from schemas.errors import ItemError
-from schemas.models import Response
-from tasks.normalize import parse_date
-from tasks.parse import parse_feed
+from newsflow.schemas.errors import ItemError
+from newsflow.schemas.models import Response
+from newsflow.tasks.extraction.normalize import parse_date
+from newsflow.tasks.sources.feeds import parse_feed
 
 FEEDS = Path(__file__).parent / "fixtures" / "feeds"
 CASES = sorted(

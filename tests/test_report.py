@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tasks.report import REPORT_FILE, write_report
-from tasks.store import Database
+from newsflow.tasks.coverage.report import REPORT_FILE, write_report
+from newsflow.tasks.storage.store import Database
 from tests.labelled import load_labelled, read_labelled, shift_to_now
 
 CHROMIUM = next(

@@ -15,13 +15,13 @@ import duckdb
 import pytest
 from distributed import Client, LocalCluster
 
-from flows import runners
-from flows.demo import SiteServer, demo_feeds_toml
-from flows.ingest import ingest
-from flows.load import load_staged, run_load
-from flows.runners import local_cluster_kwargs
-from schemas.config import ScaleOptions, Settings, Shard, load_feeds_file
-from schemas.models import RunCounts
+from newsflow.demo.site import SiteServer, demo_feeds_toml
+from newsflow.flows.ingest import ingest
+from newsflow.flows.load import load_staged, run_load
+from newsflow.runtime import runners
+from newsflow.runtime.runners import local_cluster_kwargs
+from newsflow.schemas.config import ScaleOptions, Settings, Shard, load_feeds_file
+from newsflow.schemas.models import RunCounts
 from tests.conftest import NEWSFLOW, cli_env, make_settings
 from tests.test_cli import ROOT
 from tests.test_stage import table_rows
@@ -124,7 +124,7 @@ def test_two_dask_workers_give_the_rows_of_a_direct_run(
         scale = ScaleOptions(runner="dask", dask_address=cluster.scheduler_address)
         summary = ingest(settings=settings, scale=scale)
         # Each worker keeps the contexts of the runs it collected feeds for.
-        held = client.run(lambda: list(sys.modules["flows.ingest"]._CONTEXTS))
+        held = client.run(lambda: list(sys.modules["newsflow.tasks.pipeline.feed"]._CONTEXTS))
     assert len(held) == 2 and all(summary.run_id in runs for runs in held.values()), held
     assert summary.counts.feeds_checked == 6
     assert_same_rows(settings.db_path, direct)

@@ -15,10 +15,10 @@ import psutil
 import pytest
 import yaml
 
-from flows.demo import SiteServer, demo_feeds_toml
-from flows.runtime import local_server_healthy
-from flows.serve import DEPLOYMENTS_FILE, fill_parameters, read_deployments
-from tasks.store import Database
+from newsflow.demo.site import SiteServer, demo_feeds_toml
+from newsflow.runtime.prefect_env import local_server_healthy
+from newsflow.runtime.serve import DEPLOYMENTS_FILE, fill_parameters, read_deployments
+from newsflow.tasks.storage.store import Database
 from tests.conftest import NEWSFLOW, cli_env, free_port, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -14,11 +14,11 @@ import duckdb
 import pytest
 from filelock import FileLock
 
-from flows.load import run_load
-from flows.runners import chunk_size
-from schemas.config import FeedConfig, ScaleOptions, Settings, Shard
-from schemas.errors import ConfigError
-from schemas.models import (
+from newsflow.flows.load import run_load
+from newsflow.runtime.runners import chunk_size
+from newsflow.schemas.config import FeedConfig, ScaleOptions, Settings, Shard
+from newsflow.schemas.errors import ConfigError
+from newsflow.schemas.models import (
     FeedBatch,
     FeedCheck,
     IngestErrorRecord,
@@ -26,10 +26,10 @@ from schemas.models import (
     RunCounts,
     new_run_id,
 )
-from tasks.dedup import lookup_known
-from tasks.health import read_feed_states
-from tasks.parse import parse_feed
-from tasks.stage import (
+from newsflow.tasks.dedup.layers import lookup_known
+from newsflow.tasks.sources.feeds import parse_feed
+from newsflow.tasks.sources.health import read_feed_states
+from newsflow.tasks.storage.stage import (
     Snapshot,
     Stage,
     StagedBatch,
@@ -39,7 +39,7 @@ from tasks.stage import (
     read_snapshot,
     write_part,
 )
-from tasks.store import Database
+from newsflow.tasks.storage.store import Database
 from tests.conftest import NEWSFLOW, make_settings, wait_for
 from tests.test_cli import ROOT, newsflow
 from tests.test_load import article
@@ -124,7 +124,7 @@ def test_shards_split_the_feeds_without_overlap(count: int) -> None:
 def test_shards_are_the_same_in_every_process() -> None:
     """The hash must not be Python's `hash`, salted per process."""
     code = (
-        "from schemas.config import FeedConfig, Shard; "
+        "from newsflow.schemas.config import FeedConfig, Shard; "
         "print(sum(Shard.model_validate('2/3').owns(f'https://x.example/{i}') for i in range(300)))"
     )
     answers = {
@@ -275,7 +275,7 @@ def test_a_loader_killed_midway_loads_nothing_twice(tmp_path: Path) -> None:
 
 def test_a_staged_run_needs_no_database(tmp_path: Path, settings: Settings) -> None:
     """The CLI checks a staged run's inputs without opening (or creating) the database."""
-    from flows.cli import check_inputs
+    from newsflow.cli.main import check_inputs
 
     settings.feeds_path.write_text("feeds = []\n", encoding="utf-8")
     check_inputs(settings, stage_dir=str(tmp_path / "stage"))

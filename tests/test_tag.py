@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from schemas.errors import ConfigError
-from schemas.lexicon import DEFAULT_LEXICON, load_gazetteer, load_lexicon
-from tasks.doc_titles import DocTyper, find_doc_titles
-from tasks.tag import PREFECTURE, Tagger, load_tagger
+from newsflow.schemas.errors import ConfigError
+from newsflow.schemas.lexicon import DEFAULT_LEXICON, load_gazetteer, load_lexicon
+from newsflow.tasks.coverage.doc_titles import DocTyper, find_doc_titles
+from newsflow.tasks.coverage.tag import PREFECTURE, Tagger, load_tagger
 from tests.labelled import read_labelled
 
 

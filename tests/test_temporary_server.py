@@ -13,9 +13,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from flows.local_server import TemporaryServer
-from flows.runtime import local_server_healthy, prepare_prefect
-from schemas.errors import ServerError
+from newsflow.runtime.local_server import TemporaryServer
+from newsflow.runtime.prefect_env import local_server_healthy, prepare_prefect
+from newsflow.schemas.errors import ServerError
 from tests.conftest import NEWSFLOW, cli_env
 
 pytestmark = pytest.mark.slow

@@ -24,8 +24,8 @@ from xml.sax.saxutils import escape
 import duckdb
 import psutil
 
-from flows.ingest import RunSummary
-from schemas.models import RunCounts
+from newsflow.flows.ingest import RunSummary
+from newsflow.schemas.models import RunCounts
 from tests.conftest import make_settings
 from tests.loopback import Handler, LoopbackServer, Request
 
@@ -277,7 +277,7 @@ def run_ingest_over(
     """One real ingest flow run (under the session's Prefect harness) over `urls`, every feed
     forced due; `overrides` go to `make_settings`. The database must close cleanly, unless
     `clean` is False (something else holds it open)."""
-    from flows.ingest import ingest
+    from newsflow.flows.ingest import ingest
 
     tmp_path.mkdir(parents=True, exist_ok=True)
     settings = make_settings(tmp_path, **overrides)
@@ -315,7 +315,7 @@ def hook(frame, event, arg):
             os.kill(os.getpid(), signal.SIGKILL)
 threading.setprofile(hook)
 sys.setprofile(hook)
-from flows.cli import main
+from newsflow.cli.main import main
 sys.exit(main({argv!r}))
 """
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from tasks.load import upsert_articles
-from tasks.store import Database
+from newsflow.tasks.storage.load import upsert_articles
+from newsflow.tasks.storage.store import Database
 from tests.faults.harness import add_healthy_feed, run_cli_killed_at, run_ingest_over
 from tests.loopback import LoopbackServer
 from tests.test_load import hold_file
@@ -99,7 +99,7 @@ def test_damaged_write_ahead_log(
         holder.close()
     damage(crashed / wal.name)
 
-    with caplog.at_level(logging.WARNING, logger="tasks.store"):
+    with caplog.at_level(logging.WARNING, logger="newsflow.tasks.storage.store"):
         run = run_ingest_over(crashed, [before.url, window.url])
     (moved,) = crashed.glob("news.duckdb.wal.damaged-*")
     assert str(moved) in caplog.text and "last checkpoint" in caplog.text

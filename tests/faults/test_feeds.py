@@ -18,8 +18,8 @@ from xml.parsers import expat
 
 import pytest
 
-from schemas.errors import ConfigError
-from tasks.parse import check_xml_parser, unsafe_entity
+from newsflow.schemas.errors import ConfigError
+from newsflow.tasks.sources.feeds import check_xml_parser, unsafe_entity
 from tests.faults.harness import (
     FaultRun,
     GiB,
@@ -258,7 +258,8 @@ def test_control_characters_in_titles_are_removed(
 
 
 def test_expat_without_amplification_limits_is_refused_at_startup() -> None:
-    check_xml_parser()  # this runtime's expat; importing tasks.parse ran the same check
+    check_xml_parser()  # this runtime's expat; importing newsflow.tasks.sources.feeds ran the
+    # same check
     with pytest.raises(ConfigError, match=r"expat 2\.2\.10, .* needs expat >= 2\.4\.1"):
         check_xml_parser((2, 2, 10))
 

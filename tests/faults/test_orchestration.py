@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.load import load_batch
+from newsflow.tasks.storage.load import load_batch
 from tests.faults.harness import (
     FaultRun,
     HealthyFeed,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tasks.normalize import MAX_TITLE_CHARS
+from newsflow.tasks.extraction.normalize import MAX_TITLE_CHARS
 from tests.faults.harness import (
     FaultRun,
     HealthyFeed,

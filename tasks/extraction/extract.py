@@ -1,0 +1,354 @@
+"""Extract: article text and metadata from HTML with trafilatura, in a process pool.
+
+Extraction is the CPU-bound stage (~20–30 ms a page), so it runs in worker processes, one per
+core; feed parsing (feedparser) runs in the same pool. pebble's pool is used rather than
+concurrent.futures because it can kill the one worker whose document overran its deadline and
+replace it, where ProcessPoolExecutor can only be torn down whole.
+
+Every document is bounded: in time by its deadline (the worker is killed past it), in memory
+by the workers' address-space limit (a document that needs more fails with MemoryError, as
+`too_large`), and no feed queues more documents than the workers can take, so pages do not pile
+up in memory.
+
+A Dask worker is already one process per core, and a daemonic one, which may not start a pool
+of its own: there `InlineExtractor` parses and extracts in the calling thread, under the same
+deadlines; its memory is bounded by Dask's own limit per worker (the nanny restarts a worker
+that passes it).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import multiprocessing
+import re
+import resource
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from multiprocessing import forkserver
+from typing import Any, TypeVar
+
+import trafilatura
+from pebble import ProcessPool
+from pebble.common import ProcessExpired
+from trafilatura.settings import Document
+
+from newsflow.schemas.errors import ItemError
+from newsflow.schemas.models import ExtractedPage, ParsedFeed, Response
+from newsflow.tasks.sources.feeds import parse_feed
+
+LOGGER = logging.getLogger(__name__)
+
+# A worker is replaced after this many documents, so slow leaks in lxml cannot add up.
+_TASKS_PER_WORKER = 500
+# Documents of one feed waiting in the pool, per worker.
+_QUEUED_PER_WORKER = 2
+T = TypeVar("T")
+_HTML_LANG_RE = re.compile(rb"<html[^>]*\blang\s*=\s*[\"']?([A-Za-z]{2,3})", re.IGNORECASE)
+
+
+def extract_page(url: str, html: str) -> ExtractedPage:
+    """trafilatura on decoded HTML, comments excluded; raises ItemError when nothing is found."""
+    doc = trafilatura.bare_extraction(
+        html,
+        url=url,
+        include_comments=False,
+        include_tables=True,
+        with_metadata=True,
+        deduplicate=False,
+    )
+    # Without as_dict trafilatura 2 returns a Document (the dict form is deprecated).
+    meta: dict[str, Any] = doc.as_dict() if isinstance(doc, Document) else {}
+    text = (meta.get("text") or "").strip()
+    if not text:
+        raise ItemError("extract_empty", "no article text found on the page", url=url)
+    lang = _HTML_LANG_RE.search(html[:4096].encode("utf-8", "ignore"))
+    return ExtractedPage(
+        url=url,
+        title=meta.get("title") or None,
+        author=meta.get("author") or None,
+        date=meta.get("date") or None,
+        image=meta.get("image") or None,
+        language=meta.get("language") or (lang.group(1).decode().lower() if lang else None),
+        sitename=meta.get("sitename") or None,
+        description=meta.get("description") or None,
+        categories=_split(meta.get("categories")),
+        tags=_split(meta.get("tags")),
+        text=text,
+    )
+
+
+def _split(value: Any) -> list[str]:
+    if not value:
+        return []
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    return [str(v).strip() for v in value if str(v).strip()]
+
+
+def _warm_worker(memory_limit: int | None) -> None:
+    # Import-time work (lxml, trafilatura's settings) happens once per worker, not per page.
+    logging.getLogger("trafilatura").setLevel(logging.CRITICAL)
+    logging.getLogger("htmldate").setLevel(logging.CRITICAL)
+    if memory_limit:
+        # Address space, the one limit Linux enforces on malloc; a worker uses ~60 MiB idle.
+        resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
+
+
+def _feed_timeout(url: str) -> ItemError:
+    return ItemError("feed_timeout", f"the feed's deadline passed before extraction: {url}", url)
+
+
+def _left(until: float | None) -> float | None:
+    return None if until is None else max(0.0, until - time.monotonic())
+
+
+def _workers_context() -> multiprocessing.context.ForkServerContext:
+    # forkserver: workers are forked from a clean server process that has imported this
+    # module, not from the caller with its Prefect threads (fork after threads can deadlock).
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["newsflow.tasks.extraction.extract"])
+    return context
+
+
+def start_forkserver() -> None:
+    """Start the process workers are forked from ahead of the first document: its imports
+    (trafilatura, lxml: ~0.5 s) then overlap whatever the caller waits for meanwhile."""
+    _workers_context()
+    forkserver.ensure_running()
+
+
+class Extractor:
+    """A pool of workers for CPU work (pages and feeds), with a deadline per document."""
+
+    def __init__(
+        self,
+        workers: int,
+        deadline: float,
+        *,
+        parse_deadline: float = 60.0,
+        memory_limit: int | None = None,
+    ) -> None:
+        self.workers = max(1, workers)
+        self.deadline = deadline
+        self.parse_deadline = parse_deadline
+        self.memory_limit = memory_limit
+        self._pool: ProcessPool | None = None
+        self._lock = threading.Lock()
+
+    def _get_pool(self) -> ProcessPool:
+        with self._lock:
+            if self._pool is None:
+                self._pool = ProcessPool(
+                    max_workers=self.workers,
+                    max_tasks=_TASKS_PER_WORKER,
+                    initializer=_warm_worker,
+                    initargs=(self.memory_limit,),
+                    context=_workers_context(),
+                )
+            return self._pool
+
+    def parse_feed(self, response: Response, max_items: int) -> ParsedFeed:
+        """`newsflow.tasks.sources.feeds.parse_feed` in a worker, within the parse deadline; raises
+        ItemError."""
+        future = self._get_pool().schedule(
+            parse_feed, args=(response, max_items), timeout=self.parse_deadline
+        )
+        return _outcome(response.url, future, "parse", self.parse_deadline, None)
+
+    def extract_many(
+        self, pages: Iterable[tuple[str, str]], until: float | None = None
+    ) -> Iterator[tuple[str, ExtractedPage | ItemError]]:
+        """(url, html) pairs in; (url, page or error) out, in input order.
+
+        Pages are taken from `pages` only as workers free up. Past `until` (a
+        `time.monotonic()` value: the feed's deadline), pages not yet extracted are
+        ItemError("feed_timeout").
+        """
+        pool = self._get_pool()
+        queued: deque[tuple[str, Future[ExtractedPage]]] = deque()
+
+        def oldest() -> tuple[str, ExtractedPage | ItemError]:
+            url, future = queued.popleft()
+            try:
+                return url, _outcome(url, future, "extract", self.deadline, until)
+            except ItemError as exc:
+                return url, exc
+
+        for url, html in pages:
+            if _left(until) == 0:
+                yield url, _feed_timeout(url)
+                continue
+            queued.append(
+                (url, pool.schedule(extract_page, args=(url, html), timeout=self.deadline))
+            )
+            if len(queued) >= _QUEUED_PER_WORKER * self.workers:
+                yield oldest()
+        while queued:
+            yield oldest()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._pool is not None:
+                self._pool.stop()
+                self._pool.join(timeout=10)
+                self._pool = None
+
+    def __enter__(self) -> Extractor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _outcome(url: str, future: Future[T], stage: str, deadline: float, until: float | None) -> T:
+    """The worker's result, or the ItemError that explains why there is none."""
+    try:
+        return future.result(timeout=_left(until))
+    except ItemError:
+        raise
+    except FutureTimeout as exc:
+        if not future.done():  # the feed's deadline passed while this one waited or ran
+            future.cancel()  # pebble kills the worker if it had started
+            raise _feed_timeout(url) from exc
+        raise _overran(url, stage, deadline) from exc
+    except Exception as exc:
+        raise _failure(url, stage, exc) from exc
+
+
+def _what(stage: str) -> str:
+    return "extraction" if stage == "extract" else "parsing"
+
+
+def _overran(url: str, stage: str, deadline: float) -> ItemError:
+    return ItemError("timeout", f"{_what(stage)} took longer than {deadline:.0f} s", url)
+
+
+def _failure(url: str, stage: str, exc: Exception) -> ItemError:
+    """A document's failure as a recorded error."""
+    what = _what(stage)
+    if isinstance(exc, MemoryError):
+        return ItemError("too_large", f"{what} ran out of its worker's memory", url)
+    if isinstance(exc, ProcessExpired):
+        return ItemError(f"{stage}_crash", f"{what} worker died: {exc}", url)
+    # trafilatura/lxml/feedparser failures on hostile markup
+    return ItemError(f"{stage}_error", f"{type(exc).__name__}: {exc}", url)
+
+
+class _Overrun(BaseException):
+    """Raised into a thread whose document passed its deadline. A BaseException, so that no
+    `except Exception` inside trafilatura, lxml's Python layers or feedparser swallows it."""
+
+
+# After the deadline, the interruption is repeated this often until the call gives up: one
+# that lands in a Python callback called from C (lxml's element-class lookup) is swallowed
+# there as "unraisable", and the document would run on.
+_INTERRUPT_AGAIN = 0.05
+
+
+def call_with_deadline(deadline: float, fn: Callable[..., T], *args: Any) -> T:
+    """`fn(*args)` in this thread, interrupted with _Overrun once `deadline` seconds have passed.
+
+    The interruption is an asynchronous exception (PyThreadState_SetAsyncExc): it lands at
+    the next Python bytecode, so Python-level work (most of trafilatura) stops at the deadline,
+    while one call into C (an lxml parse) finishes first. Only a process can be killed
+    mid-call; this is the price of extracting inside a Dask worker.
+    """
+    thread_id = threading.get_ident()
+    guard = threading.Lock()
+    finished = threading.Event()
+
+    def interrupt() -> None:
+        if finished.wait(deadline):
+            return
+        while True:
+            with guard:
+                if finished.is_set():
+                    return
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(
+                    ctypes.c_ulong(thread_id), ctypes.py_object(_Overrun)
+                )
+            if finished.wait(_INTERRUPT_AGAIN):
+                return
+
+    threading.Thread(target=interrupt, name="newsflow-deadline", daemon=True).start()
+    try:
+        return fn(*args)
+    finally:
+        # Set under the lock: an interruption is either delivered before this block ends
+        # (and raised from here, so the caller sees the overrun) or never sent.
+        with guard:
+            finished.set()
+
+
+def _quiet_swallowed_overruns() -> None:
+    """Keep the interruptions that a C callback swallows (see _INTERRUPT_AGAIN) out of the
+    worker's stderr; other unraisable exceptions are reported as before."""
+    previous = sys.unraisablehook
+    if getattr(previous, "newsflow_overruns", False):
+        return
+
+    def hook(unraisable: Any) -> None:
+        if unraisable.exc_type is not _Overrun:
+            previous(unraisable)
+
+    hook.newsflow_overruns = True  # type: ignore[attr-defined]
+    sys.unraisablehook = hook
+
+
+class InlineExtractor:
+    """Extractor's interface, working in the calling thread, one document at a time: for
+    processes that are the parallelism themselves (Dask workers)."""
+
+    def __init__(self, deadline: float, *, parse_deadline: float = 60.0) -> None:
+        self.deadline = deadline
+        self.parse_deadline = parse_deadline
+        _warm_worker(None)
+        _quiet_swallowed_overruns()
+
+    def _run(self, url: str, stage: str, deadline: float, fn: Callable[..., T], *args: Any) -> T:
+        try:
+            return call_with_deadline(deadline, fn, *args)
+        except ItemError:
+            raise
+        except _Overrun as exc:
+            raise _overran(url, stage, deadline) from exc
+        except Exception as exc:
+            raise _failure(url, stage, exc) from exc
+
+    def parse_feed(self, response: Response, max_items: int) -> ParsedFeed:
+        """`newsflow.tasks.sources.feeds.parse_feed` within the parse deadline; raises ItemError."""
+        return self._run(
+            response.url, "parse", self.parse_deadline, parse_feed, response, max_items
+        )
+
+    def extract_many(
+        self, pages: Iterable[tuple[str, str]], until: float | None = None
+    ) -> Iterator[tuple[str, ExtractedPage | ItemError]]:
+        """(url, html) pairs in; (url, page or error) out, in input order; past `until` (the
+        feed's deadline), ItemError("feed_timeout"), as Extractor gives."""
+        for url, html in pages:
+            left = _left(until)
+            if left == 0:
+                yield url, _feed_timeout(url)
+                continue
+            deadline = self.deadline if left is None else min(self.deadline, left)
+            try:
+                yield url, self._run(url, "extract", deadline, extract_page, url, html)
+            except ItemError as exc:
+                cut = left is not None and left < self.deadline and exc.kind == "timeout"
+                yield url, _feed_timeout(url) if cut else exc
+
+    def close(self) -> None:
+        """Nothing to release: no pool."""
+
+    def __enter__(self) -> InlineExtractor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

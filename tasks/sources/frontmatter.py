@@ -1,0 +1,493 @@
+"""Front-matter posts (Hexo, Jekyll, Hugo) to Articles, per DESIGN.md's front-matter table.
+
+A post is YAML between `---` lines (TOML between `+++`) followed by a body in Markdown or
+HTML. Archives from the wild bring a BOM, CRLF line ends and blank lines before the front
+matter; all are read. Keys map to columns as the table says, case-insensitively; keys it does
+not name, and values that cannot become their column (a site-relative image without a base),
+stay in `extra`. A post without an absolute URL is keyed by its content (source, title, date),
+so the same post under another file name, or an archive read twice, adds nothing.
+
+python-frontmatter is not used: it wants the fence on the first line and the `toml` package,
+and splitting at the fences is a few lines; PyYAML and tomllib do the parsing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import os
+import re
+import tomllib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import date, datetime, time
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import yaml
+from markdown_it import MarkdownIt
+from markdown_it.token import Token
+
+from newsflow.schemas.errors import ConfigError, ItemError
+from newsflow.schemas.models import Article, ArticleBatch, IngestErrorRecord, article_id_for, utcnow
+from newsflow.tasks.extraction.normalize import (
+    absolute_url,
+    as_list,
+    canonical_url,
+    clean_title,
+    content_hash,
+    guess_language,
+    html_to_text,
+    parse_date,
+)
+from newsflow.tasks.fetching.charset import decode_text
+
+LOGGER = logging.getLogger(__name__)
+
+POST_SUFFIXES = frozenset({".md", ".markdown", ".mdown", ".mkd", ".mkdn"})
+CONTENT_KEY_PREFIX = "urn:newsflow:post:"
+BODY_SOURCES = frozenset({"page", "feed", "post"})
+MAX_POST_BYTES = 16 * 1024 * 1024
+# YAML aliases let a few lines describe an exponentially large value; no real post comes near.
+MAX_FRONT_MATTER_VALUES = 10_000
+MAX_FRONT_MATTER_DEPTH = 20
+# Site configurations that name the base URL of relative permalinks (Hexo/Jekyll, Hugo).
+SITE_CONFIGS = ("_config.yml", "_config.yaml", "hugo.toml", "config.toml", "hugo.yaml")
+
+_FENCES = {"---": "yaml", "+++": "toml"}
+_CLOSING = {"yaml": {"---", "..."}, "toml": {"+++"}}
+# Jekyll takes a post's date from its file name when the front matter has none.
+_FILENAME_DATE_RE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})-")
+# Liquid tags and Hugo shortcodes are templating, not text; `\{` is a literal brace.
+_TEMPLATE_TAG_RE = re.compile(r"(?<!\\)\{[{%][\s\S]{0,500}?[%}]\}")
+# A body that opens with a block element is HTML (feed-to-post tools write those); one that
+# opens with text or inline HTML (`<img>` above a Markdown post) is Markdown, which may hold
+# HTML. Read as Markdown, HTML with indented lines after a blank one would become code.
+_HTML_BODY_RE = re.compile(
+    r"\s*<(?:!doctype|html|body|div|p|section|article|main|header|h[1-6]|table|ul|ol|"
+    r"blockquote|figure|pre|hr)\b",
+    re.IGNORECASE,
+)
+_HTML_LINE_BREAK_RE = re.compile(r"[ \t]*\n[ \t]*")
+_CJK_RE = re.compile(r"[\u2e80-\u9fff\uf900-\ufaff\uff00-\uffef]")
+
+_MARKDOWN = MarkdownIt("commonmark")
+
+
+@dataclass(frozen=True)
+class PostSite:
+    """What a post cannot say itself: the timezone of naive dates, the base of site-relative
+    URLs, the site's name."""
+
+    tz: ZoneInfo
+    base_url: str | None = None
+    title: str | None = None
+
+
+# --- the site around the archive -------------------------------------------------------------
+
+
+def find_site_config(directory: Path) -> Path | None:
+    """The site configuration in the archive's directory or up to two levels above it
+    (`source/_posts` in Hexo, `_posts` in Jekyll, `content/posts` in Hugo)."""
+    for folder in [directory, *directory.resolve().parents][:3]:
+        for name in SITE_CONFIGS:
+            if (folder / name).is_file():
+                return folder / name
+    return None
+
+
+def read_site(directory: Path, tz: ZoneInfo, base_url: str | None = None) -> PostSite:
+    """The archive's site: `base_url` if given, else the configuration's `url` (+ Jekyll's
+    `baseurl`) or Hugo's `baseURL`; raises ConfigError for a configuration that cannot be read."""
+    path = find_site_config(directory)
+    if path is None:
+        return PostSite(tz=tz, base_url=base_url)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+        config = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read site configuration {path}: {_problem(exc)}") from exc
+    keys = {str(k).lower(): v for k, v in config.items()} if isinstance(config, dict) else {}
+    url, sub = _text(keys.get("url")), _text(keys.get("baseurl"))
+    if url and sub:
+        url = url.rstrip("/") + "/" + sub.strip("/")
+    site_base = base_url or absolute_url(url or sub, None)
+    LOGGER.info("site configuration %s: base %s", path, site_base)
+    return PostSite(tz=tz, base_url=site_base, title=_text(keys.get("title")))
+
+
+def resolve_url(ref: str, site_base: str | None, page_url: str | None) -> str | None:
+    """An absolute URL for a permalink or image: site-relative paths (`/2023/…`) below the
+    site's base, other relative ones against the post's URL; None when there is no base."""
+    ref = ref.strip()
+    if ref.startswith("/") and not ref.startswith("//") and site_base:
+        return absolute_url(site_base.rstrip("/") + ref, None)
+    return absolute_url(ref, page_url or (site_base.rstrip("/") + "/" if site_base else None))
+
+
+# --- files -----------------------------------------------------------------------------------
+
+
+def find_posts(directory: Path) -> list[Path]:
+    """Markdown files below `directory`, in a stable order; hidden files and folders skipped.
+
+    os.walk does not follow links to folders, so a link loop cannot trap the walk.
+    """
+    found: list[Path] = []
+    for root, dirs, files in os.walk(directory):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        found.extend(
+            Path(root) / name
+            for name in sorted(files)
+            if not name.startswith(".") and Path(name).suffix.lower() in POST_SUFFIXES
+        )
+    return found
+
+
+def split_front_matter(text: str) -> tuple[str, str, str] | None:
+    """(format, front matter, body) of a post, or None when the text has no front matter.
+
+    Raises ItemError("invalid_front_matter") when the front matter is never closed.
+    """
+    lines = text.lstrip("\ufeff").replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    start = next((i for i, line in enumerate(lines) if line.strip()), None)
+    if start is None or lines[start].rstrip() not in _FENCES:
+        return None
+    fmt = _FENCES[lines[start].rstrip()]
+    for end in range(start + 1, len(lines)):
+        if lines[end].rstrip() in _CLOSING[fmt]:
+            return fmt, "\n".join(lines[start + 1 : end]), "\n".join(lines[end + 1 :])
+    raise ItemError("invalid_front_matter", "the front matter is not closed")
+
+
+def parse_front_matter(fmt: str, raw: str) -> dict[str, Any]:
+    try:
+        meta = tomllib.loads(raw) if fmt == "toml" else yaml.safe_load(raw)
+    except (yaml.YAMLError, tomllib.TOMLDecodeError) as exc:
+        raise ItemError("invalid_front_matter", f"invalid {fmt.upper()}: {_problem(exc)}") from exc
+    except RecursionError as exc:
+        raise ItemError("invalid_front_matter", "the front matter is nested too deeply") from exc
+    if meta is None:
+        return {}
+    if not isinstance(meta, dict):
+        raise ItemError("invalid_front_matter", f"the front matter is a {type(meta).__name__}")
+    if not _small(meta, MAX_FRONT_MATTER_VALUES, MAX_FRONT_MATTER_DEPTH):
+        raise ItemError("invalid_front_matter", "the front matter is too large or too deep")
+    return meta
+
+
+def read_post(path: Path, site: PostSite, now: datetime | None = None) -> Article | None:
+    """The article of a post file; None when the file has no front matter (not a post)."""
+    if path.stat().st_size > MAX_POST_BYTES:
+        raise ItemError("too_large", f"over {MAX_POST_BYTES} bytes")
+    parts = split_front_matter(decode_text(path.read_bytes()))
+    if parts is None:
+        return None
+    fmt, raw, body = parts
+    return post_article(parse_front_matter(fmt, raw), body, name=path.name, site=site, now=now)
+
+
+def read_posts(paths: Iterable[Path], site: PostSite) -> ArticleBatch:
+    """Articles of the posts; a post that cannot be read is an error row naming its file."""
+    batch = ArticleBatch()
+    now = utcnow()
+    for path in paths:
+        batch.entries_seen += 1
+        try:
+            article = read_post(path, site, now)
+        except (ItemError, OSError) as exc:
+            kind = exc.kind if isinstance(exc, ItemError) else "unreadable"
+            batch.errors.append(
+                IngestErrorRecord(
+                    stage="post", url=str(path.resolve()), kind=kind, message=f"{path}: {exc}"
+                )
+            )
+            continue
+        if article is None:
+            LOGGER.info("%s has no front matter: not a post", path)
+            batch.not_posts += 1
+        else:
+            batch.articles.append(article)
+    return batch
+
+
+# --- body ------------------------------------------------------------------------------------
+
+
+def post_text(body: str) -> str:
+    """Plain text of a post body, HTML or Markdown: paragraphs on their own lines."""
+    body = _TEMPLATE_TAG_RE.sub("", body)
+    if _HTML_BODY_RE.match(body):
+        if "<pre" not in body.lower():
+            # In HTML a line break inside a paragraph is a space; paragraphs come from tags.
+            body = _HTML_LINE_BREAK_RE.sub(" ", body)
+        return html_to_text(body)
+    return html_to_text(markdown_html(body))
+
+
+def markdown_html(text: str) -> str:
+    """CommonMark to HTML, a hard-wrapped paragraph joined into one line (without a space
+    between two Chinese characters, as a reader joins them)."""
+    tokens = _MARKDOWN.parse(text)
+    for token in tokens:
+        if token.type == "inline" and token.children:
+            _join_soft_breaks(token.children)
+    return str(_MARKDOWN.renderer.render(tokens, _MARKDOWN.options, {}))
+
+
+def _join_soft_breaks(children: list[Token]) -> None:
+    for i, child in enumerate(children):
+        if child.type != "softbreak":
+            continue
+        before = children[i - 1].content[-1:] if i > 0 else ""
+        after = children[i + 1].content[:1] if i + 1 < len(children) else ""
+        child.type = "text"
+        child.content = "" if _CJK_RE.match(before) and _CJK_RE.match(after) else " "
+
+
+# --- front matter to an article --------------------------------------------------------------
+
+
+class _Keys:
+    """Front-matter keys looked up case-insensitively; what is not taken ends up in `extra`."""
+
+    def __init__(self, meta: dict[Any, Any]) -> None:
+        self.rest: dict[str, Any] = {str(k): v for k, v in meta.items()}
+        self._names: dict[str, str] = {}
+        for key in self.rest:
+            self._names.setdefault(key.lower(), key)
+
+    def present(self, alias: str) -> bool:
+        return self._names.get(alias, "") in self.rest
+
+    def take_item(self, *aliases: str) -> tuple[str, Any] | None:
+        """The first alias with a value, as (key, value); it leaves `rest`, and so do empty
+        aliases before it, while later ones stay there (a post with both `image` and `cover`
+        keeps `cover` in extra)."""
+        for alias in aliases:
+            key = self._names.get(alias)
+            if key is None or key not in self.rest:
+                continue
+            value = self.rest.pop(key)
+            if value is not None and value != "" and value != []:
+                return key, value
+        return None
+
+    def take(self, *aliases: str) -> Any:
+        item = self.take_item(*aliases)
+        return item[1] if item else None
+
+
+def post_article(
+    meta: dict[Any, Any],
+    body: str,
+    *,
+    name: str,
+    site: PostSite,
+    now: datetime | None = None,
+) -> Article:
+    """One Article from a post's front matter and body (DESIGN.md, front-matter table).
+
+    Raises ItemError: missing_title, bad_date.
+    """
+    now = now or utcnow()
+    keys = _Keys(meta)
+    raw_title = _text(keys.take("title"))
+    author = _author(keys.take("author", "authors"))
+    if keys.present("source"):  # an export says so even when it is null
+        source = _text(keys.take("source"))
+    else:
+        source = _text(keys.take("site")) or site.title or _first(author)
+    title = clean_title(raw_title, [source, site.title]) if raw_title else ""
+    if not title:
+        raise ItemError("missing_title", "the front matter has no title")
+
+    published = _date(keys.take("date", "published", "pubdate", "publishdate"), "date", site, now)
+    if published is None and (m := _FILENAME_DATE_RE.match(name)):
+        published = _date(date(int(m[1]), int(m[2]), int(m[3])), "file name date", site, now)
+    updated = _date(keys.take("updated", "modified", "lastmod"), "updated", site, now)
+    if published is None:
+        published = updated
+
+    url, canonical, unresolved = _identity(keys, site, source, title, published)
+    page = None if url.startswith(CONTENT_KEY_PREFIX) else url
+    image_url = _resolved_image(keys, ("headimg", "image", "cover"), site, page)
+    thumbnail_url = _resolved_image(keys, ("thumbnail",), site, page)
+    text = post_text(body)
+    body_source = _text(keys.take("body_source"))
+    article = Article(
+        article_id=article_id_for(canonical),
+        url=url,
+        canonical_url=canonical,
+        guid=_text(keys.take("guid")),
+        feed_url=_text(keys.take("feed_url")),
+        source=source,
+        title=title,
+        author=author,
+        published_at=published,
+        updated_at=updated if updated != published else None,
+        categories=as_list(list(_flatten(keys.take("categories", "category")))),
+        tags=as_list(list(_flatten(keys.take("tags")))),
+        image_url=image_url,
+        thumbnail_url=thumbnail_url,
+        comments=_flag(keys.take("comments")),
+        language=guess_language(text, _text(keys.take("language", "lang"))),
+        summary=_text(keys.take("summary", "description", "excerpt"), strip=False),
+        body_text=text,
+        body_source=body_source if body_source in BODY_SOURCES else "post",
+        content_hash=content_hash(text) if text else "",
+        story_id=_text(keys.take("story_id")),
+        duplicate_of=_text(keys.take("duplicate_of")),
+        first_seen_at=now,
+        last_seen_at=now,
+    )
+    if unresolved:
+        keys.rest[unresolved[0]] = unresolved[1]
+    article.extra = _json_safe(keys.rest)
+    return article
+
+
+def canonical_url_or_none(url: str) -> str | None:
+    try:
+        return canonical_url(url)
+    except ItemError:
+        return None
+
+
+def _identity(
+    keys: _Keys,
+    site: PostSite,
+    source: str | None,
+    title: str,
+    published: datetime | None,
+) -> tuple[str, str, tuple[str, Any] | None]:
+    """(url, canonical_url, the permalink that could not be made absolute)."""
+    permalink = keys.take_item("permalink", "url", "link")
+    declared = _text(keys.take("canonical_url"))
+    url = resolve_url(str(permalink[1]), site.base_url, None) if permalink else None
+    if url:
+        canonical = canonical_url_or_none(declared or "") or canonical_url_or_none(url)
+        if canonical:
+            return url, canonical, None
+    key = content_key(source, title, published)
+    return key, key, permalink
+
+
+def content_key(source: str | None, title: str, published: datetime | None) -> str:
+    """The identity of a post without a URL: the same post under any file name gets the same."""
+    basis = "\x1f".join([source or "", title, published.isoformat() if published else ""])
+    return CONTENT_KEY_PREFIX + hashlib.blake2b(basis.encode("utf-8"), digest_size=10).hexdigest()
+
+
+def _resolved_image(
+    keys: _Keys, aliases: tuple[str, ...], site: PostSite, page_url: str | None
+) -> str | None:
+    item = keys.take_item(*aliases)
+    if item is None:
+        return None
+    value = item[1]
+    # jekyll-seo-tag writes `image: {path: …}`, Hugo themes `cover: {image: …}`
+    if isinstance(value, dict):
+        value = next((value[k] for k in ("path", "image", "src", "url") if value.get(k)), "")
+    resolved = resolve_url(str(value), site.base_url, page_url) if value else None
+    if resolved is None:
+        keys.rest[item[0]] = item[1]
+    return resolved
+
+
+def _date(value: Any, field: str, site: PostSite, now: datetime) -> datetime | None:
+    """YAML and TOML read most dates themselves (aware when they carry an offset); the rest
+    are strings for normalize's parser. Naive ones are in the site's timezone."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        raw: str | datetime = value
+    elif isinstance(value, date):
+        raw = datetime.combine(value, time())
+    else:
+        raw = str(value)
+    try:
+        return parse_date(raw, site.tz, now)
+    except ItemError as exc:
+        raise ItemError("bad_date", f"{field}: {exc}") from exc
+
+
+def _author(value: Any) -> str | None:
+    names = [_text(v.get("name") if isinstance(v, dict) else v) for v in _flatten(value)]
+    return ", ".join(n for n in names if n) or None
+
+
+def _first(author: str | None) -> str | None:
+    return author.split(", ")[0] if author else None
+
+
+def _flag(value: Any) -> bool | None:
+    if value is None or isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in {"true", "yes", "on", "1"}:
+        return True
+    if text in {"false", "no", "off", "0"}:
+        return False
+    return None
+
+
+def _flatten(value: Any) -> Iterator[Any]:
+    """Hexo allows nested category lists (`[[parent, child], other]`): their terms, in order."""
+    if isinstance(value, list | tuple):
+        for item in value:
+            yield from _flatten(item)
+    elif value is not None:
+        yield value
+
+
+def _text(value: Any, *, strip: bool = True) -> str | None:
+    if value is None:
+        return None
+    text = str(value)
+    return (text.strip() if strip else text) or None
+
+
+def _json_safe(value: Any) -> Any:
+    """YAML/TOML values as JSON can hold them: dates as ISO strings, no NaN (DuckDB's JSON
+    refuses it), unknown types as text."""
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return str(value)
+
+
+def _small(meta: dict[str, Any], max_values: int, max_depth: int) -> bool:
+    """Whether the front matter holds at most `max_values` values, nested at most `max_depth`
+    deep; stops counting as soon as it is not (aliases make a value's size exponential)."""
+    budget = max_values
+    stack: list[tuple[Any, int]] = [(meta, 0)]
+    while stack:
+        value, depth = stack.pop()
+        budget -= 1
+        if budget < 0 or depth > max_depth:
+            return False
+        if isinstance(value, dict):
+            stack.extend((v, depth + 1) for v in value.values())
+        elif isinstance(value, list):
+            stack.extend((v, depth + 1) for v in value)
+    return True
+
+
+def _problem(exc: Exception) -> str:
+    """One line saying what is wrong and where (PyYAML's own message spans several)."""
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem:
+        mark = exc.problem_mark
+        where = f" (line {mark.line + 1} of the front matter)" if mark else ""
+        return f"{exc.problem}{where}"
+    return " ".join(str(exc).split("\n")[0].split())

@@ -1,0 +1,166 @@
+"""Where an ingest run's feed batches go: into the database, or into a stage folder.
+
+Either way the flow process alone writes them, a task's batches at a time as the tasks
+finish, wherever those ran: the database keeps its one writer (DESIGN.md), and a staged run
+(`--stage-dir`) touches no database at all — `newsflow load` merges its batches later.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import pyarrow as pa
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from newsflow.schemas.config import FeedConfig, Settings
+from newsflow.schemas.models import FeedBatch, RunCounts, new_run_id
+from newsflow.tasks.coverage.tag import load_tagger
+from newsflow.tasks.sources.health import due_feeds, read_feed_states
+from newsflow.tasks.storage.load import (
+    Claim,
+    claim_due_feeds,
+    finish_run,
+    load_batch,
+    poll_counts,
+    start_run,
+)
+from newsflow.tasks.storage.stage import (
+    Snapshot,
+    Stage,
+    StagedBatch,
+    StageWriter,
+    batch_id_for,
+    read_snapshot,
+    snapshot_tables,
+)
+from newsflow.tasks.storage.store import Database, Reader
+
+
+class Target(Protocol):
+    def start(self, parameters: dict[str, Any]) -> str:
+        """Begin the run; returns its id."""
+        ...
+
+    def claim_due(self, run_id: str, feeds: list[FeedConfig], *, force: bool) -> Claim:
+        """The feeds this run polls, every feed's state, and how many due feeds it leaves to
+        overlapping runs."""
+        ...
+
+    def reader(self) -> Reader:
+        """Where a local run's tasks look up known entries."""
+        ...
+
+    def known_index(self) -> dict[str, pa.Table]:
+        """The same as tables, for Dask workers, which open neither database nor stage."""
+        ...
+
+    def write(self, run_id: str, feeds: list[FeedConfig], batches: list[FeedBatch]) -> RunCounts:
+        """One task's batches, each with its feed."""
+        ...
+
+    def finish(self, run_id: str, counts: RunCounts, status: str) -> None: ...
+
+
+class Loadable:
+    """A task's batches with their feeds, as one parameter Prefect does not walk (it would
+    visit every field of every article looking for futures: a second of a 20 s run)."""
+
+    __slots__ = ("batches", "feeds")
+
+    def __init__(self, feeds: list[FeedConfig], batches: list[FeedBatch]) -> None:
+        self.feeds = feeds
+        self.batches = batches
+
+
+@task(name="load-batches", cache_policy=NO_CACHE)
+def load_batches_task(db: Database, settings: Settings, run_id: str, todo: Loadable) -> RunCounts:
+    tagger = load_tagger(settings.lexicon_path, settings.gazetteer_path)
+    counts = RunCounts()
+    # One open of the database for the task's batches; each still loads in a transaction (and
+    # a session) of its own, which reuses it (flows/load.py does the same).
+    with db.session():
+        for feed, batch in zip(todo.feeds, todo.batches, strict=True):
+            counts += load_batch(
+                db,
+                run_id,
+                batch,
+                name=feed.name,
+                source=feed.source,
+                default_interval=settings.default_poll_interval,
+                tagger=tagger,
+            )
+    return counts
+
+
+class DatabaseTarget:
+    """A direct run: a `runs` row, feed states from the database, each batch loaded."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.db = Database(settings.db_path, settings.lock_timeout)
+
+    def start(self, parameters: dict[str, Any]) -> str:
+        return start_run(self.db, "ingest", parameters)
+
+    def claim_due(self, run_id: str, feeds: list[FeedConfig], *, force: bool) -> Claim:
+        return claim_due_feeds(self.db, run_id, feeds, force=force)
+
+    def reader(self) -> Reader:
+        return self.db
+
+    def known_index(self) -> dict[str, pa.Table]:
+        with self.db.session() as con:
+            return snapshot_tables(con)
+
+    def write(self, run_id: str, feeds: list[FeedConfig], batches: list[FeedBatch]) -> RunCounts:
+        return load_batches_task(self.db, self.settings, run_id, Loadable(feeds, batches))
+
+    def finish(self, run_id: str, counts: RunCounts, status: str) -> None:
+        finish_run(self.db, run_id, counts, status)
+
+
+class StageTarget:
+    """A staged run: feed states from the stage's snapshot, batches written there in parts.
+
+    Counts are what the batches themselves tell (feeds, pages, errors); new, updated and
+    duplicate articles are known only when `newsflow load` compares them with the database.
+    """
+
+    def __init__(self, stage_dir: str) -> None:
+        self.stage = Stage(stage_dir, create=True)
+        self.writer = StageWriter(self.stage, new_run_id())
+        self.snapshot_tables = read_snapshot(self.stage)
+        self.snapshot = Snapshot(self.snapshot_tables)
+
+    def start(self, parameters: dict[str, Any]) -> str:
+        return self.writer.run_id
+
+    def claim_due(self, run_id: str, feeds: list[FeedConfig], *, force: bool) -> Claim:
+        # Nothing to claim in: shards of one feeds file do not overlap, and a run is not
+        # repeated before the loader has recorded its checks (SCALING.md).
+        with self.snapshot.session() as con:
+            states = read_feed_states(con)
+        due = due_feeds(feeds, states, force=force)
+        return Claim(due.ready, states, len(due.busy))
+
+    def reader(self) -> Reader:
+        return self.snapshot
+
+    def known_index(self) -> dict[str, pa.Table]:
+        return self.snapshot_tables
+
+    def write(self, run_id: str, feeds: list[FeedConfig], batches: list[FeedBatch]) -> RunCounts:
+        counts = RunCounts()
+        for feed, batch in zip(feeds, batches, strict=True):
+            batch_id = batch_id_for(run_id, feed.url)
+            self.writer.add(StagedBatch(batch_id, run_id, feed.name, feed.source, batch))
+            counts += poll_counts(batch) + RunCounts(
+                pages_downloaded=batch.pages_downloaded, errors=len(batch.errors)
+            )
+        return counts
+
+    def finish(self, run_id: str, counts: RunCounts, status: str) -> None:
+        # Even a crashed run's collected batches are whole feeds: stage them.
+        self.writer.flush()
+        self.snapshot.close()
