@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: demo install test lint bench
+.PHONY: demo install test lint typecheck bench
 
 $(BIN)/newsflow: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,15 @@ test: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest
+
+# mypy cannot follow setuptools' editable-install finder, so it checks the namespace through a
+# folder of symlinks laid out as the installed package is (pyproject's package-dir).
+typecheck: install
+	rm -rf build/mypy && mkdir -p build/mypy/newsflow
+	ln -s $(CURDIR)/newsflow/__init__.py $(CURDIR)/newsflow/cli $(CURDIR)/newsflow/runtime \
+		$(CURDIR)/newsflow/demo $(CURDIR)/flows $(CURDIR)/tasks $(CURDIR)/schemas \
+		$(CURDIR)/deployments build/mypy/newsflow/
+	MYPYPATH=build/mypy $(BIN)/mypy -p newsflow
 
 bench: install
 	$(BIN)/python benchmarks/ingest.py
