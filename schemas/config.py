@@ -30,6 +30,12 @@ from newsflow.schemas.errors import ConfigError
 DEFAULT_DB = Path("data/news.duckdb")
 DEFAULT_FEEDS = Path("feeds.toml")
 DEFAULT_TIMEZONE = "Asia/Shanghai"
+# Local inputs of a backfill, capped before they are parsed: a Markdown post (real ones are a
+# few KiB to a few hundred), a site configuration, and the page URLs one sitemap walk gathers
+# (an index may list 50,000 sitemaps of 50,000 URLs each; no backfill wants them all at once).
+MAX_POST_BYTES = 2 * 1024 * 1024
+MAX_SITE_CONFIG_BYTES = 1024 * 1024
+MAX_SITEMAP_ENTRIES = 200_000
 USER_AGENT = "newsflow/0.1 (news-ingestion for research; +https://pypi.org/project/newsflow/)"
 
 
@@ -98,6 +104,9 @@ class Settings(BaseModel):
     # is left for the next run (one feed_timeout row), so no feed can hold a run for long.
     feed_deadline: float = 600.0
     max_items_per_feed: int = 2000
+    max_post_bytes: int = Field(default=MAX_POST_BYTES, ge=1)
+    max_site_config_bytes: int = Field(default=MAX_SITE_CONFIG_BYTES, ge=1)
+    max_sitemap_entries: int = Field(default=MAX_SITEMAP_ENTRIES, ge=1)
     # How long a run waits for another process holding the database before giving up.
     lock_timeout: float = 900.0
     # Poll interval for feeds that give no hint of their own, in seconds.

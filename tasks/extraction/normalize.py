@@ -94,9 +94,10 @@ _CN_DATE_RE = re.compile(
     r"(?:\s*(?P<H>\d{1,2})[:：](?P<M>\d{2})(?:[:：](?P<S>\d{2}))?)?"
 )
 _RFC2822_RE = re.compile(r"^(?:[A-Za-z]{3},?\s+)?\d{1,2}\s+[A-Za-z]{3}\s+\d{2,4}\s+\d{1,2}:\d{2}")
-# Dates further ahead than this are wrong (a year-3000 pubDate), not early publications.
-_MAX_FUTURE = timedelta(days=2)
-_MIN_DATE = datetime(1990, 1, 1, tzinfo=UTC)
+# The dates an item can truly have: none before the Unix epoch (year-one and epoch-zero dates are
+# a CMS's empty value), none further ahead than a day (a year-3000 pubDate is wrong, not early).
+MIN_DATE = datetime(1970, 1, 1, tzinfo=UTC)
+MAX_FUTURE = timedelta(days=1)
 
 
 def parse_date(
@@ -106,7 +107,10 @@ def parse_date(
 
     RFC 2822, ISO 8601 (with or without offset), `YYYY-MM-DD HH:MM[:SS]`, `2022年9月7日 17:26`;
     anything else goes to dateparser. Naive times are in `tz`. Returns None for no date and
-    raises ItemError("bad_date") for a date that cannot be read or cannot be true.
+    raises ItemError("bad_date") for a date that cannot be read or lies outside
+    [MIN_DATE, now + MAX_FUTURE] — the one bound every source's dates go through (feeds,
+    pages, front matter, sitemaps, archives), so no date from outside reaches datetime
+    arithmetic that overflows (year 1, year 9999 with a negative offset).
     """
     if raw is None:
         return None
@@ -120,11 +124,12 @@ def parse_date(
         if parsed is None:
             raise ItemError("bad_date", f"unreadable date {text[:80]!r}")
     assert parsed is not None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=tz)
-    parsed = parsed.astimezone(UTC)
+    try:
+        parsed = (parsed if parsed.tzinfo else parsed.replace(tzinfo=tz)).astimezone(UTC)
+    except (OverflowError, ValueError) as exc:
+        raise ItemError("bad_date", f"date out of range {str(raw)[:80]!r}") from exc
     now = now or utcnow()
-    if parsed > now + _MAX_FUTURE or parsed < _MIN_DATE:
+    if parsed > now + MAX_FUTURE or parsed < MIN_DATE:
         raise ItemError("bad_date", f"implausible date {parsed.isoformat()}")
     return parsed
 
@@ -160,14 +165,17 @@ def _parse_date_text(text: str, tz: ZoneInfo) -> datetime | None:
             )
         except ValueError:
             return None
-    return dateparser.parse(
-        text,
-        settings={
-            "TIMEZONE": str(tz),
-            "RETURN_AS_TIMEZONE_AWARE": True,
-            "PREFER_DATES_FROM": "past",
-        },
-    )
+    try:
+        return dateparser.parse(
+            text,
+            settings={
+                "TIMEZONE": str(tz),
+                "RETURN_AS_TIMEZONE_AWARE": True,
+                "PREFER_DATES_FROM": "past",
+            },
+        )
+    except (OverflowError, ValueError, ArithmeticError):  # digits it reads as a huge timestamp
+        return None
 
 
 # --- text -----------------------------------------------------------------------------------
@@ -293,7 +301,8 @@ def guess_language(text: str, declared: str | None = None) -> str | None:
 
 
 def as_list(value: object) -> list[str]:
-    """A string becomes a one-element list; lists keep their non-empty strings, in order."""
+    """A string becomes a one-element list; lists keep their non-empty strings, in order, each
+    once: `Policy` after `policy` is the same term, and the first spelling stays."""
     if value is None:
         return []
     items = (
@@ -303,8 +312,22 @@ def as_list(value: object) -> list[str]:
         if isinstance(value, Iterable)
         else [value]
     )
-    out = [str(v).strip() for v in items if v is not None and str(v).strip()]
-    return list(dict.fromkeys(out))
+    out: dict[str, str] = {}
+    for item in items:
+        text = str(item).strip() if item is not None else ""
+        if text:
+            out.setdefault(text.casefold(), text)
+    return list(out.values())
+
+
+# Keyword lists in one value: `<meta name="keywords" content="区块链,行动计划,通知">`, with ASCII
+# or full-width commas and semicolons, or the enumeration comma 、.
+_KEYWORD_SEPARATORS_RE = re.compile(r"[,，、;；]")
+
+
+def keyword_list(values: Iterable[str] | None) -> list[str]:
+    """Keywords (tags), each list-valued one split at its separators; as_list's rules after."""
+    return as_list(part for value in values or () for part in _KEYWORD_SEPARATORS_RE.split(value))
 
 
 # --- assembling an article ------------------------------------------------------------------
@@ -397,7 +420,7 @@ def build_feed_article(
         categories=as_list(
             [*entry.categories, *(page.categories if page else []), *feed_categories]
         ),
-        tags=as_list(page.tags if page else []),
+        tags=keyword_list(page.tags if page else None),
         image_url=absolute_url(entry.image or (page.image if page else None), url),
         language=language or guess_language(body, page.language if page else entry.language),
         summary=summary[:2000] if summary else None,

@@ -9,6 +9,11 @@ so the same post under another file name, or an archive read twice, adds nothing
 
 python-frontmatter is not used: it wants the fence on the first line and the `toml` package,
 and splitting at the fences is a few lines; PyYAML and tomllib do the parsing.
+
+Every file is read within bounds (tasks/sources/bounded.py): only regular files inside the
+archive's folder, each under a cap, YAML without alias bombs. A date that cannot be true
+(2024-02-30, year one, 9999 with a negative offset) leaves the post undated with a `bad_date`
+row, as a feed item's does: the post is not lost for it. Body cleaning is linear in the body.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import os
 import re
 import tomllib
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any
@@ -30,8 +35,10 @@ import yaml
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
+from newsflow.schemas.config import MAX_POST_BYTES, MAX_SITE_CONFIG_BYTES
 from newsflow.schemas.errors import ConfigError, ItemError
 from newsflow.schemas.models import Article, ArticleBatch, IngestErrorRecord, article_id_for, utcnow
+from newsflow.tasks.containment import internal_error
 from newsflow.tasks.extraction.normalize import (
     absolute_url,
     as_list,
@@ -43,13 +50,13 @@ from newsflow.tasks.extraction.normalize import (
     parse_date,
 )
 from newsflow.tasks.fetching.charset import decode_text
+from newsflow.tasks.sources.bounded import load_yaml, read_regular_file
 
 LOGGER = logging.getLogger(__name__)
 
 POST_SUFFIXES = frozenset({".md", ".markdown", ".mdown", ".mkd", ".mkdn"})
 CONTENT_KEY_PREFIX = "urn:newsflow:post:"
 BODY_SOURCES = frozenset({"page", "feed", "post"})
-MAX_POST_BYTES = 16 * 1024 * 1024
 # YAML aliases let a few lines describe an exponentially large value; no real post comes near.
 MAX_FRONT_MATTER_VALUES = 10_000
 MAX_FRONT_MATTER_DEPTH = 20
@@ -60,8 +67,11 @@ _FENCES = {"---": "yaml", "+++": "toml"}
 _CLOSING = {"yaml": {"---", "..."}, "toml": {"+++"}}
 # Jekyll takes a post's date from its file name when the front matter has none.
 _FILENAME_DATE_RE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})-")
-# Liquid tags and Hugo shortcodes are templating, not text; `\{` is a literal brace.
-_TEMPLATE_TAG_RE = re.compile(r"(?<!\\)\{[{%][\s\S]{0,500}?[%}]\}")
+# Liquid tags and Hugo shortcodes (`{{ … }}`, `{% … %}`, at most this long) are templating,
+# not text; `\{` is a literal brace.
+_TEMPLATE_OPEN_RE = re.compile(r"(?<!\\)\{[{%]")
+_TEMPLATE_CLOSE_RE = re.compile(r"[%}]\}")
+MAX_TEMPLATE_TAG = 500
 # A body that opens with a block element is HTML (feed-to-post tools write those); one that
 # opens with text or inline HTML (`<img>` above a Markdown post) is Markdown, which may hold
 # HTML. Read as Markdown, HTML with indented lines after a blank one would become code.
@@ -70,7 +80,6 @@ _HTML_BODY_RE = re.compile(
     r"blockquote|figure|pre|hr)\b",
     re.IGNORECASE,
 )
-_HTML_LINE_BREAK_RE = re.compile(r"[ \t]*\n[ \t]*")
 _CJK_RE = re.compile(r"[\u2e80-\u9fff\uf900-\ufaff\uff00-\uffef]")
 
 _MARKDOWN = MarkdownIt("commonmark")
@@ -84,6 +93,9 @@ class PostSite:
     tz: ZoneInfo
     base_url: str | None = None
     title: str | None = None
+    # The archive's folder: no post is read from outside it (None: each post's own folder).
+    root: Path | None = None
+    max_bytes: int = MAX_POST_BYTES
 
 
 # --- the site around the archive -------------------------------------------------------------
@@ -94,21 +106,33 @@ def find_site_config(directory: Path) -> Path | None:
     (`source/_posts` in Hexo, `_posts` in Jekyll, `content/posts` in Hugo)."""
     for folder in [directory, *directory.resolve().parents][:3]:
         for name in SITE_CONFIGS:
-            if (folder / name).is_file():
+            # A link is found too, to be refused when read, rather than skipped silently.
+            if os.path.lexists(folder / name):
                 return folder / name
     return None
 
 
-def read_site(directory: Path, tz: ZoneInfo, base_url: str | None = None) -> PostSite:
+def read_site(
+    directory: Path,
+    tz: ZoneInfo,
+    base_url: str | None = None,
+    *,
+    max_post_bytes: int = MAX_POST_BYTES,
+    max_config_bytes: int = MAX_SITE_CONFIG_BYTES,
+) -> PostSite:
     """The archive's site: `base_url` if given, else the configuration's `url` (+ Jekyll's
-    `baseurl`) or Hugo's `baseURL`; raises ConfigError for a configuration that cannot be read."""
+    `baseurl`) or Hugo's `baseURL`; raises ConfigError for a configuration that cannot be read
+    (a link out of its folder, not a regular file, over `max_config_bytes`, an alias bomb)."""
+    site = PostSite(tz=tz, base_url=base_url, root=directory.resolve(), max_bytes=max_post_bytes)
     path = find_site_config(directory)
     if path is None:
-        return PostSite(tz=tz, base_url=base_url)
+        return site
     try:
-        text = path.read_text(encoding="utf-8-sig")
-        config = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
-    except (OSError, UnicodeDecodeError, yaml.YAMLError, tomllib.TOMLDecodeError) as exc:
+        text = decode_text(read_regular_file(path, path.parent, max_config_bytes))
+        config = tomllib.loads(text) if path.suffix == ".toml" else load_yaml(text)
+        if isinstance(config, dict) and not _small(config, MAX_FRONT_MATTER_VALUES, 50):
+            raise ItemError("too_large", "over 10,000 values or nested too deeply")
+    except (ItemError, OSError, yaml.YAMLError, tomllib.TOMLDecodeError, RecursionError) as exc:
         raise ConfigError(f"cannot read site configuration {path}: {_problem(exc)}") from exc
     keys = {str(k).lower(): v for k, v in config.items()} if isinstance(config, dict) else {}
     url, sub = _text(keys.get("url")), _text(keys.get("baseurl"))
@@ -116,7 +140,7 @@ def read_site(directory: Path, tz: ZoneInfo, base_url: str | None = None) -> Pos
         url = url.rstrip("/") + "/" + sub.strip("/")
     site_base = base_url or absolute_url(url or sub, None)
     LOGGER.info("site configuration %s: base %s", path, site_base)
-    return PostSite(tz=tz, base_url=site_base, title=_text(keys.get("title")))
+    return replace(site, base_url=site_base, title=_text(keys.get("title")))
 
 
 def resolve_url(ref: str, site_base: str | None, page_url: str | None) -> str | None:
@@ -165,7 +189,7 @@ def split_front_matter(text: str) -> tuple[str, str, str] | None:
 
 def parse_front_matter(fmt: str, raw: str) -> dict[str, Any]:
     try:
-        meta = tomllib.loads(raw) if fmt == "toml" else yaml.safe_load(raw)
+        meta = tomllib.loads(raw) if fmt == "toml" else load_yaml(raw)
     except (yaml.YAMLError, tomllib.TOMLDecodeError) as exc:
         raise ItemError("invalid_front_matter", f"invalid {fmt.upper()}: {_problem(exc)}") from exc
     except RecursionError as exc:
@@ -179,33 +203,47 @@ def parse_front_matter(fmt: str, raw: str) -> dict[str, Any]:
     return meta
 
 
-def read_post(path: Path, site: PostSite, now: datetime | None = None) -> Article | None:
-    """The article of a post file; None when the file has no front matter (not a post)."""
-    if path.stat().st_size > MAX_POST_BYTES:
-        raise ItemError("too_large", f"over {MAX_POST_BYTES} bytes")
-    parts = split_front_matter(decode_text(path.read_bytes()))
+def read_post(
+    path: Path,
+    site: PostSite,
+    now: datetime | None = None,
+    warnings: list[ItemError] | None = None,
+) -> Article | None:
+    """The article of a post file; None when the file has no front matter (not a post).
+    Problems repaired on the way (a bad date dropped) are added to `warnings`."""
+    data = read_regular_file(path, site.root or path.parent, site.max_bytes)
+    parts = split_front_matter(decode_text(data))
     if parts is None:
         return None
     fmt, raw, body = parts
-    return post_article(parse_front_matter(fmt, raw), body, name=path.name, site=site, now=now)
+    meta = parse_front_matter(fmt, raw)
+    return post_article(meta, body, name=path.name, site=site, now=now, warnings=warnings)
 
 
 def read_posts(paths: Iterable[Path], site: PostSite) -> ArticleBatch:
-    """Articles of the posts; a post that cannot be read is an error row naming its file."""
+    """Articles of the posts; a post that cannot be read is an error row naming its file (an
+    unexpected exception an internal_error row), a repaired problem a row beside its article."""
     batch = ArticleBatch()
     now = utcnow()
     for path in paths:
         batch.entries_seen += 1
+        url = str(path.absolute())
+        warnings: list[ItemError] = []
         try:
-            article = read_post(path, site, now)
+            article = read_post(path, site, now, warnings)
         except (ItemError, OSError) as exc:
             kind = exc.kind if isinstance(exc, ItemError) else "unreadable"
             batch.errors.append(
-                IngestErrorRecord(
-                    stage="post", url=str(path.resolve()), kind=kind, message=f"{path}: {exc}"
-                )
+                IngestErrorRecord(stage="post", url=url, kind=kind, message=f"{path}: {exc}")
             )
             continue
+        except Exception as exc:  # the per-post boundary: see tasks/containment.py
+            batch.errors.append(internal_error("post", exc, url=url))
+            continue
+        batch.errors.extend(
+            IngestErrorRecord(stage="normalize", url=url, kind=w.kind, message=f"{path}: {w}")
+            for w in warnings
+        )
         if article is None:
             LOGGER.info("%s has no front matter: not a post", path)
             batch.not_posts += 1
@@ -219,13 +257,35 @@ def read_posts(paths: Iterable[Path], site: PostSite) -> ArticleBatch:
 
 def post_text(body: str) -> str:
     """Plain text of a post body, HTML or Markdown: paragraphs on their own lines."""
-    body = _TEMPLATE_TAG_RE.sub("", body)
+    body = strip_template_tags(body)
     if _HTML_BODY_RE.match(body):
         if "<pre" not in body.lower():
             # In HTML a line break inside a paragraph is a space; paragraphs come from tags.
-            body = _HTML_LINE_BREAK_RE.sub(" ", body)
+            body = " ".join(line.strip(" \t") for line in body.split("\n"))
         return html_to_text(body)
     return html_to_text(markdown_html(body))
+
+
+def strip_template_tags(body: str) -> str:
+    """The body without Liquid tags and Hugo shortcodes, in one pass: each opener looks for
+    the first closer after it, found once and reused by every opener before it (a regex that
+    scans ahead from every `{{` takes minutes on megabytes of them)."""
+    kept: list[str] = []
+    pos = 0
+    close: re.Match[str] | None = None
+    for opener in _TEMPLATE_OPEN_RE.finditer(body):
+        start = opener.start()
+        if start < pos:
+            continue  # inside a tag already removed
+        if close is None or close.start() < opener.end():
+            close = _TEMPLATE_CLOSE_RE.search(body, opener.end())
+            if close is None:
+                break  # no closer anywhere after: no more tags
+        if close.start() - opener.end() <= MAX_TEMPLATE_TAG:
+            kept.append(body[pos:start])
+            pos = close.end()
+    kept.append(body[pos:])
+    return "".join(kept)
 
 
 def markdown_html(text: str) -> str:
@@ -288,12 +348,15 @@ def post_article(
     name: str,
     site: PostSite,
     now: datetime | None = None,
+    warnings: list[ItemError] | None = None,
 ) -> Article:
     """One Article from a post's front matter and body (DESIGN.md, front-matter table).
 
-    Raises ItemError: missing_title, bad_date.
+    Raises ItemError("missing_title"). A date that cannot be read or be true is left out, with
+    an ItemError("bad_date") added to `warnings`.
     """
     now = now or utcnow()
+    warnings = [] if warnings is None else warnings
     keys = _Keys(meta)
     raw_title = _text(keys.take("title"))
     author = _author(keys.take("author", "authors"))
@@ -305,10 +368,11 @@ def post_article(
     if not title:
         raise ItemError("missing_title", "the front matter has no title")
 
-    published = _date(keys.take("date", "published", "pubdate", "publishdate"), "date", site, now)
+    dated = keys.take("date", "published", "pubdate", "publishdate")
+    published = _date(dated, "date", site, now, warnings)
     if published is None and (m := _FILENAME_DATE_RE.match(name)):
-        published = _date(date(int(m[1]), int(m[2]), int(m[3])), "file name date", site, now)
-    updated = _date(keys.take("updated", "modified", "lastmod"), "updated", site, now)
+        published = _date("-".join(m.groups()), "file name date", site, now, warnings)
+    updated = _date(keys.take("updated", "modified", "lastmod"), "updated", site, now, warnings)
     if published is None:
         published = updated
 
@@ -398,9 +462,12 @@ def _resolved_image(
     return resolved
 
 
-def _date(value: Any, field: str, site: PostSite, now: datetime) -> datetime | None:
+def _date(
+    value: Any, field: str, site: PostSite, now: datetime, warnings: list[ItemError]
+) -> datetime | None:
     """YAML and TOML read most dates themselves (aware when they carry an offset); the rest
-    are strings for normalize's parser. Naive ones are in the site's timezone."""
+    are strings for normalize's parser. Naive ones are in the site's timezone. A date that
+    cannot be read or be true is None, and a warning."""
     if value is None:
         return None
     if isinstance(value, datetime):
@@ -412,7 +479,8 @@ def _date(value: Any, field: str, site: PostSite, now: datetime) -> datetime | N
     try:
         return parse_date(raw, site.tz, now)
     except ItemError as exc:
-        raise ItemError("bad_date", f"{field}: {exc}") from exc
+        warnings.append(ItemError("bad_date", f"{field}: {exc}"))
+        return None
 
 
 def _author(value: Any) -> str | None:
