@@ -25,7 +25,12 @@ from newsflow.schemas.models import (
     FeedBatch,
     RunCounts,
 )
-from newsflow.tasks.pipeline.feed import FeedJob, collect_feeds_task, hosted_context
+from newsflow.tasks.pipeline.feed import (
+    FeedJob,
+    collect_feeds_task,
+    failed_batches,
+    hosted_context,
+)
 from newsflow.tasks.progress import report_progress
 from newsflow.tasks.sources.health import FeedState
 from newsflow.tasks.storage.targets import DatabaseTarget, StageTarget, Target
@@ -107,21 +112,32 @@ def collect_and_write(
         else:
             stack.enter_context(published(runner, job.known_dataset, target.known_index()))
         size = feeds_per_task(runner, scale, len(due))
-        futures = [
-            runner.submit(
+        chunks: dict[int, tuple[PrefectFuture[list[FeedBatch]], list[FeedConfig]]] = {}
+        for chunk in (due[i : i + size] for i in range(0, len(due), size)):
+            future = runner.submit(
                 collect_feeds_task,
                 {"feeds": chunk, "states": [states.get(f.url) for f in chunk], "job": job},
             )
-            for chunk in (due[i : i + size] for i in range(0, len(due), size))
-        ]
+            chunks[id(future)] = future, chunk
         done = 0
-        for group in completed_groups(futures):
-            batches: list[FeedBatch] = [b for future in group for b in future.result()]
+        for group in completed_groups([future for future, _ in chunks.values()]):
+            batches = [b for f in group for b in task_batches(f, chunks[id(f)][1])]
             counts += target.write(job.run_id, [by_url[b.feed_url] for b in batches], batches)
             collected += sum(len(b.articles) for b in batches)
             done += len(batches)
             report_progress("feeds", done, len(due), batches[-1].feed_url)
     return counts, collected
+
+
+def task_batches(
+    future: PrefectFuture[list[FeedBatch]], feeds: list[FeedConfig]
+) -> list[FeedBatch]:
+    """A task's batches; a task that raised (its worker died, its result was lost) gives a
+    failed batch for each of its feeds, so they back off and the run goes on."""
+    try:
+        return future.result()
+    except Exception as exc:
+        return failed_batches(feeds, exc)
 
 
 def completed_groups(futures: list[PrefectFuture[T]]) -> Iterator[list[PrefectFuture[T]]]:

@@ -30,6 +30,7 @@ from newsflow.schemas.models import (
     IngestErrorRecord,
     ParsedFeed,
 )
+from newsflow.tasks.containment import internal_error, unexpected
 from newsflow.tasks.dedup.layers import entry_article_id, lookup_known, split_known
 from newsflow.tasks.extraction.extract import Extractor, InlineExtractor
 from newsflow.tasks.extraction.normalize import build_feed_article
@@ -119,9 +120,20 @@ def failed_batch(feed: FeedConfig, stage: str, exc: ItemError) -> FeedBatch:
 def collect_feed(feed: FeedConfig, state: FeedState | None, ctx: FeedContext) -> FeedBatch:
     """One feed's whole way to articles; every failure becomes a recorded error, never a raise.
 
-    Every step that can block has its own bound: the fetch its deadline per response, parsing
-    and each extraction theirs in a worker that is killed past it, and the feed's pages
-    together the feed deadline. Prefect cannot interrupt a thread blocked in any of them.
+    What no step expected is the feed's failure too (kind internal_error, tasks/containment.py):
+    the feed backs off like any failing feed, and the run goes on.
+    """
+    try:
+        return _collect_feed(feed, state, ctx)
+    except Exception as exc:
+        return failed_batch(feed, "feed", unexpected("feed", exc, feed.url))
+
+
+def _collect_feed(feed: FeedConfig, state: FeedState | None, ctx: FeedContext) -> FeedBatch:
+    """collect_feed's work. Every step that can block has its own bound: the fetch its
+    deadline per response, parsing and each extraction theirs in a worker that is killed past
+    it, and the feed's pages together the feed deadline. Prefect cannot interrupt a thread
+    blocked in any of them.
     """
     deadline = time.monotonic() + ctx.settings.feed_deadline
     try:
@@ -301,6 +313,9 @@ def normalize_entries(
         except ItemError as exc:
             errors.append(_error("normalize", exc, origin.feed_url, link))
             continue
+        except Exception as exc:  # the per-item boundary: see tasks/containment.py
+            errors.append(internal_error("normalize", exc, link or None, origin.feed_url))
+            continue
         errors.extend(_error("normalize", w, origin.feed_url, link) for w in warnings)
         articles.append(article)
     return articles
@@ -417,5 +432,17 @@ def _collect_name(parameters: dict[str, Any]) -> str:
 def collect_feeds_task(
     feeds: list[FeedConfig], states: list[FeedState | None], job: FeedJob
 ) -> list[FeedBatch]:
-    ctx = feed_context(job)
+    try:
+        ctx = feed_context(job)
+    except Exception as exc:  # no context for this chunk: each of its feeds failed
+        return failed_batches(feeds, exc)
     return [collect_feed(feed, state, ctx) for feed, state in zip(feeds, states, strict=True)]
+
+
+def failed_batches(feeds: list[FeedConfig], exc: BaseException) -> list[FeedBatch]:
+    """A failed batch (internal_error) for each feed of a chunk whose task could not run."""
+    error = unexpected("feed", exc, feeds[0].url if feeds else None)
+    return [
+        failed_batch(feed, "feed", ItemError(error.kind, str(error), url=feed.url))
+        for feed in feeds
+    ]
