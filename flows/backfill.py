@@ -14,27 +14,32 @@ Deployment: `flows/backfill.py:backfill`, no schedule; its parameters are string
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
 from prefect import flow
-from prefect.futures import as_completed
+from prefect.futures import PrefectFuture, as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from newsflow.schemas.config import (
     BackfillRequest,
+    FeedConfig,
     FeedDefaults,
     FeedsFile,
     Settings,
     load_feeds_file,
 )
+from newsflow.schemas.errors import NewsflowError
 from newsflow.schemas.models import (
     ArticleBatch,
     FeedEntry,
     RunCounts,
 )
+from newsflow.tasks.containment import internal_error
 from newsflow.tasks.extraction.extract import Extractor
 from newsflow.tasks.fetching.fetch import Fetcher
 from newsflow.tasks.pipeline.backfill import (
@@ -53,7 +58,8 @@ from newsflow.tasks.pipeline.feed import (
     feed_origin,
 )
 from newsflow.tasks.progress import report_progress
-from newsflow.tasks.sources.frontmatter import find_posts, read_site
+from newsflow.tasks.sources.archive import ArchiveWalk
+from newsflow.tasks.sources.frontmatter import PostSite, find_posts, read_site
 from newsflow.tasks.sources.urllist import read_url_file
 from newsflow.tasks.storage.load import finish_run, start_run
 from newsflow.tasks.storage.query import reextract_targets
@@ -116,22 +122,36 @@ class _Run:
             report_progress("pages", self.pages_done, self.pages_total)
         return stored
 
+    def contained(self, stage: str, url: str, source: Callable[[], list[str] | None]) -> list[str]:
+        """A source's work; what it did not expect is one internal_error row, and the backfill
+        goes on with the next source. Our own errors (a database that fails) end it."""
+        try:
+            return source() or []
+        except NewsflowError:
+            raise
+        except Exception as exc:
+            self.load(ArticleBatch(errors=[internal_error(stage, exc, url)]))
+            return []
+
     def feeds(self) -> list[str]:
         feeds = [f for f in self.ctx.feeds_file.feeds if f.enabled]
-        by_url = {f.url: f for f in feeds}
         stored: list[str] = []
-        futures = [walk_archive_task.submit(self.ctx, f) for f in feeds]
-        for done, future in enumerate(as_completed(futures), start=1):
-            walk = future.result()
-            feed = by_url[walk.feed_url]
-            origin = feed_origin(
-                self.ctx.feeds_file, feed, walk.pages[0].title if walk.pages else None
-            )
-            entries, outside = entries_in_window(walk.entries, self.ctx.window, origin.tz)
-            self.load(ArticleBatch(errors=walk.errors))
+        futures: dict[int, tuple[PrefectFuture[ArchiveWalk], FeedConfig]] = {}
+        for feed in feeds:
+            future = walk_archive_task.submit(self.ctx, feed)
+            futures[id(future)] = future, feed
+        for done, future in enumerate(as_completed([f for f, _ in futures.values()]), start=1):
+            feed = futures[id(future)][1]
+            stored += self.contained("archive", feed.url, partial(self.archive, feed, future))
             report_progress("feeds", done, len(feeds), feed.url)
-            stored += self.entries(origin, entries, outside)
         return stored
+
+    def archive(self, feed: FeedConfig, future: PrefectFuture[ArchiveWalk]) -> list[str]:
+        walk = future.result()
+        origin = feed_origin(self.ctx.feeds_file, feed, walk.pages[0].title if walk.pages else None)
+        entries, outside = entries_in_window(walk.entries, self.ctx.window, origin.tz)
+        self.load(ArticleBatch(errors=walk.errors))
+        return self.entries(origin, entries, outside)
 
     def sitemap(self, url: str) -> list[str]:
         walk = walk_sitemap_task(self.ctx, url)
@@ -145,7 +165,7 @@ class _Run:
         return self.entries(EntryOrigin(feed_url=None, tz=self.ctx.settings.tz), entries, 0)
 
     def posts(self, directory: Path) -> None:
-        site = read_site(directory, self.ctx.settings.tz, self.ctx.request.base_url)
+        site = site_of(directory, self.ctx.settings, self.ctx.request)
         paths = find_posts(directory)
         done = 0
         for chunk in chunks(paths, self.ctx.request.batch_size):
@@ -163,13 +183,23 @@ class _Run:
             report_progress("re-extract", done, len(targets))
 
 
+def site_of(directory: Path, settings: Settings, request: BackfillRequest) -> PostSite:
+    return read_site(
+        directory,
+        settings.tz,
+        request.base_url,
+        max_post_bytes=settings.max_post_bytes,
+        max_config_bytes=settings.max_site_config_bytes,
+    )
+
+
 def check_backfill_inputs(settings: Settings, request: BackfillRequest) -> None:
     """Fail fast, before any flow starts, on a feeds file, a site configuration or a
     database that cannot be read (each a one-line error at the CLI)."""
     if request.feeds:
         load_feeds_file(request.feeds)
     if request.from_dir:
-        read_site(request.from_dir, settings.tz, request.base_url)
+        site_of(request.from_dir, settings, request)
     with Database(settings.db_path, settings.lock_timeout).session():
         pass
 
@@ -198,14 +228,15 @@ def run_backfill(settings: Settings, request: BackfillRequest) -> BackfillSummar
             if request.feeds:
                 stored += run.feeds()
             for url in request.sitemaps:
-                stored += run.sitemap(url)
+                stored += run.contained("sitemap", url, partial(run.sitemap, url))
             if request.urls:
-                stored += run.urls(request.urls)
+                stored += run.contained("urls", str(request.urls), partial(run.urls, request.urls))
             if request.from_dir:
-                run.posts(request.from_dir)
+                run.contained("post", str(request.from_dir), partial(run.posts, request.from_dir))
             if request.reextract:
                 # With web sources, theirs only; alone (or with posts), the whole window.
-                run.reextract(stored if request.web_sources else None)
+                ids = stored if request.web_sources else None
+                run.contained("reextract", str(settings.db_path), partial(run.reextract, ids))
         status = "completed"
     finally:
         finish_run(db, run_id, summary.counts, status)

@@ -87,17 +87,17 @@ def test_backfill_export_and_back_through_the_cli(
         "backfill: 10 items read, 0 pages downloaded, 0 outside the window · "
         "1 files without front matter"
     )
-    assert out[1] == "articles: 4 new, 0 updated, 1 duplicates · refused: 4 posts · errors: 4"
+    assert out[1] == "articles: 5 new, 0 updated, 1 duplicates · refused: 3 posts · errors: 4"
     assert out[2].endswith("(see the ingest_errors table)")
 
     assert main(["backfill", "--from-dir", str(POSTS), "--db", db, "-q"]) == 0
-    assert "articles: 0 new, 0 updated, 5 duplicates" in capsys.readouterr().out
+    assert "articles: 0 new, 0 updated, 6 duplicates" in capsys.readouterr().out
 
     out_dir = tmp_path / "export"
     assert main(["export", "--format", "markdown", "--out", str(out_dir), "--db", db]) == 0
-    assert capsys.readouterr().out.startswith(f"exported 4 articles as markdown to {out_dir}")
+    assert capsys.readouterr().out.startswith(f"exported 5 articles as markdown to {out_dir}")
     assert main(["backfill", "--from-dir", str(out_dir), "--db", copy]) == 0
-    assert "articles: 4 new" in capsys.readouterr().out
+    assert "articles: 5 new" in capsys.readouterr().out
 
     columns = "* EXCLUDE (first_seen_at, last_seen_at)"
     with duckdb.connect(db, read_only=True) as a, duckdb.connect(copy, read_only=True) as b:

@@ -1,6 +1,7 @@
 """The backfill's units of work: walk an archive or a sitemap, collect a batch of pages,
 read a batch of posts, re-extract stored articles, load a batch; each a plain function and
-the thin Prefect task around it."""
+the thin Prefect task around it. Each unit records what it did not expect as one
+internal_error row and returns what it has (tasks/containment.py); the backfill goes on."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from newsflow.schemas.models import (
     IngestErrorRecord,
     RunCounts,
 )
+from newsflow.tasks.containment import internal_error
 from newsflow.tasks.coverage.tag import load_tagger
 from newsflow.tasks.dedup.layers import lookup_known, split_known
 from newsflow.tasks.extraction.extract import Extractor
@@ -102,11 +104,51 @@ def entries_in_window(
 # --- plain functions: one batch or one source each ---------------------------------------------
 
 
+def archive_walk(ctx: BackfillContext, feed: FeedConfig) -> ArchiveWalk:
+    """The feed's archive pages in the window (what went wrong among its errors)."""
+    try:
+        return walk_archive(
+            ctx.fetcher,
+            feed.url,
+            window=ctx.window,
+            tz=ZoneInfo(ctx.feeds_file.timezone_for(feed)),
+            max_pages=ctx.request.max_pages,
+            max_items=ctx.settings.max_items_per_feed,
+        )
+    except Exception as exc:
+        return ArchiveWalk(feed.url, errors=[internal_error("archive", exc, feed.url, feed.url)])
+
+
+def sitemap_walk(ctx: BackfillContext, url: str) -> SitemapWalk:
+    """The sitemap's page URLs in the window (what went wrong among its errors)."""
+    try:
+        return walk_sitemaps(
+            ctx.fetcher,
+            url,
+            window=ctx.window,
+            tz=ctx.settings.tz,
+            max_documents=ctx.request.max_pages,
+            max_entries=ctx.settings.max_sitemap_entries,
+        )
+    except Exception as exc:
+        return SitemapWalk(url, errors=[internal_error("sitemap", exc, url)])
+
+
 def collect_pages(
     ctx: BackfillContext, origin: EntryOrigin, entries: Sequence[FeedEntry]
 ) -> tuple[ArticleBatch, list[str]]:
     """A batch of entries through the ingest stages; also the ids of those already stored,
     which are not downloaded again (re-extraction takes them when asked)."""
+    try:
+        return _collect_pages(ctx, origin, entries)
+    except Exception as exc:
+        error = internal_error("pages", exc, origin.feed_url, origin.feed_url)
+        return ArticleBatch(feed_url=origin.feed_url, errors=[error]), []
+
+
+def _collect_pages(
+    ctx: BackfillContext, origin: EntryOrigin, entries: Sequence[FeedEntry]
+) -> tuple[ArticleBatch, list[str]]:
     with ctx.db.session() as con:
         known = lookup_known(con, origin.feed_url, entries)
     split = split_known(entries, known, origin.tz)
@@ -130,6 +172,13 @@ def collect_pages(
 def reextract_batch(ctx: BackfillContext, ids: Sequence[str]) -> ArticleBatch:
     """Stored articles with their pages downloaded and extracted again: the text is new, the
     rest (first_seen_at among it) as stored. A page that fails leaves its article as it was."""
+    try:
+        return _reextract_batch(ctx, ids)
+    except Exception as exc:
+        return ArticleBatch(errors=[internal_error("reextract", exc)])
+
+
+def _reextract_batch(ctx: BackfillContext, ids: Sequence[str]) -> ArticleBatch:
     with ctx.db.session() as con:
         articles = articles_by_id(con, ids)
     pages, page_errors, downloaded = download_and_extract(
@@ -162,25 +211,12 @@ def read_posts_batch(ctx: BackfillContext, site: PostSite, paths: Sequence[Path]
 
 @task(name="walk-archive", cache_policy=NO_CACHE, task_run_name="archive {feed.url}")
 def walk_archive_task(ctx: BackfillContext, feed: FeedConfig) -> ArchiveWalk:
-    return walk_archive(
-        ctx.fetcher,
-        feed.url,
-        window=ctx.window,
-        tz=ZoneInfo(ctx.feeds_file.timezone_for(feed)),
-        max_pages=ctx.request.max_pages,
-        max_items=ctx.settings.max_items_per_feed,
-    )
+    return archive_walk(ctx, feed)
 
 
 @task(name="walk-sitemap", cache_policy=NO_CACHE, task_run_name="sitemap {url}")
 def walk_sitemap_task(ctx: BackfillContext, url: str) -> SitemapWalk:
-    return walk_sitemaps(
-        ctx.fetcher,
-        url,
-        window=ctx.window,
-        tz=ctx.settings.tz,
-        max_documents=ctx.request.max_pages,
-    )
+    return sitemap_walk(ctx, url)
 
 
 @task(name="collect-pages", cache_policy=NO_CACHE)

@@ -5,6 +5,10 @@ bounded by the fetcher's limits, and a gzipped sitemap (`.xml.gz`, served withou
 Content-Encoding) is inflated within the same cap. Only the dates a sitemap gives filter here:
 a news sitemap's `publication_date` must fall in the window; a `lastmod` before the window
 means the page (or every page of a child sitemap) was published before it too.
+
+A walk takes each page URL once, however many sitemaps (or copies of one under other URLs)
+list it, and stops at `max_entries` distinct URLs with a `too_many_entries` row: a small index
+naming one large urlset many times must not become millions of entries.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from zoneinfo import ZoneInfo
 import defusedxml.ElementTree as SafeET
 from defusedxml import DefusedXmlException
 
+from newsflow.schemas.config import MAX_SITEMAP_ENTRIES
 from newsflow.schemas.errors import ItemError
 from newsflow.schemas.models import DateWindow, FeedEntry, IngestErrorRecord
 from newsflow.tasks.extraction.normalize import parse_date_or_none
@@ -122,12 +127,20 @@ def in_window(item: SitemapUrl, window: DateWindow, tz: ZoneInfo) -> bool:
 
 
 def walk_sitemaps(
-    fetcher: Fetcher, url: str, *, window: DateWindow, tz: ZoneInfo, max_documents: int
+    fetcher: Fetcher,
+    url: str,
+    *,
+    window: DateWindow,
+    tz: ZoneInfo,
+    max_documents: int,
+    max_entries: int = MAX_SITEMAP_ENTRIES,
 ) -> SitemapWalk:
-    """Every page URL of a sitemap (following indexes) that may lie in the window."""
+    """Every page URL of a sitemap (following indexes) that may lie in the window, each once,
+    at most `max_entries` of them."""
     walk = SitemapWalk(url)
     queue: deque[str] = deque([url])
     visited: set[str] = set()
+    seen: set[str] = set()
     publications: set[str] = set()
     while queue:
         current = queue.popleft()
@@ -153,6 +166,11 @@ def walk_sitemaps(
                 continue
             queue.append(child)
         for item in sitemap.urls:
+            if item.loc in seen:
+                continue
+            if len(seen) >= max_entries:
+                break
+            seen.add(item.loc)
             if not in_window(item, window, tz):
                 walk.outside_window += 1
                 continue
@@ -166,6 +184,10 @@ def walk_sitemaps(
                     language=item.language,
                 )
             )
+        if len(seen) >= max_entries:
+            message = f"stopped at {max_entries} page URLs; the rest of the sitemaps is left"
+            walk.errors.append(_error(current, "too_many_entries", message))
+            break
     walk.publication = publications.pop() if len(publications) == 1 else None
     return walk
 
