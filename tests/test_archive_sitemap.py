@@ -20,6 +20,7 @@ from newsflow.tasks.sources.feeds import parse_feed
 from newsflow.tasks.sources.sitemap import parse_sitemap, walk_sitemaps
 from newsflow.tasks.sources.urllist import read_url_file
 from tests.conftest import make_settings
+from tests.loopback import LoopbackServer
 
 SITE_DIR = Path(__file__).parent / "fixtures" / "backfill_site"
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -215,3 +216,68 @@ def test_url_file(tmp_path: Path) -> None:
     assert f"{path}:6" in errors[0].message
     with pytest.raises(ConfigError):
         read_url_file(tmp_path / "missing.txt")
+
+
+def urlset(locs: list[str], lastmod: str = "2024-03-05") -> bytes:
+    urls = "".join(f"<url><loc>{loc}</loc><lastmod>{lastmod}</lastmod></url>" for loc in locs)
+    return f'<?xml version="1.0"?><urlset>{urls}</urlset>'.encode()
+
+
+def index(locs: list[str], lastmod: str = "2024-03-05") -> bytes:
+    children = "".join(
+        f"<sitemap><loc>{loc}</loc><lastmod>{lastmod}</lastmod></sitemap>" for loc in locs
+    )
+    return f'<?xml version="1.0"?><sitemapindex>{children}</sitemapindex>'.encode()
+
+
+@pytest.fixture
+def loopback() -> Iterator[LoopbackServer]:
+    with LoopbackServer() as server:
+        yield server
+
+
+def serve_xml(server: LoopbackServer, path: str, body: bytes) -> None:
+    server.routes[path] = lambda r: r.reply(200, body, {"Content-Type": "application/xml"})
+
+
+def test_sitemap_with_year_one_lastmods_is_walked(
+    loopback: LoopbackServer, fetcher: Fetcher
+) -> None:
+    # `<lastmod>0001-01-01</lastmod>` raised OverflowError out of the walk (and the backfill).
+    serve_xml(loopback, "/index.xml", index([loopback.url("/pages.xml")], "0001-01-01"))
+    pages = [loopback.url(f"/a{n}.html") for n in range(3)]
+    serve_xml(loopback, "/pages.xml", urlset(pages, "0001-01-01T00:00:00+08:00"))
+    walk = walk_sitemaps(
+        fetcher, loopback.url("/index.xml"), window=MARCH, tz=SHANGHAI, max_documents=10
+    )
+    # A lastmod that cannot be true says nothing: the pages may lie in the window.
+    assert [e.link for e in walk.entries] == pages
+    assert walk.errors == []
+
+
+def test_sitemap_urls_are_taken_once_and_capped_per_walk(
+    loopback: LoopbackServer, fetcher: Fetcher
+) -> None:
+    # One urlset listed 20 times under other URLs gave 20 copies of each of its entries.
+    pages = [loopback.url(f"/a{n}.html") for n in range(50)]
+    serve_xml(loopback, "/pages.xml", urlset(pages))
+    serve_xml(loopback, "/index.xml", index([loopback.url(f"/pages.xml?n={n}") for n in range(20)]))
+    walk = walk_sitemaps(
+        fetcher, loopback.url("/index.xml"), window=OPEN, tz=SHANGHAI, max_documents=30
+    )
+    assert [e.link for e in walk.entries] == pages
+    assert walk.errors == []
+
+    capped = walk_sitemaps(
+        fetcher,
+        loopback.url("/index.xml"),
+        window=OPEN,
+        tz=SHANGHAI,
+        max_documents=30,
+        max_entries=20,
+    )
+    assert [e.link for e in capped.entries] == pages[:20]
+    assert [(e.kind, e.url) for e in capped.errors] == [
+        ("too_many_entries", loopback.url("/pages.xml?n=0"))
+    ]
+    assert capped.documents == 2  # the index and the first urlset: the walk stopped there

@@ -34,21 +34,21 @@ def read_regular_file(path: Path, root: Path, max_bytes: int) -> bytes:
     """
     resolved = path.resolve()
     if not resolved.is_relative_to(root.resolve()):
-        raise ItemError("outside_folder", f"{path} leads outside {root} (to {resolved})")
+        raise ItemError("outside_folder", f"leads outside {root} (to {resolved})")
     fd = os.open(resolved, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            raise ItemError("not_regular_file", f"{path} is not a regular file")
+            raise ItemError("not_regular_file", "not a regular file")
         if info.st_size > max_bytes:
-            raise ItemError("too_large", f"{path} has {info.st_size} bytes, over {max_bytes}")
+            raise ItemError("too_large", f"{info.st_size} bytes, over the cap of {max_bytes}")
         chunks: list[bytes] = []
         size = 0
         while chunk := os.read(fd, min(_READ_CHUNK, max_bytes + 1 - size)):
             chunks.append(chunk)
             size += len(chunk)
             if size > max_bytes:
-                raise ItemError("too_large", f"{path} grew past {max_bytes} bytes while read")
+                raise ItemError("too_large", f"grew past the cap of {max_bytes} bytes while read")
         return b"".join(chunks)
     finally:
         os.close(fd)
