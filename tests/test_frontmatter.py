@@ -15,14 +15,13 @@ from newsflow.tasks.sources.frontmatter import (
     CONTENT_KEY_PREFIX,
     PostSite,
     find_posts,
-    markdown_html,
     parse_front_matter,
-    post_text,
     read_post,
     read_posts,
     read_site,
     split_front_matter,
 )
+from newsflow.tasks.sources.postbody import markdown_html, post_text
 
 POSTS = Path(__file__).parent / "fixtures" / "posts"
 SHANGHAI = ZoneInfo("Asia/Shanghai")

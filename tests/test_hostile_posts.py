@@ -18,11 +18,10 @@ from newsflow.schemas.errors import ConfigError
 from newsflow.tasks.sources.frontmatter import (
     find_posts,
     parse_front_matter,
-    post_text,
     read_posts,
     read_site,
-    strip_template_tags,
 )
+from newsflow.tasks.sources.postbody import post_text, strip_template_tags
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 POST = "---\ntitle: {title}\ndate: 2024-03-05\n---\nBody of {title}.\n"
