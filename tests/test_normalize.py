@@ -17,6 +17,7 @@ from newsflow.tasks.extraction.normalize import (
     content_hash,
     guess_language,
     html_to_text,
+    keyword_list,
     parse_date,
 )
 
@@ -46,12 +47,31 @@ def test_parse_date_spellings(raw: str, expected: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "raw", ["not a date at all", "Sat, 01 Jan 3000 00:00:00 GMT", "1970-01-01"]
+    "raw",
+    [
+        "not a date at all",
+        "Sat, 01 Jan 3000 00:00:00 GMT",
+        "1970-01-01",  # midnight in Shanghai is 1969 in UTC
+        # These raised OverflowError out of the feed's task and crashed the run.
+        "0001-01-01T00:00:00",
+        "0001-01-01",
+        "9999-12-31T23:59:59-08:00",
+        "9999-12-31T23:59:59",
+        "2026-11-27T00:00:01Z",  # a day and a second ahead of NOW
+        "99999999999999999999",
+    ],
 )
-def test_parse_date_refuses_unreadable_and_implausible(raw: str) -> None:
+def test_parse_date_refuses_unreadable_and_out_of_range(raw: str) -> None:
     with pytest.raises(ItemError) as exc:
         parse_date(raw, SHANGHAI, NOW)
     assert exc.value.kind == "bad_date"
+
+
+def test_parse_date_range_is_1970_to_a_day_ahead() -> None:
+    assert parse_date("1970-01-01T00:00:00Z", SHANGHAI, NOW) == datetime(1970, 1, 1, tzinfo=UTC)
+    assert parse_date("2026-11-27T00:00:00Z", SHANGHAI, NOW) == datetime(2026, 11, 27, tzinfo=UTC)
+    with pytest.raises(ItemError, match="date out of range"):
+        parse_date(datetime(1, 1, 1), SHANGHAI, NOW)
 
 
 def test_parse_date_empty_is_none() -> None:
@@ -138,10 +158,33 @@ def test_html_to_text_keeps_paragraphs_drops_markup() -> None:
     assert html_to_text("") == ""
 
 
-def test_as_list_and_language_and_hash() -> None:
+def test_as_list_keeps_each_term_once() -> None:
     assert as_list("policy") == ["policy"]
     assert as_list(["a", "", None, "a", "b"]) == ["a", "b"]
     assert as_list(None) == []
+    # Case duplicates are one term; the first spelling stays.
+    assert as_list(["policy", "Policy", "POLICY", "监管", "Crypto", "crypto"]) == [
+        "policy",
+        "监管",
+        "Crypto",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        (["区块链,行动计划,通知"], ["区块链", "行动计划", "通知"]),
+        (["区块链，行动计划、通知；监管"], ["区块链", "行动计划", "通知", "监管"]),
+        (["DeFi; stablecoins, CBDC", "defi", " "], ["DeFi", "stablecoins", "CBDC"]),
+        (["数字人民币"], ["数字人民币"]),
+        (None, []),
+    ],
+)
+def test_keyword_lists_are_split(values: list[str] | None, expected: list[str]) -> None:
+    assert keyword_list(values) == expected
+
+
+def test_language_and_hash() -> None:
     assert guess_language("数字人民币试点范围扩大到更多城市") == "zh"
     assert guess_language("The SEC published draft rules") == "en"
     assert guess_language("x", declared="zh-CN") == "zh"
@@ -166,10 +209,14 @@ def test_build_article_feed_fields_win_and_page_fills_gaps() -> None:
         image="/img/a.png",
         text="First paragraph.\nSecond paragraph.",
         sitename="Example Wire",
+        categories=["金融", "Policy"],
+        tags=["区块链,行动计划,通知"],  # trafilatura's reading of <meta name="keywords">
     )
     article, warnings = build_feed_article(
         _entry(
-            title="Feed title - Example Wire", published="2024-03-05 09:30", categories=["政策"]
+            title="Feed title - Example Wire",
+            published="2024-03-05 09:30",
+            categories=["政策", "policy"],
         ),
         page,
         source="Example Wire",
@@ -185,7 +232,8 @@ def test_build_article_feed_fields_win_and_page_fills_gaps() -> None:
     assert article.published_at == datetime(2024, 3, 5, 1, 30, tzinfo=UTC)
     assert article.author == "Page Author"
     assert article.image_url == "https://news.example/img/a.png"
-    assert article.categories == ["政策", "金融"]
+    assert article.categories == ["政策", "policy", "金融"]
+    assert article.tags == ["区块链", "行动计划", "通知"]
     assert article.body_text == "First paragraph.\nSecond paragraph."
     assert article.language == "en"
 
