@@ -52,8 +52,13 @@ def canonical_url(url: str, base: str | None = None) -> str:
     non-strict is used and trackers are removed here by name.
     """
     url = (url or "").strip()
-    if base:
-        url = urljoin(base, url)
+    try:
+        return _canonical_url(urljoin(base, url) if base else url)
+    except ValueError as exc:  # urllib's own refusals: "Invalid IPv6 URL", a bad port
+        raise ItemError("bad_url", f"{exc}: {url[:200]!r}", url=url[:2000]) from exc
+
+
+def _canonical_url(url: str) -> str:
     if not url.lower().startswith(("http://", "https://")):
         raise ItemError("bad_url", f"not an http(s) URL: {url[:200]!r}", url=url[:2000])
     normalized = courlan.normalize_url(_PATH_SESSION_RE.sub("", url), strict=False)
@@ -83,7 +88,10 @@ def absolute_url(url: str | None, base: str | None) -> str | None:
     url = url.strip()
     if url.startswith("//"):
         url = "https:" + url
-    resolved = urljoin(base, url) if base else url
+    try:
+        resolved = urljoin(base, url) if base else url
+    except ValueError:  # "Invalid IPv6 URL": no URL at all
+        return None
     return resolved if resolved.lower().startswith(("http://", "https://")) else None
 
 
