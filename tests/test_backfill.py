@@ -333,3 +333,38 @@ def test_deployment_parameters_are_plain_strings(tmp_path: Path) -> None:
     assert (summary.counts.articles_new, summary.outside_window) == (2, 3)
     with pytest.raises(ConfigError, match="nothing to backfill"):
         backfill(db=str(db))
+
+
+def test_posts_with_impossible_dates_are_all_loaded(settings: Settings, tmp_path: Path) -> None:
+    """Each of these crashed the whole backfill (0 of 6 posts loaded): PyYAML raised
+    ValueError on the first three, the date arithmetic OverflowError on the last two."""
+    posts = tmp_path / "posts"
+    posts.mkdir()
+    fronts = {
+        "feb-30.md": "date: 2024-02-30",
+        "month-13.md": "date: 2024-13-45",
+        "hour-25.md": "date: 2024-02-03 25:61:61",
+        "0001-01-01-x.md": "",
+        "good.md": "date: 2024-03-05 09:30",
+    }
+    for name, front in fronts.items():
+        (posts / name).write_text(f"---\ntitle: {name}\n{front}\n---\nBody.\n", encoding="utf-8")
+    (posts / "toml.md").write_text(
+        '+++\ntitle = "toml.md"\ndate = 9999-12-31T23:59:59-08:00\n+++\nBody.\n', encoding="utf-8"
+    )
+    summary = run(settings, from_dir=posts)
+    assert query(settings, "SELECT status FROM runs") == [("completed",)]
+    assert (summary.counts.articles_new, summary.refused) == (6, 0)
+    rows = query(
+        settings,
+        "SELECT a.title, a.published_at IS NULL, e.kind, e.stage FROM articles a "
+        "LEFT JOIN ingest_errors e ON e.url LIKE '%/' || a.title ORDER BY a.title",
+    )
+    assert rows == [
+        ("0001-01-01-x.md", True, "bad_date", "normalize"),
+        ("feb-30.md", True, "bad_date", "normalize"),
+        ("good.md", False, None, None),
+        ("hour-25.md", True, "bad_date", "normalize"),
+        ("month-13.md", True, "bad_date", "normalize"),
+        ("toml.md", True, "bad_date", "normalize"),
+    ]
