@@ -129,7 +129,7 @@ def test_markdown_export_reads_back_into_the_same_rows(tmp_path: Path) -> None:
     load(source, [original, copy, bare])
     before = rows(source)
     assert before[copy.article_id]["duplicate_of"] == original.article_id
-    assert len(before) == 4 + 6 + 3
+    assert len(before) == 4 + 7 + 3  # the feed, the posts (bad-date.md undated), crafted
 
     out = tmp_path / "export"
     result = export_articles(
