@@ -14,7 +14,8 @@ from newsflow.demo.site import SiteServer
 from newsflow.schemas.config import Settings
 from newsflow.schemas.errors import ConfigError, ItemError
 from newsflow.schemas.models import DateWindow, FeedEntry, Response
-from newsflow.tasks.fetching.fetch import Fetcher, gunzip
+from newsflow.tasks.fetching.decompress import gunzip
+from newsflow.tasks.fetching.fetch import Fetcher
 from newsflow.tasks.sources.archive import older_than_window, walk_archive, wordpress_page
 from newsflow.tasks.sources.feeds import parse_feed
 from newsflow.tasks.sources.sitemap import parse_sitemap, walk_sitemaps

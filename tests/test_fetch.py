@@ -23,13 +23,9 @@ from pydantic import ValidationError
 from newsflow.schemas.config import FetchLimits, HostPolicy
 from newsflow.schemas.errors import ItemError
 from newsflow.schemas.models import Response
-from newsflow.tasks.fetching.fetch import (
-    ACCEPT_ENCODING,
-    FEED_ACCEPT,
-    HTML_ACCEPT,
-    Fetcher,
-    is_public_address,
-)
+from newsflow.tasks.fetching.decompress import ACCEPT_ENCODING, MAX_CODINGS
+from newsflow.tasks.fetching.fetch import FEED_ACCEPT, HTML_ACCEPT, Fetcher
+from newsflow.tasks.fetching.guard import is_public_address
 from tests.loopback import (
     HANDLER_BUDGET,
     Handler,
@@ -116,6 +112,34 @@ def test_get_fills_the_response(server: LoopbackServer) -> None:
     assert headers["Accept-Encoding"] == ACCEPT_ENCODING
     assert "br" in ACCEPT_ENCODING
     assert "If-None-Match" not in headers
+
+
+HUGE = "9" * 5000  # int() refuses strings of over 4,300 digits
+
+
+@pytest.mark.parametrize(
+    ("cache_control", "max_age"),
+    [
+        (f"max-age={HUGE}", 2**31),  # RFC 9111: too big to represent counts as 2**31
+        (f'public, max-age="{HUGE}"', 2**31),
+        ("max-age=00000000000000000000000042", 42),
+        ("max-age=²", None),  # a Unicode digit, not an ASCII one
+        ("max-age=-5", None),
+    ],
+)
+def test_cache_control_max_age_is_parsed_safely(
+    server: LoopbackServer, cache_control: str, max_age: int | None
+) -> None:
+    server.routes["/feed"] = lambda r: r.reply(200, PAGE, {"Cache-Control": cache_control})
+    with fetcher() as fetch:
+        assert fetch.get(server.url("/feed")).cache_max_age == max_age
+
+
+def test_huge_retry_after_is_capped(server: LoopbackServer) -> None:
+    server.routes["/busy"] = lambda r: r.reply(429, b"", {"Retry-After": HUGE})
+    with fetcher() as fetch:
+        error = fetch_error(fetch, server.url("/busy"))
+    assert (error.kind, error.retry_after) == ("http_429", 2**31)
 
 
 @pytest.mark.parametrize(
@@ -271,6 +295,27 @@ def test_compressed_bodies_are_decoded(
     server.routes["/z"] = lambda r: r.reply(200, pack(body), {"Content-Encoding": coding})
     with fetcher() as fetch:
         assert fetch.get(server.url("/z")).body == body
+
+
+@pytest.mark.parametrize(
+    ("coding", "layers"),
+    [("gzip, gzip", 2), ("gzip, identity, gzip, gzip", 3), ("gzip, " * 1999 + "gzip", 2000)],
+    ids=["two", "three", "2000"],
+)
+def test_chained_codings_are_bounded(server: LoopbackServer, coding: str, layers: int) -> None:
+    body = PAGE
+    for _ in range(min(layers, 5)):
+        body = gzip.compress(body)
+    server.routes["/z"] = lambda r: r.reply(200, body, {"Content-Encoding": coding})
+    with fetcher() as fetch:
+        if layers <= MAX_CODINGS:
+            assert fetch.get(server.url("/z")).body == PAGE
+        else:
+            error = fetch_error(fetch, server.url("/z"))
+            assert (error.kind, str(error).split(":")[0]) == (
+                "bad_encoding",
+                f"Content-Encoding chains {layers} codings, more than {MAX_CODINGS}",
+            )
 
 
 def test_corrupt_gzip_is_bad_encoding(server: LoopbackServer) -> None:

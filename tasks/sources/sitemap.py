@@ -26,7 +26,8 @@ from newsflow.schemas.config import MAX_SITEMAP_ENTRIES
 from newsflow.schemas.errors import ItemError
 from newsflow.schemas.models import DateWindow, FeedEntry, IngestErrorRecord
 from newsflow.tasks.extraction.normalize import parse_date_or_none
-from newsflow.tasks.fetching.fetch import Fetcher, gunzip
+from newsflow.tasks.fetching.decompress import gunzip
+from newsflow.tasks.fetching.fetch import Fetcher
 
 LOGGER = logging.getLogger(__name__)
 

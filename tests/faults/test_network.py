@@ -6,6 +6,7 @@ own feed's rows, and that nothing else got any.
 
 from __future__ import annotations
 
+import gzip
 from datetime import timedelta
 
 import pytest
@@ -17,6 +18,7 @@ from tests.faults.harness import (
     HealthyFeed,
     Item,
     add_healthy_feed,
+    rss,
     run_ingest_over,
     static,
 )
@@ -204,3 +206,41 @@ def test_not_modified_is_neither_an_error_nor_new_items(
     assert (counts.feeds_not_modified, counts.errors, counts.articles_new) == (1, 0, 0)
     again.assert_loaded_in_full(feed)
     assert again.feed(feed.url)["last_status_code"] == 304
+
+
+def test_hostile_headers_leave_runs_completed_twice_in_a_row(
+    tmp_path_factory: pytest.TempPathFactory, prefect_harness: None
+) -> None:
+    """A 5,000-digit Cache-Control max-age on a good feed, and Content-Encoding "gzip" 2,000
+    times on a feed and on a page: every run completes with the good items loaded."""
+    tmp = tmp_path_factory.mktemp("hostile-headers")
+    chain = ", ".join(["gzip"] * 2000)
+    packed = gzip.compress(gzip.compress(b"<rss/>"))
+    with LoopbackServer() as srv:
+        healthy = add_healthy_feed(srv, "max-age")
+        feed = rss(
+            [
+                Item(t, srv.url(f"/max-age/p{i}.html"), guid=f"max-age-{i}")
+                for i, t in enumerate(healthy.titles)
+            ],
+            title="Healthy max-age",
+        ).encode()
+        srv.routes[healthy.path] = static(
+            feed, RSS_CT, **{"Cache-Control": "max-age=" + "9" * 5000}
+        )
+        srv.routes["/chain.xml"] = static(packed, RSS_CT, **{"Content-Encoding": chain})
+        page_feed = add_healthy_feed(
+            srv, "chain-page", extra=[Item("Chain", srv.url("/chain-page.html"))]
+        )
+        srv.routes["/chain-page.html"] = static(packed, "text/html", **{"Content-Encoding": chain})
+        urls = [healthy.url, srv.url("/chain.xml"), page_feed.url]
+        for attempt in (1, 2):  # the failing feeds stay due: the second run meets them again
+            run = run_ingest_over(tmp, urls)
+            assert run.query("SELECT status FROM runs") == [("completed",)] * attempt
+            run.assert_loaded_in_full(healthy)
+            run.assert_healthy_items_loaded(page_feed)
+            assert run.feed(healthy.url)["poll_hint_s"] >= 24 * 3600
+            assert run.kinds(srv.url("/chain.xml")) == ["bad_encoding"]
+            # The second time the page's feed answers 304: its items are not fetched again.
+            page_errors = [("download", srv.url("/chain-page.html"), "bad_encoding")]
+            assert run.errors(page_feed.url) == (page_errors if attempt == 1 else [])
