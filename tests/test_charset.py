@@ -74,6 +74,38 @@ def test_unknown_charset_falls_through(label: str) -> None:
     assert (text, encoding) == (page(label), "utf-8")
 
 
+# Codecs Python knows that are no charset: bytes-to-bytes ones (zlib, base64 …), and text
+# codecs that raise UnicodeError, not UnicodeDecodeError, or decode escapes (idna, undefined …).
+NOT_CHARSETS = [
+    "zlib",
+    "base64",
+    "hex",
+    "bz2",
+    "rot13",
+    "uu",
+    "quopri",
+    "idna",
+    "punycode",
+    "undefined",
+    "unicode_escape",
+    "raw_unicode_escape",
+    "utf-7",
+    "charmap",
+]
+
+
+@pytest.mark.parametrize("label", NOT_CHARSETS)
+@pytest.mark.parametrize(
+    "text", ["Digital yuan \\u4e2d +AGEAYgBj- " * 10, "数字人民币"], ids=["ascii", "utf-8"]
+)
+def test_a_codec_that_is_no_charset_is_ignored(label: str, text: str) -> None:
+    page = f'<html><head><meta charset="{label}"></head><body>{text}</body></html>'.encode()
+    assert decode_html(page, f"text/html; charset={label}")[0] == page.decode()
+    feed = f'<?xml version="1.0" encoding="{label}"?><rss><title>{text}</title></rss>'
+    utf8 = feed_bytes_as_utf8(feed.encode(), f"application/xml; charset={label}")
+    assert utf8 == feed.replace(label, "utf-8", 1).encode()
+
+
 @pytest.mark.parametrize("label", ["iso-8859-1", "gb2312"], ids=["server-default", "stale-meta"])
 def test_utf8_body_under_a_wrong_legacy_label_is_utf8(label: str) -> None:
     text, encoding = decode_html(page(label).encode("utf-8"), f"text/html; charset={label}")

@@ -1,9 +1,10 @@
 """Turning fetched bytes into text: HTML to `str`, feed XML to UTF-8 bytes.
 
-Sources are tried in the order of DESIGN.md: BOM → HTTP header → in-document declaration →
-detection (charset-normalizer). A declared charset is only a claim: it is used when it decodes
-the bytes cleanly, otherwise the next source is tried. GB2312 and GBK are read as GB18030, their
-superset, because Chinese sites label GBK pages (镕, 喆 …) "gb2312".
+Sources are tried in the order of docs/ARCHITECTURE.md ("limits"): BOM → HTTP header →
+in-document declaration → detection (charset-normalizer). A declared charset is only a claim:
+it is used when it decodes the bytes cleanly, otherwise the next source is tried. GB2312 and
+GBK are read as GB18030, their superset, because Chinese sites label GBK pages (镕, 喆 …)
+"gb2312".
 
 When nothing decodes cleanly, a body that is still mostly text in some candidate charset (a few
 damaged bytes in a long page) is decoded with U+FFFD replacements and a warning, so an article
@@ -46,6 +47,18 @@ _XML_SNIFF = (
 _GB_LABELS = {"gb2312", "gbk", "x-gbk", "gb-2312-80", "csgb2312", "cp936", "euc-cn", "x-euc-cn"}
 # Labels browsers read as windows-1252, their superset.
 _SINGLE_BYTE = {"latin-1", "iso8859-1", "cp1252", "ascii"}
+# Text codecs Python looks up that are no document charset: they decode escapes, domain names
+# or nothing at all, and raise UnicodeError rather than UnicodeDecodeError. (Bytes-to-bytes
+# codecs such as zlib and base64 are refused as not text encodings.)
+_NOT_CHARSETS = {
+    "idna",
+    "punycode",
+    "undefined",
+    "unicode-escape",
+    "raw-unicode-escape",
+    "utf-7",
+    "charmap",
+}
 
 _META_CHARSET = re.compile(rb"""<meta[^>]*?charset\s*=\s*["']?\s*([\w.:-]+)""", re.IGNORECASE)
 _XML_ENCODING = re.compile(rb"""^[^<]*<\?xml[^>]*?encoding\s*=\s*["']([\w.:-]+)["']""")
@@ -135,9 +148,14 @@ def _codec(label: str | None) -> str | None:
     if label in _GB_LABELS:
         return "gb18030"
     try:
-        name = codecs.lookup(label).name
+        info = codecs.lookup(label)
     except LookupError:
         LOGGER.debug("unknown charset %r ignored", label)
+        return None
+    name = info.name
+    # _is_text_encoding is how str.decode itself refuses bytes-to-bytes codecs.
+    if not getattr(info, "_is_text_encoding", True) or name in _NOT_CHARSETS:
+        LOGGER.debug("%r is not a charset; ignored", label)
         return None
     if name in {"gb2312", "gbk"}:
         return "gb18030"
