@@ -37,7 +37,8 @@ import numpy as np
 import newsflow.tasks.storage.load
 from newsflow.schemas.models import Article, FeedBatch, FeedCheck, RunCounts, article_id_for
 from newsflow.tasks.extraction.normalize import content_hash
-from newsflow.tasks.storage.load import load_batch, start_run
+from newsflow.tasks.storage.load import load_batch
+from newsflow.tasks.storage.runs import start_run
 from newsflow.tasks.storage.store import Database
 
 CHINESE_SHARE = 0.7

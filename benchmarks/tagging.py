@@ -21,8 +21,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from newsflow.schemas.models import FeedBatch, FeedCheck, article_id_for
 from newsflow.tasks.coverage.tag import load_tagger
-from newsflow.tasks.storage.load import load_batch, retag_all, start_run
+from newsflow.tasks.storage.load import load_batch
+from newsflow.tasks.storage.runs import start_run
 from newsflow.tasks.storage.store import Database
+from newsflow.tasks.storage.tags import retag_all
 from tests.labelled import FEED, read_labelled
 
 

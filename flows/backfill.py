@@ -61,8 +61,8 @@ from newsflow.tasks.progress import report_progress
 from newsflow.tasks.sources.archive import ArchiveWalk
 from newsflow.tasks.sources.frontmatter import PostSite, find_posts, read_site
 from newsflow.tasks.sources.urllist import read_url_file
-from newsflow.tasks.storage.load import finish_run, start_run
 from newsflow.tasks.storage.query import reextract_targets
+from newsflow.tasks.storage.runs import finish_run, start_run
 from newsflow.tasks.storage.store import Database
 
 LOGGER = logging.getLogger(__name__)

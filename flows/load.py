@@ -20,7 +20,8 @@ from newsflow.schemas.config import Settings
 from newsflow.schemas.models import RunCounts, StagedRef
 from newsflow.tasks.coverage.tag import Tagger, load_tagger
 from newsflow.tasks.progress import report_progress
-from newsflow.tasks.storage.load import finish_run, load_batch, loaded_batch_ids, start_run
+from newsflow.tasks.storage.load import load_batch
+from newsflow.tasks.storage.runs import finish_run, loaded_batch_ids, start_run
 from newsflow.tasks.storage.stage import Stage, part_batch_ids, read_part, write_snapshot
 from newsflow.tasks.storage.store import Database
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import hashlib
 import uuid
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 
 def utcnow() -> datetime:
@@ -23,6 +23,12 @@ def new_run_id() -> str:
 def article_id_for(canonical_url: str) -> str:
     """Stable primary key of an article: a short hash of its canonical URL."""
     return hashlib.blake2b(canonical_url.encode("utf-8"), digest_size=8).hexdigest()
+
+
+# What article_id_for gives: 16 lowercase hex digits. Export names files after it, so an id of
+# any other shape (a stored or staged row edited into "../x") is refused wherever one is read.
+ARTICLE_ID_PATTERN = r"^[0-9a-f]{16}$"
+ArticleId = Annotated[str, StringConstraints(pattern=ARTICLE_ID_PATTERN)]
 
 
 class Response(BaseModel):
@@ -98,9 +104,13 @@ class ExtractedPage(BaseModel):
 
 
 class Article(BaseModel):
-    """The normalized record: one row of `articles` (DESIGN.md, front-matter table)."""
+    """The normalized record: one row of `articles` (docs/ARCHITECTURE.md, "front matter").
 
-    article_id: str
+    The fields are the table's columns, in the order of the DDL after every migration; the
+    bulk load's Arrow schema is derived from them (tasks/storage/articles.py).
+    """
+
+    article_id: ArticleId
     url: str
     canonical_url: str
     guid: str | None = None
@@ -118,9 +128,6 @@ class Article(BaseModel):
     language: str | None = None
     summary: str | None = None
     body_text: str = ""
-    # Where body_text came from: "page" (extracted from the downloaded page), "feed" (the
-    # feed's own content), "post" (a front-matter post's body). Re-extraction skips posts.
-    body_source: str | None = None
     content_hash: str = ""
     story_id: str | None = None
     duplicate_of: str | None = None
@@ -128,6 +135,9 @@ class Article(BaseModel):
     extra: dict[str, Any] = {}
     first_seen_at: datetime = Field(default_factory=utcnow)
     last_seen_at: datetime = Field(default_factory=utcnow)
+    # Where body_text came from: "page" (extracted from the downloaded page), "feed" (the
+    # feed's own content), "post" (a front-matter post's body). Re-extraction skips posts.
+    body_source: str | None = None
 
 
 class IngestErrorRecord(BaseModel):

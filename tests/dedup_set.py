@@ -28,7 +28,8 @@ from newsflow.schemas.models import FeedBatch, FeedCheck, FeedEntry, RunCounts, 
 from newsflow.tasks.dedup.layers import lookup_known, split_known
 from newsflow.tasks.extraction.extract import extract_page
 from newsflow.tasks.extraction.normalize import build_feed_article, canonical_url
-from newsflow.tasks.storage.load import finish_run, load_batch, start_run
+from newsflow.tasks.storage.load import load_batch
+from newsflow.tasks.storage.runs import finish_run, start_run
 from newsflow.tasks.storage.store import Database
 
 DEDUP_FIXTURES = Path(__file__).parent / "fixtures" / "dedup"

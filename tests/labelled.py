@@ -17,7 +17,8 @@ import yaml
 
 from newsflow.schemas.models import Article, FeedBatch, FeedCheck, article_id_for
 from newsflow.tasks.extraction.normalize import content_hash
-from newsflow.tasks.storage.load import load_batch, start_run
+from newsflow.tasks.storage.load import load_batch
+from newsflow.tasks.storage.runs import start_run
 from newsflow.tasks.storage.store import Database
 
 LABELLED_DIR = Path(__file__).parent / "fixtures" / "coverage" / "labelled"

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from newsflow.schemas.models import FeedBatch, FeedCheck, IngestErrorRecord, RunCounts
-from newsflow.tasks.storage.load import finish_run, load_batch, start_run
+from newsflow.tasks.storage.load import load_batch
+from newsflow.tasks.storage.runs import finish_run, start_run
 from newsflow.tasks.storage.store import Database
 from tests.labelled import FEED, load_labelled, read_labelled, shift_to_now
 

@@ -15,8 +15,10 @@ from newsflow.schemas.lexicon import DEFAULT_LEXICON
 from newsflow.schemas.models import Article, FeedBatch, FeedCheck, article_id_for
 from newsflow.tasks.coverage.tag import load_tagger
 from newsflow.tasks.extraction.normalize import content_hash, html_to_text
-from newsflow.tasks.storage.load import load_batch, retag_all, start_run
+from newsflow.tasks.storage.load import load_batch
+from newsflow.tasks.storage.runs import start_run
 from newsflow.tasks.storage.store import Database, migrate
+from newsflow.tasks.storage.tags import retag_all
 from tests.labelled import FEED, Labelled, load_labelled, read_labelled, split_front_matter
 
 TAG_TABLES = ("article_topics", "article_regions", "article_policy_docs", "article_orgs")

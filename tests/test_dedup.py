@@ -33,7 +33,8 @@ from newsflow.tasks.dedup.fingerprint import (
 )
 from newsflow.tasks.dedup.layers import lookup_known, split_known
 from newsflow.tasks.extraction.normalize import canonical_url, content_hash
-from newsflow.tasks.storage.load import finish_run, load_batch, start_run
+from newsflow.tasks.storage.load import load_batch
+from newsflow.tasks.storage.runs import finish_run, start_run
 from newsflow.tasks.storage.store import Database
 from tests.dedup_set import Item, read_items
 

@@ -17,8 +17,9 @@ from newsflow.schemas.models import Article, ArticleBatch, article_id_for
 from newsflow.tasks.extraction.normalize import content_hash
 from newsflow.tasks.sources.frontmatter import PostSite, post_text, read_post
 from newsflow.tasks.storage.export import escape_markdown, export_articles, post_front_matter
-from newsflow.tasks.storage.load import load_articles, start_run
+from newsflow.tasks.storage.load import load_articles
 from newsflow.tasks.storage.query import read_articles
+from newsflow.tasks.storage.runs import start_run
 from newsflow.tasks.storage.store import Database
 from tests.conftest import make_settings
 from tests.test_archive_sitemap import SITE_DIR, serve_site

@@ -20,13 +20,9 @@ from newsflow.tasks.sources.health import (
     next_state,
     poll_hint,
 )
-from newsflow.tasks.storage.load import (
-    claim_due_feeds,
-    finish_run,
-    load_batch,
-    set_feed_status,
-    start_run,
-)
+from newsflow.tasks.storage.feed_health import claim_due_feeds, set_feed_status
+from newsflow.tasks.storage.load import load_batch
+from newsflow.tasks.storage.runs import finish_run, start_run
 from newsflow.tasks.storage.store import Database
 
 URL = "https://feeds.example/rss"

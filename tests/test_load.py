@@ -22,7 +22,8 @@ from newsflow.schemas.models import (
     article_id_for,
 )
 from newsflow.tasks.extraction.normalize import canonical_url, content_hash
-from newsflow.tasks.storage.load import finish_run, load_batch, start_run
+from newsflow.tasks.storage.load import load_batch
+from newsflow.tasks.storage.runs import finish_run, start_run
 from newsflow.tasks.storage.store import Database
 
 FEED = "https://feeds.example/rss"

@@ -11,7 +11,8 @@ import pytest
 from newsflow.schemas.ddl import LATEST_VERSION
 from newsflow.schemas.models import Article, ArticleBatch, article_id_for
 from newsflow.tasks.extraction.normalize import content_hash
-from newsflow.tasks.storage.load import load_articles, start_run
+from newsflow.tasks.storage.load import load_articles
+from newsflow.tasks.storage.runs import start_run
 from newsflow.tasks.storage.store import Database
 
 

@@ -507,7 +507,7 @@ def show_latest(settings: Settings, limit: int) -> None:
 
 def cmd_feeds(args: argparse.Namespace) -> int:
     from newsflow.tasks.sources.health import feed_health
-    from newsflow.tasks.storage.load import set_feed_status
+    from newsflow.tasks.storage.feed_health import set_feed_status
     from newsflow.tasks.storage.store import Database
 
     settings = settings_from_args(args)
@@ -606,8 +606,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_retag(args: argparse.Namespace) -> int:
     from newsflow.tasks.coverage.tag import load_tagger
     from newsflow.tasks.progress import report_progress
-    from newsflow.tasks.storage.load import retag_all
     from newsflow.tasks.storage.store import Database
+    from newsflow.tasks.storage.tags import retag_all
 
     settings = settings_from_args(args)
     tagger = load_tagger(settings.lexicon_path, settings.gazetteer_path)

@@ -23,7 +23,8 @@ from newsflow.schemas.config import ExportRequest
 from newsflow.schemas.errors import ConfigError
 from newsflow.schemas.models import Article, DateWindow
 from newsflow.tasks.sources.frontmatter import CONTENT_KEY_PREFIX, canonical_url_or_none
-from newsflow.tasks.storage.query import ARTICLE_COLUMNS, read_articles, window_filter
+from newsflow.tasks.storage.articles import ARTICLE_COLUMNS
+from newsflow.tasks.storage.query import read_articles, window_filter
 from newsflow.tasks.storage.store import Database
 
 LOGGER = logging.getLogger(__name__)

@@ -10,9 +10,7 @@ from typing import Any
 import duckdb
 
 from newsflow.schemas.models import Article, DateWindow
-from newsflow.tasks.storage.load import ARTICLE_SCHEMA
-
-ARTICLE_COLUMNS = [f.name for f in ARTICLE_SCHEMA]
+from newsflow.tasks.storage.articles import ARTICLE_COLUMNS
 
 
 def window_filter(window: DateWindow) -> tuple[str, list[Any]]:

@@ -41,7 +41,7 @@ import pyarrow.parquet as pq
 
 from newsflow.schemas.errors import ConfigError
 from newsflow.schemas.models import Article, FeedBatch, FeedCheck, IngestErrorRecord, utcnow
-from newsflow.tasks.storage.load import articles_table
+from newsflow.tasks.storage.articles import articles_table
 from newsflow.tasks.storage.store import migrate
 
 LOGGER = logging.getLogger(__name__)

@@ -17,14 +17,9 @@ from newsflow.schemas.config import FeedConfig, Settings
 from newsflow.schemas.models import FeedBatch, RunCounts, new_run_id
 from newsflow.tasks.coverage.tag import load_tagger
 from newsflow.tasks.sources.health import due_feeds, read_feed_states
-from newsflow.tasks.storage.load import (
-    Claim,
-    claim_due_feeds,
-    finish_run,
-    load_batch,
-    poll_counts,
-    start_run,
-)
+from newsflow.tasks.storage.feed_health import Claim, claim_due_feeds
+from newsflow.tasks.storage.load import load_batch, poll_counts
+from newsflow.tasks.storage.runs import finish_run, start_run
 from newsflow.tasks.storage.stage import (
     Snapshot,
     Stage,

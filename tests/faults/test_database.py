@@ -13,7 +13,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from newsflow.tasks.storage.load import upsert_articles
+from newsflow.tasks.storage.articles import upsert_articles
 from newsflow.tasks.storage.store import Database
 from tests.faults.harness import add_healthy_feed, run_cli_killed_at, run_ingest_over
 from tests.loopback import LoopbackServer
