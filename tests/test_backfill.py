@@ -369,28 +369,3 @@ def test_posts_with_impossible_dates_are_all_loaded(settings: Settings, tmp_path
         ("toml.md", True, "bad_date", "normalize"),
     ]
 
-
-def test_a_source_that_fails_unexpectedly_costs_only_itself(
-    settings: Settings, tmp_path: Path
-) -> None:
-    """A feed archive and a sitemap whose server sends a 5,000-digit max-age (the fetcher
-    raised ValueError on it): the backfill completes and loads the posts beside them."""
-    from tests.loopback import LoopbackServer
-
-    huge = {"Cache-Control": "max-age=" + "9" * 5000, "Content-Type": "application/xml"}
-    with LoopbackServer() as server:
-        server.routes["/feed.xml"] = lambda r: r.reply(200, b"<rss/>", huge)
-        server.routes["/sitemap.xml"] = lambda r: r.reply(200, b"<urlset/>", huge)
-        feeds = tmp_path / "feeds.toml"
-        feeds.write_text(f'[[feeds]]\nurl = "{server.url("/feed.xml")}"\n', encoding="utf-8")
-        summary = run(settings, feeds=feeds, sitemaps=(server.url("/sitemap.xml"),), from_dir=POSTS)
-    assert query(settings, "SELECT status FROM runs") == [("completed",)]
-    assert summary.counts.articles_new == 5
-    rows = query(
-        settings, "SELECT stage, url, kind, message FROM ingest_errors WHERE stage <> 'post'"
-    )
-    by_stage = {r[0]: r for r in rows if r[0] in {"archive", "sitemap"}}
-    assert set(by_stage) == {"archive", "sitemap"}
-    for stage, url, kind, message in by_stage.values():
-        assert kind == "internal_error" and message.startswith("ValueError: ")
-        assert url == server.url(f"/{'feed' if stage == 'archive' else 'sitemap'}.xml")
