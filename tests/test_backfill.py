@@ -368,4 +368,3 @@ def test_posts_with_impossible_dates_are_all_loaded(settings: Settings, tmp_path
         ("month-13.md", True, "bad_date", "normalize"),
         ("toml.md", True, "bad_date", "normalize"),
     ]
-
