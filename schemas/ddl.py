@@ -306,6 +306,16 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         );
         """,
     ),
+    (
+        7,
+        "one error kind for a missing title",
+        """
+        -- `missing_title` (a post) and `no_title` (a feed item) were one thing under two names;
+        -- newsflow.schemas.kinds.Kind.NO_TITLE is the one name now.
+        UPDATE ingest_errors SET kind = 'no_title' WHERE kind = 'missing_title';
+        UPDATE feeds SET last_error_kind = 'no_title' WHERE last_error_kind = 'missing_title';
+        """,
+    ),
 ]
 
 LATEST_VERSION = max(version for version, _, _ in MIGRATIONS)

@@ -121,7 +121,7 @@ def test_posts_land_in_their_columns_and_broken_ones_are_refused(settings: Setti
     assert errors == [
         ("bad-date.md", "bad_date", "normalize"),
         ("invalid-yaml.md", "invalid_front_matter", "post"),
-        ("missing-title.md", "missing_title", "post"),
+        ("missing-title.md", "no_title", "post"),
         ("unclosed.md", "invalid_front_matter", "post"),
     ]
 

@@ -154,9 +154,9 @@ def test_title_loses_the_site_suffix(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("front", "kind"),
     [
-        ("date: 2023-01-01", "missing_title"),
-        ("title: ''", "missing_title"),
-        ("title:   ", "missing_title"),
+        ("date: 2023-01-01", "no_title"),
+        ("title: ''", "no_title"),
+        ("title:   ", "no_title"),
     ],
 )
 def test_posts_without_a_title_are_refused(tmp_path: Path, front: str, kind: str) -> None:

@@ -39,6 +39,7 @@ from pebble.common import ProcessExpired
 from trafilatura.settings import Document
 
 from newsflow.schemas.errors import ItemError
+from newsflow.schemas.kinds import Kind, Stage
 from newsflow.schemas.models import ExtractedPage, ParsedFeed, Response
 from newsflow.tasks.sources.feeds import parse_feed
 
@@ -66,7 +67,7 @@ def extract_page(url: str, html: str) -> ExtractedPage:
     meta: dict[str, Any] = doc.as_dict() if isinstance(doc, Document) else {}
     text = (meta.get("text") or "").strip()
     if not text:
-        raise ItemError("extract_empty", "no article text found on the page", url=url)
+        raise ItemError(Kind.EXTRACT_EMPTY, "no article text found on the page", url=url)
     lang = _HTML_LANG_RE.search(html[:4096].encode("utf-8", "ignore"))
     return ExtractedPage(
         url=url,
@@ -101,7 +102,7 @@ def _warm_worker(memory_limit: int | None) -> None:
 
 
 def _feed_timeout(url: str) -> ItemError:
-    return ItemError("feed_timeout", f"the feed's deadline passed before extraction: {url}", url)
+    return ItemError(Kind.FEED_TIMEOUT, f"the feed's deadline passed before extraction: {url}", url)
 
 
 def _left(until: float | None) -> float | None:
@@ -159,7 +160,7 @@ class Extractor:
         future = self._get_pool().schedule(
             parse_feed, args=(response, max_items), timeout=self.parse_deadline
         )
-        return _outcome(response.url, future, "parse", self.parse_deadline, None)
+        return _outcome(response.url, future, Stage.PARSE, self.parse_deadline, None)
 
     def extract_many(
         self, pages: Iterable[tuple[str, str]], until: float | None = None
@@ -168,7 +169,7 @@ class Extractor:
 
         Pages are taken from `pages` only as workers free up. Past `until` (a
         `time.monotonic()` value: the feed's deadline), pages not yet extracted are
-        ItemError("feed_timeout").
+        ItemError(Kind.FEED_TIMEOUT).
         """
         pool = self._get_pool()
         queued: deque[tuple[str, Future[ExtractedPage]]] = deque()
@@ -176,7 +177,7 @@ class Extractor:
         def oldest() -> tuple[str, ExtractedPage | ItemError]:
             url, future = queued.popleft()
             try:
-                return url, _outcome(url, future, "extract", self.deadline, until)
+                return url, _outcome(url, future, Stage.EXTRACT, self.deadline, until)
             except ItemError as exc:
                 return url, exc
 
@@ -206,7 +207,7 @@ class Extractor:
         self.close()
 
 
-def _outcome(url: str, future: Future[T], stage: str, deadline: float, until: float | None) -> T:
+def _outcome(url: str, future: Future[T], stage: Stage, deadline: float, until: float | None) -> T:
     """The worker's result, or the ItemError that explains why there is none."""
     try:
         return future.result(timeout=_left(until))
@@ -221,23 +222,30 @@ def _outcome(url: str, future: Future[T], stage: str, deadline: float, until: fl
         raise _failure(url, stage, exc) from exc
 
 
-def _what(stage: str) -> str:
-    return "extraction" if stage == "extract" else "parsing"
+# What a stage's worker does, and the kinds of its failures: (an exception, the worker died).
+_WORK = {
+    Stage.EXTRACT: ("extraction", Kind.EXTRACT_ERROR, Kind.EXTRACT_CRASH),
+    Stage.PARSE: ("parsing", Kind.PARSE_ERROR, Kind.PARSE_CRASH),
+}
 
 
-def _overran(url: str, stage: str, deadline: float) -> ItemError:
-    return ItemError("timeout", f"{_what(stage)} took longer than {deadline:.0f} s", url)
+def _what(stage: Stage) -> str:
+    return _WORK[stage][0]
 
 
-def _failure(url: str, stage: str, exc: Exception) -> ItemError:
+def _overran(url: str, stage: Stage, deadline: float) -> ItemError:
+    return ItemError(Kind.TIMEOUT, f"{_what(stage)} took longer than {deadline:.0f} s", url)
+
+
+def _failure(url: str, stage: Stage, exc: Exception) -> ItemError:
     """A document's failure as a recorded error."""
-    what = _what(stage)
+    what, error, crash = _WORK[stage]
     if isinstance(exc, MemoryError):
-        return ItemError("too_large", f"{what} ran out of its worker's memory", url)
+        return ItemError(Kind.TOO_LARGE, f"{what} ran out of its worker's memory", url)
     if isinstance(exc, ProcessExpired):
-        return ItemError(f"{stage}_crash", f"{what} worker died: {exc}", url)
+        return ItemError(crash, f"{what} worker died: {exc}", url)
     # trafilatura/lxml/feedparser failures on hostile markup
-    return ItemError(f"{stage}_error", f"{type(exc).__name__}: {exc}", url)
+    return ItemError(error, f"{type(exc).__name__}: {exc}", url)
 
 
 class _Overrun(BaseException):
@@ -311,7 +319,7 @@ class InlineExtractor:
         _warm_worker(None)
         _quiet_swallowed_overruns()
 
-    def _run(self, url: str, stage: str, deadline: float, fn: Callable[..., T], *args: Any) -> T:
+    def _run(self, url: str, stage: Stage, deadline: float, fn: Callable[..., T], *args: Any) -> T:
         try:
             return call_with_deadline(deadline, fn, *args)
         except ItemError:
@@ -324,14 +332,14 @@ class InlineExtractor:
     def parse_feed(self, response: Response, max_items: int) -> ParsedFeed:
         """`newsflow.tasks.sources.feeds.parse_feed` within the parse deadline; raises ItemError."""
         return self._run(
-            response.url, "parse", self.parse_deadline, parse_feed, response, max_items
+            response.url, Stage.PARSE, self.parse_deadline, parse_feed, response, max_items
         )
 
     def extract_many(
         self, pages: Iterable[tuple[str, str]], until: float | None = None
     ) -> Iterator[tuple[str, ExtractedPage | ItemError]]:
         """(url, html) pairs in; (url, page or error) out, in input order; past `until` (the
-        feed's deadline), ItemError("feed_timeout"), as Extractor gives."""
+        feed's deadline), ItemError(Kind.FEED_TIMEOUT), as Extractor gives."""
         for url, html in pages:
             left = _left(until)
             if left == 0:
@@ -339,7 +347,7 @@ class InlineExtractor:
                 continue
             deadline = self.deadline if left is None else min(self.deadline, left)
             try:
-                yield url, self._run(url, "extract", deadline, extract_page, url, html)
+                yield url, self._run(url, Stage.EXTRACT, deadline, extract_page, url, html)
             except ItemError as exc:
                 cut = left is not None and left < self.deadline and exc.kind == "timeout"
                 yield url, _feed_timeout(url) if cut else exc

@@ -13,6 +13,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from zoneinfo import ZoneInfo
 
 from newsflow.schemas.errors import ItemError
+from newsflow.schemas.kinds import Kind, Stage, http_kind
 from newsflow.schemas.models import DateWindow, FeedEntry, IngestErrorRecord, ParsedFeed
 from newsflow.tasks.extraction.normalize import parse_date_or_none
 from newsflow.tasks.fetching.fetch import FEED_ACCEPT, Fetcher
@@ -86,7 +87,9 @@ def walk_archive(
     while url is not None:
         if len(walk.pages) >= max_pages:
             walk.errors.append(
-                _error(url, feed_url, "too_many_pages", f"stopped after {max_pages} archive pages")
+                _error(
+                    url, feed_url, Kind.TOO_MANY_PAGES, f"stopped after {max_pages} archive pages"
+                )
             )
             break
         visited.add(url)
@@ -94,7 +97,7 @@ def walk_archive(
             parsed = parse_feed(fetcher.get(url, accept=FEED_ACCEPT), max_items)
         except ItemError as exc:
             # WordPress answers 404 past its last page: that is the end, not a failure.
-            if not (paged and exc.kind == "http_404"):
+            if not (paged and exc.kind == http_kind(404)):
                 walk.errors.append(_error(url, feed_url, exc.kind, str(exc)))
             break
         known = len(walk.entries)
@@ -113,5 +116,5 @@ def walk_archive(
 
 def _error(url: str, feed_url: str, kind: str, message: str) -> IngestErrorRecord:
     return IngestErrorRecord(
-        stage="archive", url=url, kind=kind, message=message, feed_url=feed_url
+        stage=Stage.ARCHIVE, url=url, kind=kind, message=message, feed_url=feed_url
     )

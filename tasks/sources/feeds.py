@@ -20,6 +20,7 @@ from xml.parsers import expat
 import feedparser
 
 from newsflow.schemas.errors import ConfigError, ItemError
+from newsflow.schemas.kinds import Kind
 from newsflow.schemas.models import FeedEntry, ParsedFeed, Response
 from newsflow.tasks.fetching.charset import feed_bytes_as_utf8
 
@@ -62,11 +63,13 @@ def parse_feed(response: Response, max_items: int) -> ParsedFeed:
     """
     feed_url = response.url
     if not response.body.strip():
-        raise ItemError("not_a_feed", "empty response where a feed was expected", url=feed_url)
+        raise ItemError(Kind.NOT_A_FEED, "empty response where a feed was expected", url=feed_url)
     data = feed_bytes_as_utf8(response.body, response.content_type)
     problem = unsafe_entity(data)
     if problem is not None:
-        raise ItemError("unsafe_xml", f"refused: the feed's DTD declares {problem}", url=feed_url)
+        raise ItemError(
+            Kind.UNSAFE_XML, f"refused: the feed's DTD declares {problem}", url=feed_url
+        )
     result = feedparser.parse(
         io.BytesIO(data),
         response_headers={
@@ -81,9 +84,9 @@ def parse_feed(response: Response, max_items: int) -> ParsedFeed:
     if not entries:
         if not result.get("version"):
             what = "an HTML page" if _looks_like_html(data) else "not a feed"
-            raise ItemError("not_a_feed", f"{what} where a feed was expected", url=feed_url)
+            raise ItemError(Kind.NOT_A_FEED, f"{what} where a feed was expected", url=feed_url)
         if bozo is not None:
-            raise ItemError("parse_error", f"feed XML could not be parsed: {bozo}", url=feed_url)
+            raise ItemError(Kind.PARSE_ERROR, f"feed XML could not be parsed: {bozo}", url=feed_url)
     feed = result.get("feed", {})
     total = len(entries)
     return ParsedFeed(

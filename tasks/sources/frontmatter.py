@@ -280,7 +280,7 @@ def post_article(
 ) -> Article:
     """One Article from a post's front matter and body (DESIGN.md, front-matter table).
 
-    Raises ItemError("missing_title"). A date that cannot be read or be true is left out, with
+    Raises ItemError("no_title"). A date that cannot be read or be true is left out, with
     an ItemError("bad_date") added to `warnings`.
     """
     now = now or utcnow()
@@ -294,7 +294,7 @@ def post_article(
         source = _text(keys.take("site")) or site.title or _first(author)
     title = clean_title(raw_title, [source, site.title]) if raw_title else ""
     if not title:
-        raise ItemError("missing_title", "the front matter has no title")
+        raise ItemError("no_title", "the front matter has no title")
 
     dated = keys.take("date", "published", "pubdate", "publishdate")
     published = _date(dated, "date", site, now, warnings)

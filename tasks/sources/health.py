@@ -17,6 +17,7 @@ from typing import NamedTuple
 import duckdb
 
 from newsflow.schemas.config import FeedConfig, FeedsFile
+from newsflow.schemas.kinds import Kind, http_kind
 from newsflow.schemas.models import FeedCheck, utcnow
 
 MIN_INTERVAL = 600.0  # 10 min
@@ -27,7 +28,7 @@ MAX_RETRY_AFTER = 7 * 86400.0
 # last one: poll twice as often. A poll that finds nothing new: half again as long.
 SHORTEN = 0.5
 LENGTHEN = 1.5
-TRANSIENT_KINDS = frozenset({"timeout", "connection_error"})
+TRANSIENT_KINDS = frozenset({Kind.TIMEOUT, Kind.CONNECTION_ERROR})
 STOPPED = frozenset({"gone", "disabled"})
 
 
@@ -109,7 +110,7 @@ def next_state(check: FeedCheck, previous: FeedState | None, default_interval: f
         status = "active"
         interval = success_interval(check, previous, default_interval)
         next_check = check.checked_at + timedelta(seconds=interval)
-    elif check.error_kind == "http_410":
+    elif check.error_kind == http_kind(410):
         status, next_check = "gone", None
     else:
         status = "failing"
