@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import duckdb
 import pytest
@@ -13,10 +15,16 @@ import pytest
 from newsflow.demo.site import SiteServer
 from newsflow.flows.backfill import backfill
 from newsflow.schemas.config import BackfillRequest, ExportRequest, Settings
+from newsflow.schemas.errors import ConfigError
 from newsflow.schemas.models import Article, ArticleBatch, article_id_for
 from newsflow.tasks.extraction.normalize import content_hash
 from newsflow.tasks.sources.frontmatter import PostSite, post_text, read_post
-from newsflow.tasks.storage.export import escape_markdown, export_articles, post_front_matter
+from newsflow.tasks.storage.export import (
+    escape_markdown,
+    export_articles,
+    post_filename,
+    post_front_matter,
+)
 from newsflow.tasks.storage.load import load_articles
 from newsflow.tasks.storage.query import read_articles
 from newsflow.tasks.storage.runs import start_run
@@ -206,3 +214,53 @@ def test_parquet_and_jsonl(tmp_path: Path, fmt: str) -> None:
         assert line["extra"]["nested"] == {"a": [1, "2"], "when": "2024-03-01"}
     else:
         assert published == datetime(2024, 3, 2, 1, 2, 3, 456789, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("fmt", ["markdown", "parquet", "jsonl"])
+def test_export_replaces_a_symlink_instead_of_writing_through_it(tmp_path: Path, fmt: str) -> None:
+    settings = make_settings(tmp_path)
+    article = crafted(1)
+    load(settings, [article])
+    out = tmp_path / "out"
+    out.mkdir()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me", encoding="utf-8")
+    name = post_filename(article, settings.tz) if fmt == "markdown" else f"articles.{fmt}"
+    (out / name).symlink_to(victim)
+    result = export_articles(
+        Database(settings.db_path), ExportRequest(format=fmt, out=out), settings.tz
+    )
+    assert result.count == 1
+    assert victim.read_text(encoding="utf-8") == "keep me"
+    assert not (out / name).is_symlink() and (out / name).stat().st_size > 0
+    assert sorted(p.name for p in out.iterdir()) == [name]  # no temporary file left
+    assert (out / name).stat().st_mode & 0o777 == 0o666 & ~current_umask()
+
+
+def current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def test_a_stored_article_id_shaped_like_a_path_is_refused(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    load(settings, [crafted(1), crafted(2)])
+    with duckdb.connect(str(settings.db_path)) as con:
+        con.execute(
+            "UPDATE articles SET article_id = '../../escaped' WHERE article_id = ?",
+            [crafted(2).article_id],
+        )
+    out = tmp_path / "deep" / "out"
+    with pytest.raises(ConfigError, match=r"not 16 hex digits.*escaped"):
+        export_articles(
+            Database(settings.db_path), ExportRequest(format="markdown", out=out), settings.tz
+        )
+    assert list(out.iterdir()) == []
+    assert not (tmp_path / "escaped.md").exists() and list(tmp_path.rglob("*escaped*")) == []
+
+
+def test_post_filename_refuses_an_id_of_another_shape() -> None:
+    article = crafted(1).model_copy(update={"article_id": "../x"})
+    with pytest.raises(ConfigError, match="not an article id"):
+        post_filename(article, ZoneInfo("UTC"))

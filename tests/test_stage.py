@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 import pytest
 from filelock import FileLock
 
@@ -302,3 +303,22 @@ def test_bad_scale_arguments_are_one_line(tmp_path: Path, args: list[str], messa
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(message), result.stderr
     assert not (tmp_path / "x.duckdb").exists()
+
+
+def test_a_staged_article_id_shaped_like_a_path_is_refused(tmp_path: Path) -> None:
+    stage = Stage(str(tmp_path / "stage"), create=True)
+    stage_batches(stage, feeds=1, per_feed=2)
+    (part,) = stage.committed_parts()
+    table = stage.read_table("parts", part, "articles.parquet")
+    assert table is not None
+    ids = table.column("article_id").to_pylist()
+    forged = table.set_column(
+        table.schema.get_field_index("article_id"),
+        "article_id",
+        pa.array(["../../outside", *ids[1:]], pa.string()),
+    )
+    stage.write_table(forged, "parts", part, "articles.parquet")
+    with pytest.raises(
+        ConfigError, match=r"part .* invalid record \(article_id: .*'\.\./\.\./outside'"
+    ):
+        read_part(stage, part)

@@ -38,6 +38,7 @@ import duckdb
 import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
+from pydantic import ValidationError
 
 from newsflow.schemas.errors import ConfigError
 from newsflow.schemas.models import Article, FeedBatch, FeedCheck, IngestErrorRecord, utcnow
@@ -226,7 +227,20 @@ def _marker(stage: Stage, part: str) -> pa.Table:
 
 
 def read_part(stage: Stage, part: str) -> list[StagedBatch]:
-    """A committed part's batches, in the order they were written."""
+    """A committed part's batches, in the order they were written. ConfigError when a row is
+    not a valid record (an article_id of another shape than article_id_for gives …)."""
+    try:
+        return _read_part(stage, part)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(x) for x in first["loc"])
+        raise ConfigError(
+            f"{stage.url}: part {part} holds an invalid record ({where}: {first['msg']}: "
+            f"{str(first.get('input'))[:80]!r}); nothing of it was loaded"
+        ) from exc
+
+
+def _read_part(stage: Stage, part: str) -> list[StagedBatch]:
     marker = _marker(stage, part)
     articles: dict[str, list[Article]] = {}
     for row in _pylist(stage.read_table("parts", part, "articles.parquet")):

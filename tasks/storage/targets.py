@@ -1,8 +1,9 @@
 """Where an ingest run's feed batches go: into the database, or into a stage folder.
 
 Either way the flow process alone writes them, a task's batches at a time as the tasks
-finish, wherever those ran: the database keeps its one writer (DESIGN.md), and a staged run
-(`--stage-dir`) touches no database at all — `newsflow load` merges its batches later.
+finish, wherever those ran: the database keeps its one writer (docs/ARCHITECTURE.md, "data
+flow"), and a staged run (`--stage-dir`) touches no database at all — `newsflow load` merges
+its batches later.
 """
 
 from __future__ import annotations
