@@ -1,7 +1,8 @@
-"""The page's title: an `<h1>` that `og:title` or the JSON-LD headline repeats or `<title>` begins with,
-else `og:title`, else the headline, else the lone `<h1>`, else `<title>` cut to its longest head
-that the page shows as text of its own (the site suffix "_新浪财经_新浪网" removed without
-knowing the site's name). An unconfirmed `<h1>` among several is often the site's logo."""
+"""The page's title: an `<h1>` that `og:title` or the JSON-LD headline repeats or `<title>`
+begins with; else `og:title`; else the headline; else the lone `<h1>`; else `<title>` cut to
+its longest head that the page shows as text of its own (a site suffix such as "_新浪财经_新浪网"
+removed without knowing the site's name). An unconfirmed `<h1>` among several is often the
+site's logo."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 """The visible line near the title, where Chinese pages (and many English ones) state their
-date and byline: `发布时间：2022-09-07 17:26`, `2022年09月07日 17:26`, `发表于 2005-5-7 21:23:57`,
-`来源：财联社`, `作者：张三`, `记者 张三`, `责任编辑：李四` (an editor, not an author), `By Jane Doe`.
+date and byline: `发布时间：2022-09-07 17:26`, `2022年09月07日 17:26`,
+`发表于 2005-5-7 21:23:57`, `来源：财联社`, `作者：张三`, `记者 张三`, `责任编辑：李四` (an editor,
+not an author), `By Jane Doe`.
 
 Only the text just after the title is read: a date anywhere else on the page may date a
 comment, a sidebar link or a related story. Without a title element to start from, only labelled
