@@ -306,6 +306,23 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         );
         """,
     ),
+    (
+        7,
+        "date precision and provenance",
+        """
+        -- How much of published_at the source stated (second, minute, day, month, year), where
+        -- it came from (feed, jsonld, meta, time, script, visible, url, front_matter), and its
+        -- calendar date in the source's zone: a date without a time is stored as that local
+        -- midnight, and grouped by published_date, which never slips to the previous day.
+        -- origin_source: the outlet the story was taken from (来源), apart from the carrying
+        -- site. NULL on rows loaded before this migration (`newsflow backfill --reextract`
+        -- fills them).
+        ALTER TABLE articles ADD COLUMN published_precision VARCHAR;
+        ALTER TABLE articles ADD COLUMN published_source VARCHAR;
+        ALTER TABLE articles ADD COLUMN published_date DATE;
+        ALTER TABLE articles ADD COLUMN origin_source VARCHAR;
+        """,
+    ),
 ]
 
 LATEST_VERSION = max(version for version, _, _ in MIGRATIONS)

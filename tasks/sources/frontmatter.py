@@ -32,6 +32,7 @@ from markdown_it.token import Token
 
 from newsflow.schemas.errors import ConfigError, ItemError
 from newsflow.schemas.models import Article, ArticleBatch, IngestErrorRecord, article_id_for, utcnow
+from newsflow.tasks.extraction.metadata.dates import parse_stamp
 from newsflow.tasks.extraction.normalize import (
     absolute_url,
     as_list,
@@ -305,12 +306,11 @@ def post_article(
     if not title:
         raise ItemError("missing_title", "the front matter has no title")
 
-    published = _date(keys.take("date", "published", "pubdate", "publishdate"), "date", site, now)
-    if published is None and (m := _FILENAME_DATE_RE.match(name)):
-        published = _date(date(int(m[1]), int(m[2]), int(m[3])), "file name date", site, now)
+    raw_date = keys.take("date", "published", "pubdate", "publishdate")
+    if raw_date is None and (m := _FILENAME_DATE_RE.match(name)):
+        raw_date = date(int(m[1]), int(m[2]), int(m[3]))
+    published = _date(raw_date, "date", site, now)
     updated = _date(keys.take("updated", "modified", "lastmod"), "updated", site, now)
-    if published is None:
-        published = updated
 
     url, canonical, unresolved = _identity(keys, site, source, title, published)
     page = None if url.startswith(CONTENT_KEY_PREFIX) else url
@@ -328,6 +328,7 @@ def post_article(
         title=title,
         author=author,
         published_at=published,
+        **post_date_columns(published, raw_date, site.tz),
         updated_at=updated if updated != published else None,
         categories=as_list(list(_flatten(keys.take("categories", "category")))),
         tags=as_list(list(_flatten(keys.take("tags")))),
@@ -413,6 +414,23 @@ def _date(value: Any, field: str, site: PostSite, now: datetime) -> datetime | N
         return parse_date(raw, site.tz, now)
     except ItemError as exc:
         raise ItemError("bad_date", f"{field}: {exc}") from exc
+
+
+def post_date_columns(published: datetime | None, raw: Any, tz: ZoneInfo) -> dict[str, Any]:
+    """Precision, source and local date of a post's date: the post states it exactly (to the
+    second), or as a bare date (a YAML date or the file name's) that stays a date."""
+    if published is None:
+        return {}
+    stated = parse_stamp(raw) if isinstance(raw, str) else None
+    bare = (isinstance(raw, date) and not isinstance(raw, datetime)) or (
+        stated is not None and stated.precision == "day"
+    )
+    local = published.astimezone(tz)
+    return {
+        "published_precision": "day" if bare else "second",
+        "published_source": "front_matter",
+        "published_date": local.date(),
+    }
 
 
 def _author(value: Any) -> str | None:

@@ -67,6 +67,10 @@ ARTICLE_SCHEMA = pa.schema(
         ("first_seen_at", _TS),
         ("last_seen_at", _TS),
         ("body_source", pa.string()),
+        ("published_precision", pa.string()),
+        ("published_source", pa.string()),
+        ("published_date", pa.date32()),
+        ("origin_source", pa.string()),
     ]
 )
 _ARTICLE_COLUMNS = [f.name for f in ARTICLE_SCHEMA]
