@@ -30,12 +30,15 @@ _NOT_NAMES = {
     "匿名",
     "小编",
 }
+_EDITOR_RE = re.compile(r"^(?:责任编辑|编辑|责编|校对)\s*[:：]")
 _ORIGIN_CUT_RE = re.compile(r"^(?:来源|稿件来源|文章来源)\s*[:：]\s*")
 
 
 def clean_name(raw: str) -> str:
     name = raw.strip()
     if len(name) >= 4 and name.endswith("报道"):  # "北京报道": where the report was filed
+        return ""
+    if _EDITOR_RE.match(name):
         return ""
     if name.startswith("本报讯"):
         name = name[3:].strip("（()） ")
