@@ -41,6 +41,7 @@ from trafilatura.utils import load_html
 
 from newsflow.schemas.errors import ItemError
 from newsflow.schemas.models import ExtractedPage, ParsedFeed, Response
+from newsflow.tasks.extraction.body import choose_body
 from newsflow.tasks.extraction.metadata.authors import clean_authors
 from newsflow.tasks.extraction.metadata.choose import PageMetadata, date_fields, read_metadata
 from newsflow.tasks.sources.feeds import parse_feed
@@ -75,7 +76,7 @@ def extract_page(url: str, html: str) -> ExtractedPage:
     )
     # Without as_dict trafilatura 2 returns a Document (the dict form is deprecated).
     meta: dict[str, Any] = doc.as_dict() if isinstance(doc, Document) else {}
-    text = (meta.get("text") or "").strip()
+    text = choose_body((meta.get("text") or "").strip(), tree)
     if not text:
         raise ItemError("extract_empty", "no article text found on the page", url=url)
     lang = _HTML_LANG_RE.search(html[:4096].encode("utf-8", "ignore"))
