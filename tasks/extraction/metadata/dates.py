@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
 from zoneinfo import ZoneInfo
 
 import dateparser
@@ -49,7 +49,14 @@ _EN_DATE_RE = re.compile(
     re.IGNORECASE,
 )
 _TIME_RE = re.compile(r"\d{1,2}:\d{2}(:\d{2})?")
-_US_ZONES = {"ET": "America/New_York", "EST": "America/New_York", "EDT": "America/New_York"}
+_US_ZONES: dict[str, tzinfo] = {
+    "ET": ZoneInfo("America/New_York"),
+    "EST": timezone(timedelta(hours=-5)),
+    "EDT": timezone(timedelta(hours=-4)),
+    "PT": ZoneInfo("America/Los_Angeles"),
+    "GMT": UTC,
+    "UTC": UTC,
+}
 
 
 @dataclass(frozen=True)
@@ -147,7 +154,7 @@ def _english(text: str) -> Stamp | None:
     if parsed is None:
         return None
     if zone and parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=ZoneInfo(zone))
+        parsed = parsed.replace(tzinfo=zone)
     timed = _TIME_RE.search(found)
     if not timed:
         return Stamp(datetime(parsed.year, parsed.month, parsed.day), "day")
