@@ -29,13 +29,14 @@ _LABELS = (
     r"Updated|Date"
 )
 _LABELLED_DATE_RE = re.compile(rf"(?P<label>{_LABELS})\s*(?:on)?\s*[:：]?\s*(?P<rest>.{{6,40}})")
+_LABEL_WORDS = r"责任|编辑|来源|作者|时间|日期|发布|字号"
 _STOP = r"(?=\s|$|来源|作者|记者|编辑|责任编辑|发布|时间|日期|字号|【|\||｜)"
 _ORIGIN_RE = re.compile(
     rf"(?:来源|稿件来源|文章来源|出处)\s*[:：]\s*(?P<v>[^\s:：|｜]{{2,20}}?){_STOP}"
 )
 _AUTHOR_RE = re.compile(
     rf"(?:作者|撰文|文\s*[/／]|记者|楼主)\s*[:：]?\s*(?P<v>[\u4e00-\u9fff·\w]{{2,8}}"
-    rf"(?:[、，, \t]+[\u4e00-\u9fff·]{{2,4}})*){_STOP}"
+    rf"(?:[、，, \t]+(?!{_LABEL_WORDS})[\u4e00-\u9fff·]{{2,4}})*){_STOP}"
 )
 _EDITOR_RE = re.compile(r"(?:责任编辑|编辑|责编)\s*[:：]?\s*(?P<v>[\u4e00-\u9fff·]{2,4})")
 _BYLINE_RE = re.compile(
