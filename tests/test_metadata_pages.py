@@ -30,10 +30,10 @@ def load(expectation: Path) -> tuple[dict[str, Any], str]:
     return want, html
 
 
-def normalized(url: str, page: ExtractedPage) -> Article:
-    # A feed item that gives only the link: everything else comes from the page.
+def normalized(url: str, page: ExtractedPage, entry: FeedEntry | None = None) -> Article:
+    # By default a feed item that gives only the link: everything else comes from the page.
     article, _ = build_feed_article(
-        FeedEntry(link=url),
+        entry or FeedEntry(link=url),
         page,
         source=None,
         feed_title=None,

@@ -14,9 +14,10 @@ from newsflow.schemas.ddl import LATEST_VERSION, MIGRATIONS, SCHEMA_VERSION_DDL
 from newsflow.schemas.models import Article, ArticleBatch, ExtractedPage, FeedEntry
 from newsflow.tasks.extraction.extract import extract_page
 from newsflow.tasks.extraction.metadata.dates import parse_stamp
-from newsflow.tasks.extraction.normalize import build_feed_article, rebuild_body
+from newsflow.tasks.extraction.normalize import rebuild_body
 from newsflow.tasks.storage.load import load_articles, start_run
 from newsflow.tasks.storage.store import Database
+from tests.test_metadata_pages import normalized
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 BODY = "".join(
@@ -36,17 +37,7 @@ def page(head: str = "", line: str = "", url: str = "https://news.example.cn/a/1
 def article_of(
     html: str, entry: FeedEntry | None = None, url: str = "https://news.example.cn/a/1.html"
 ) -> Article:
-    extracted = extract_page(url, html)
-    article, _ = build_feed_article(
-        entry or FeedEntry(link=url),
-        extracted,
-        source=None,
-        feed_title=None,
-        language=None,
-        feed_categories=[],
-        tz=SHANGHAI,
-    )
-    return article
+    return normalized(url, extract_page(url, html), entry)
 
 
 @pytest.mark.parametrize(
