@@ -32,7 +32,7 @@ from markdown_it.token import Token
 
 from newsflow.schemas.errors import ConfigError, ItemError
 from newsflow.schemas.models import Article, ArticleBatch, IngestErrorRecord, article_id_for, utcnow
-from newsflow.tasks.extraction.metadata.dates import parse_stamp
+from newsflow.tasks.extraction.metadata.dates import PRECISIONS, parse_stamp
 from newsflow.tasks.extraction.normalize import (
     absolute_url,
     as_list,
@@ -328,7 +328,8 @@ def post_article(
         title=title,
         author=author,
         published_at=published,
-        **post_date_columns(published, raw_date, site.tz),
+        **post_date_columns(published, raw_date, site.tz, _stated_dating(keys)),
+        origin_source=_text(keys.take("origin_source")),
         updated_at=updated if updated != published else None,
         categories=as_list(list(_flatten(keys.take("categories", "category")))),
         tags=as_list(list(_flatten(keys.take("tags")))),
@@ -416,21 +417,35 @@ def _date(value: Any, field: str, site: PostSite, now: datetime) -> datetime | N
         raise ItemError("bad_date", f"{field}: {exc}") from exc
 
 
-def post_date_columns(published: datetime | None, raw: Any, tz: ZoneInfo) -> dict[str, Any]:
-    """Precision, source and local date of a post's date: the post states it exactly (to the
-    second), or as a bare date (a YAML date or the file name's) that stays a date."""
+def post_date_columns(
+    published: datetime | None, raw: Any, tz: ZoneInfo, stated: dict[str, Any]
+) -> dict[str, Any]:
+    """Precision, source and local date of a post's date: as an export of ours wrote them
+    (`stated`), else the post states it exactly (to the second) or as a bare date (a YAML date
+    or the file name's) that stays a date."""
     if published is None:
         return {}
-    stated = parse_stamp(raw) if isinstance(raw, str) else None
+    if stated.get("published_precision") in PRECISIONS and stated.get("published_source"):
+        day = stated.get("published_date")
+        return {
+            "published_precision": stated["published_precision"],
+            "published_source": str(stated["published_source"]),
+            "published_date": day if isinstance(day, date) else published.astimezone(tz).date(),
+        }
+    text = parse_stamp(raw) if isinstance(raw, str) else None
     bare = (isinstance(raw, date) and not isinstance(raw, datetime)) or (
-        stated is not None and stated.precision == "day"
+        text is not None and text.precision == "day"
     )
-    local = published.astimezone(tz)
     return {
         "published_precision": "day" if bare else "second",
         "published_source": "front_matter",
-        "published_date": local.date(),
+        "published_date": published.astimezone(tz).date(),
     }
+
+
+def _stated_dating(keys: _Keys) -> dict[str, Any]:
+    names = ("published_precision", "published_source", "published_date")
+    return {name: keys.take(name) for name in names}
 
 
 def _author(value: Any) -> str | None:
