@@ -316,6 +316,57 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         UPDATE feeds SET last_error_kind = 'no_title' WHERE last_error_kind = 'missing_title';
         """,
     ),
+    (
+        8,
+        "date precision and provenance",
+        """
+        -- How much of published_at the source stated (second, minute, day, month, year), where
+        -- it came from (feed, jsonld, meta, time, script, visible, url, front_matter), and its
+        -- calendar date in the source's zone: a date without a time is stored as that local
+        -- midnight, and grouped by published_date, which never slips to the previous day.
+        -- origin_source: the outlet the story was taken from (来源), apart from the carrying
+        -- site. NULL on rows loaded before this migration (`newsflow backfill --reextract`
+        -- fills them).
+        ALTER TABLE articles ADD COLUMN published_precision VARCHAR;
+        ALTER TABLE articles ADD COLUMN published_source VARCHAR;
+        ALTER TABLE articles ADD COLUMN published_date DATE;
+        ALTER TABLE articles ADD COLUMN origin_source VARCHAR;
+
+        -- The per-day series count dated articles only, on their calendar date (the Shanghai
+        -- day of published_at on rows from before this migration); undated articles were
+        -- counted on the day they were first seen, which is not when they were published.
+        -- They are left out, and coverage_undated says how many per source.
+        CREATE OR REPLACE VIEW coverage_daily AS
+        SELECT coalesce(a.published_date,
+                        CAST(timezone('Asia/Shanghai', a.published_at) AS DATE)) AS day,
+               a.source, t.topic,
+               count(*) AS articles,
+               count(DISTINCT coalesce(a.story_id, a.article_id)) AS stories
+        FROM article_topics t JOIN articles a USING (article_id)
+        WHERE a.published_at IS NOT NULL
+        GROUP BY ALL;
+
+        CREATE OR REPLACE VIEW coverage_by_region AS
+        SELECT coalesce(a.published_date,
+                        CAST(timezone('Asia/Shanghai', a.published_at) AS DATE)) AS day,
+               t.topic, r.region, r.province, r.level,
+               count(*) AS articles,
+               count(DISTINCT coalesce(a.story_id, a.article_id)) AS stories,
+               sum(r.hits) AS hits
+        FROM article_regions r
+        JOIN article_topics t USING (article_id)
+        JOIN articles a USING (article_id)
+        WHERE a.published_at IS NOT NULL
+        GROUP BY ALL;
+
+        -- Tagged articles without a publication date, left out of the per-day series.
+        CREATE VIEW coverage_undated AS
+        SELECT a.source, count(DISTINCT a.article_id) AS articles
+        FROM article_topics t JOIN articles a USING (article_id)
+        WHERE a.published_at IS NULL
+        GROUP BY ALL;
+        """,
+    ),
 ]
 
 LATEST_VERSION = max(version for version, _, _ in MIGRATIONS)

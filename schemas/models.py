@@ -88,12 +88,19 @@ class ParsedFeed(BaseModel):
 
 
 class ExtractedPage(BaseModel):
-    """What trafilatura found on a page."""
+    """What trafilatura and the metadata stage found on a page."""
 
     url: str
     title: str | None = None
     author: str | None = None
+    # The publication date as the page states it (ISO, naive when the page gave no zone), to
+    # `date_precision`, from `date_source` (newsflow.tasks.extraction.metadata.choose).
     date: str | None = None
+    date_precision: str | None = None
+    date_source: str | None = None
+    updated: str | None = None
+    updated_precision: str | None = None
+    origin_source: str | None = None
     image: str | None = None
     language: str | None = None
     sitename: str | None = None
@@ -138,6 +145,14 @@ class Article(BaseModel):
     # Where body_text came from: "page" (extracted from the downloaded page), "feed" (the
     # feed's own content), "post" (a front-matter post's body). Re-extraction skips posts.
     body_source: str | None = None
+    # second, minute, day, month or year: how much of published_at the source stated; for a
+    # date without a time published_at is the local midnight and published_date the date.
+    published_precision: str | None = None
+    # feed, jsonld, meta, time, script, visible, url or front_matter
+    published_source: str | None = None
+    published_date: date | None = None  # the calendar date in the source's zone
+    # The outlet the story was taken from (来源), apart from the author and the carrying site.
+    origin_source: str | None = None
 
 
 class IngestErrorRecord(BaseModel):

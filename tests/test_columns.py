@@ -26,6 +26,7 @@ DUCKDB_TYPE = {
     pa.bool_(): "BOOLEAN",
     pa.timestamp("us", tz="UTC"): "TIMESTAMP WITH TIME ZONE",
     pa.list_(pa.string()): "VARCHAR[]",
+    pa.date32(): "DATE",
 }
 
 

@@ -3,7 +3,7 @@ migrations, the CLI commands, and the "done means" post."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -13,6 +13,7 @@ from newsflow.cli.main import main
 from newsflow.schemas.ddl import MIGRATIONS
 from newsflow.schemas.lexicon import DEFAULT_LEXICON
 from newsflow.schemas.models import Article, FeedBatch, FeedCheck, article_id_for
+from newsflow.tasks.coverage.report import gather_report
 from newsflow.tasks.coverage.tag import load_tagger
 from newsflow.tasks.extraction.normalize import content_hash, html_to_text
 from newsflow.tasks.storage.load import load_batch
@@ -211,17 +212,25 @@ def test_old_database_gains_the_coverage_tables(tmp_path: Path) -> None:
     con = duckdb.connect(str(path))
     migrate(con, [m for m in MIGRATIONS if m[0] == 1])
     con.execute(
-        "INSERT INTO articles (article_id, url, canonical_url, title, body_text, first_seen_at, "
-        "last_seen_at) VALUES ('a1', 'u', 'u', '区块链先导区落地苏州', '', now(), now())"
+        "INSERT INTO articles (article_id, url, canonical_url, title, body_text, published_at, "
+        "first_seen_at, last_seen_at) VALUES "
+        "('a1', 'u', 'u', '区块链先导区落地苏州', '', TIMESTAMPTZ '2024-04-01 23:30:00+00', "
+        "now(), now()), ('a2', 'v', 'v', '区块链先导区落地无锡', '', NULL, now(), now())"
     )
     con.close()
     db = Database(path)
     retag_all(db, load_tagger())
     with db.session() as con:
-        assert con.execute("SELECT title FROM articles").fetchall() == [("区块链先导区落地苏州",)]
+        assert con.execute("SELECT title FROM articles ORDER BY 1").fetchall() == [
+            ("区块链先导区落地无锡",),
+            ("区块链先导区落地苏州",),
+        ]
+        # The undated article is left out of the per-day series, and counted as such.
         assert con.execute(
-            "SELECT region, province FROM coverage_by_region WHERE topic = 'blockchain'"
-        ).fetchall() == [("苏州市", "江苏省")]
+            "SELECT day, region, province FROM coverage_by_region WHERE topic = 'blockchain'"
+        ).fetchall() == [(date(2024, 4, 2), "苏州市", "江苏省")]
+        assert con.execute("SELECT sum(articles) FROM coverage_undated").fetchone() == (1,)
+        assert gather_report(con).undated == 1
 
 
 # --- the CLI ---------------------------------------------------------------------------------

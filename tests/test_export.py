@@ -75,6 +75,11 @@ def crafted(n: int, **kw: Any) -> Article:
         "title": f"yes: a title that YAML would misread {n}",
         "author": "A. Writer, B. Writer",
         "published_at": datetime(2024, 3, n, 1, 2, 3, 456789, tzinfo=UTC),
+        # As the metadata stage records a feed's date; the export carries these back.
+        "published_precision": "second",
+        "published_source": "feed",
+        "published_date": date(2024, 3, n),
+        "origin_source": "新华社",
         "updated_at": datetime(2024, 3, n, 5, 0, tzinfo=UTC),
         "categories": ["policy", "监管"],
         "tags": ["2024", "true"],

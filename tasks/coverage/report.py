@@ -43,6 +43,8 @@ class ReportData:
     first_day: date | None = None
     last_day: date | None = None
     syndicated: int = 0
+    # Policy articles without a publication date: left out of the weekly series.
+    undated: int = 0
     topic_labels: dict[str, str] = field(default_factory=dict)
     # topic → [(week start, articles)], every week of the range, zeros included
     weekly: dict[str, list[tuple[date, int]]] = field(default_factory=dict)
@@ -91,6 +93,8 @@ def gather_report(
         ).fetchall()
     ]
     data.weekly = _weekly(con, [t for t, _, _ in data.topic_totals])
+    undated = con.execute("SELECT sum(articles) FROM coverage_undated").fetchone()
+    data.undated = int(undated[0] or 0) if undated else 0
     data.by_source = [
         (s, int(p), int(a))
         for s, p, a in con.execute(
@@ -170,6 +174,7 @@ def render_report(data: ReportData) -> str:
         ("全部文章 All articles", number(data.articles)),
         ("转载占比 Syndicated", f"{share:.0%}"),
         ("时间范围 Period (Asia/Shanghai)", span),
+        ("未标日期（未计入周序列）Undated, left out of the weekly series", number(data.undated)),
     ]
     colors = {t: PALETTE[i % len(PALETTE)] for i, (t, _, _) in enumerate(data.topic_totals)}
 

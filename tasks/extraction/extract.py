@@ -37,10 +37,14 @@ import trafilatura
 from pebble import ProcessPool
 from pebble.common import ProcessExpired
 from trafilatura.settings import Document
+from trafilatura.utils import load_html
 
 from newsflow.schemas.errors import ItemError
 from newsflow.schemas.kinds import Kind, Stage
 from newsflow.schemas.models import ExtractedPage, ParsedFeed, Response
+from newsflow.tasks.extraction.body import choose_body
+from newsflow.tasks.extraction.metadata.authors import clean_authors
+from newsflow.tasks.extraction.metadata.choose import PageMetadata, date_fields, read_metadata
 from newsflow.tasks.sources.feeds import parse_feed
 
 LOGGER = logging.getLogger(__name__)
@@ -50,37 +54,46 @@ _TASKS_PER_WORKER = 500
 # Documents of one feed waiting in the pool, per worker.
 _QUEUED_PER_WORKER = 2
 T = TypeVar("T")
+_NO_DATE_SEARCH = {"extensive_search": False, "original_date": True, "outputformat": "%Y-%m-%d"}
 _HTML_LANG_RE = re.compile(rb"<html[^>]*\blang\s*=\s*[\"']?([A-Za-z]{2,3})", re.IGNORECASE)
 
 
 def extract_page(url: str, html: str) -> ExtractedPage:
-    """trafilatura on decoded HTML, comments excluded; raises ItemError when nothing is found."""
+    """trafilatura and the metadata stage on decoded HTML, comments excluded; raises ItemError
+    when no text is found. The page is parsed once: the metadata stage reads the tree before
+    trafilatura cleans it."""
+    tree = load_html(html)
+    found = read_metadata(tree, url) if tree is not None else PageMetadata()
     doc = trafilatura.bare_extraction(
-        html,
+        tree if tree is not None else html,
         url=url,
         include_comments=False,
         include_tables=True,
         with_metadata=True,
         deduplicate=False,
+        # trafilatura's date is not used (the metadata stage dates the page): keep htmldate
+        # from its costly and guessing search.
+        date_extraction_params=_NO_DATE_SEARCH,
     )
     # Without as_dict trafilatura 2 returns a Document (the dict form is deprecated).
     meta: dict[str, Any] = doc.as_dict() if isinstance(doc, Document) else {}
-    text = (meta.get("text") or "").strip()
+    text = choose_body((meta.get("text") or "").strip(), tree)
     if not text:
         raise ItemError(Kind.EXTRACT_EMPTY, "no article text found on the page", url=url)
     lang = _HTML_LANG_RE.search(html[:4096].encode("utf-8", "ignore"))
     return ExtractedPage(
         url=url,
-        title=meta.get("title") or None,
-        author=meta.get("author") or None,
-        date=meta.get("date") or None,
+        title=found.title or meta.get("title") or None,
+        author=", ".join(found.authors or clean_authors([[meta.get("author") or ""]], set()))
+        or None,
         image=meta.get("image") or None,
         language=meta.get("language") or (lang.group(1).decode().lower() if lang else None),
-        sitename=meta.get("sitename") or None,
+        sitename=meta.get("sitename") or found.sitename or None,
         description=meta.get("description") or None,
         categories=_split(meta.get("categories")),
         tags=_split(meta.get("tags")),
         text=text,
+        **date_fields(found),
     )
 
 

@@ -14,6 +14,7 @@ import unicodedata
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
+from typing import Any
 from urllib.parse import SplitResult, parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 from zoneinfo import ZoneInfo
 
@@ -25,6 +26,13 @@ from lxml import etree
 
 from newsflow.schemas.errors import ItemError
 from newsflow.schemas.models import Article, ExtractedPage, FeedEntry, article_id_for, utcnow
+from newsflow.tasks.extraction.metadata.columns import (
+    feed_precision,
+    page_date,
+    refreshed_metadata,
+    stamp_columns,
+)
+from newsflow.tasks.extraction.metadata.dates import Stamp
 
 LOGGER = logging.getLogger(__name__)
 
@@ -362,25 +370,59 @@ def build_feed_article(
     tz: ZoneInfo,
     now: datetime | None = None,
 ) -> tuple[Article, list[ItemError]]:
-    """One Article from a feed entry and its extracted page; the feed's fields win where set.
+    """One Article from a feed entry and its extracted page; the feed's fields win where set
+    (its date only when it carries a time: `article_dates`).
 
     Returns the article and the per-field problems that were repaired (a bad date dropped, an
     overlong title cut), which the caller records. Raises ItemError when the item cannot become
     an article.
     """
     now = now or utcnow()
-    warnings: list[ItemError] = []
     link = entry.link or (entry.guid if entry.guid and entry.guid.startswith("http") else None)
     if not link:
         raise ItemError("no_link", f"item {entry.title or entry.guid or '?'!r} has no link")
-    url = page.url if page else link
+    # A feed item without a page reads as one with an empty page: one path for both.
+    shown = page or ExtractedPage(url=link)
     canon = canonical_url(link)
-    names = [source, feed_title, page.sitename if page else None]
-    title = clean_title(entry.title or (page.title if page else None), names, max_chars=None)
-    if not title and page and page.title:
+    names = [source, feed_title, shown.sitename]
+    title, body, body_source, warnings = _title_and_body(entry, shown, names, link)
+    dates = article_dates(entry, shown, tz, now, warnings)
+    summary = html_to_text(entry.summary) or shown.description or None
+    article = Article(
+        article_id=article_id_for(canon),
+        url=shown.url,
+        canonical_url=canon,
+        guid=entry.guid,
+        feed_url=entry.feed_url,
+        source=source or feed_title or shown.sitename,
+        title=title,
+        author=entry.author or shown.author,
+        origin_source=shown.origin_source,
+        categories=as_list([*entry.categories, *shown.categories, *feed_categories]),
+        tags=keyword_list(shown.tags),
+        image_url=absolute_url(entry.image or shown.image, shown.url),
+        language=language or guess_language(body, shown.language or entry.language),
+        summary=summary[:2000] if summary else None,
+        body_text=body,
+        body_source=body_source,
+        content_hash=content_hash(body) if body else "",
+        first_seen_at=now,
+        last_seen_at=now,
+        **dates,
+    )
+    return article, warnings
+
+
+def _title_and_body(
+    entry: FeedEntry, page: ExtractedPage, names: list[str | None], link: str
+) -> tuple[str, str, str, list[ItemError]]:
+    """(title, body, body source, warnings): the feed's title else the page's; the page's text
+    else the feed's content or summary; the body's first line when there is no title."""
+    warnings: list[ItemError] = []
+    title = clean_title(entry.title or page.title, names, max_chars=None)
+    if not title and page.title:
         title = clean_title(page.title, names, max_chars=None)
-    page_title = clean_title(page.title, names) if page else ""
-    body = page_body(page, (title, page_title)) if page else ""
+    body = page_body(page, (title, clean_title(page.title, names)))
     body_source = "page"
     if not body:
         body = html_to_text(entry.content) or html_to_text(entry.summary)
@@ -398,51 +440,37 @@ def build_feed_article(
             )
         )
         title = title[:MAX_TITLE_CHARS]
+    return title, body, body_source, warnings
 
-    def date(raw: str | None, field: str) -> datetime | None:
+
+def article_dates(
+    entry: FeedEntry, page: ExtractedPage, tz: ZoneInfo, now: datetime, warnings: list[ItemError]
+) -> dict[str, Any]:
+    """Article's date columns. The feed item's date wins when it carries a time; then the
+    page's (the metadata stage's order of trust); then the feed's date without a time. The
+    feed's `updated` stays `updated_at` and never stands in for the publication date."""
+
+    def feed_date(raw: str | None, field: str) -> Stamp | None:
         try:
-            return parse_date(raw, tz, now)
+            value = parse_date(raw, tz, now)
         except ItemError as exc:
-            warnings.append(ItemError(exc.kind, f"{field}: {exc}", url=link))
+            warnings.append(ItemError(exc.kind, f"{field}: {exc}", url=page.url))
             return None
+        if value is None:
+            return None
+        return Stamp(value.astimezone(tz), feed_precision(raw or ""), "feed")
 
-    # Feed dates carry the time of day; trafilatura's page date is only the day.
-    updated = date(entry.updated, "updated")
-    published = (
-        date(entry.published, "published")
-        or updated
-        or date(page.date if page else None, "page date")
-    )
-    summary = html_to_text(entry.summary) or (page.description if page else None) or None
-    article = Article(
-        article_id=article_id_for(canon),
-        url=url,
-        canonical_url=canon,
-        guid=entry.guid,
-        feed_url=entry.feed_url,
-        source=source or feed_title or (page.sitename if page else None),
-        title=title,
-        author=entry.author or (page.author if page else None),
-        published_at=published,
-        updated_at=updated if updated and updated != published else None,
-        categories=as_list(
-            [*entry.categories, *(page.categories if page else []), *feed_categories]
-        ),
-        tags=keyword_list(page.tags if page else None),
-        image_url=absolute_url(entry.image or (page.image if page else None), url),
-        language=language or guess_language(body, page.language if page else entry.language),
-        summary=summary[:2000] if summary else None,
-        body_text=body,
-        body_source=body_source,
-        content_hash=content_hash(body) if body else "",
-        first_seen_at=now,
-        last_seen_at=now,
-    )
-    return article, warnings
+    published = feed_date(entry.published, "published")
+    page_stamp = page_date(page.date, page.date_precision, page.date_source)
+    if page_stamp and (published is None or published.precision not in ("minute", "second")):
+        published = page_stamp
+    updated = feed_date(entry.updated, "updated") or page_date(page.updated, page.updated_precision)
+    return stamp_columns(published, updated, tz)
 
 
-def rebuild_body(article: Article, page: ExtractedPage) -> Article:
-    """A stored article with the text of its page extracted again; all else as stored.
+def rebuild_body(article: Article, page: ExtractedPage, tz: ZoneInfo) -> Article:
+    """A stored article with its page extracted again: new text, and the page's metadata where
+    the stored row lacks it (`refreshed_metadata`); all else as stored.
 
     Raises ItemError("extract_empty") when the page gives no text: the stored text stays.
     """
@@ -450,5 +478,10 @@ def rebuild_body(article: Article, page: ExtractedPage) -> Article:
     if not body:
         raise ItemError("extract_empty", "no article text found on the page", url=article.url)
     return article.model_copy(
-        update={"body_text": body, "content_hash": content_hash(body), "body_source": "page"}
+        update={
+            "body_text": body,
+            "content_hash": content_hash(body),
+            "body_source": "page",
+            **refreshed_metadata(article, page, tz),
+        }
     )

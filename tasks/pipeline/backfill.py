@@ -190,7 +190,7 @@ def _reextract_batch(ctx: BackfillContext, ids: Sequence[str]) -> ArticleBatch:
         page = pages.get(article.url)
         if failure is None and page is not None:
             try:
-                batch.articles.append(rebuild_body(article, page))
+                batch.articles.append(rebuild_body(article, page, ctx.settings.tz))
             except ItemError as exc:
                 failure = exc
         if failure is not None:

@@ -39,6 +39,7 @@ from newsflow.schemas.config import MAX_POST_BYTES, MAX_SITE_CONFIG_BYTES
 from newsflow.schemas.errors import ConfigError, ItemError
 from newsflow.schemas.models import Article, ArticleBatch, IngestErrorRecord, article_id_for, utcnow
 from newsflow.tasks.containment import internal_error
+from newsflow.tasks.extraction.metadata.dates import PRECISIONS, parse_stamp
 from newsflow.tasks.extraction.normalize import (
     absolute_url,
     as_list,
@@ -296,13 +297,12 @@ def post_article(
     if not title:
         raise ItemError("no_title", "the front matter has no title")
 
-    dated = keys.take("date", "published", "pubdate", "publishdate")
-    published = _date(dated, "date", site, now, warnings)
-    if published is None and (m := _FILENAME_DATE_RE.match(name)):
-        published = _date("-".join(m.groups()), "file name date", site, now, warnings)
+    raw_date, field = keys.take("date", "published", "pubdate", "publishdate"), "date"
+    if raw_date is None and (m := _FILENAME_DATE_RE.match(name)):
+        raw_date, field = "-".join(m.groups()), "file name date"  # bounded like any date
+    published = _date(raw_date, field, site, now, warnings)
+    # updated_at never stands in for the publication date (docs/ARCHITECTURE.md, front matter)
     updated = _date(keys.take("updated", "modified", "lastmod"), "updated", site, now, warnings)
-    if published is None:
-        published = updated
 
     url, canonical, unresolved = _identity(keys, site, source, title, published)
     page = None if url.startswith(CONTENT_KEY_PREFIX) else url
@@ -320,6 +320,8 @@ def post_article(
         title=title,
         author=author,
         published_at=published,
+        **post_date_columns(published, raw_date, site.tz, _stated_dating(keys)),
+        origin_source=_text(keys.take("origin_source")),
         updated_at=updated if updated != published else None,
         categories=as_list(list(_flatten(keys.take("categories", "category")))),
         tags=as_list(list(_flatten(keys.take("tags")))),
@@ -409,6 +411,37 @@ def _date(
     except ItemError as exc:
         warnings.append(ItemError("bad_date", f"{field}: {exc}"))
         return None
+
+
+def post_date_columns(
+    published: datetime | None, raw: Any, tz: ZoneInfo, stated: dict[str, Any]
+) -> dict[str, Any]:
+    """Precision, source and local date of a post's date: as an export of ours wrote them
+    (`stated`), else the post states it exactly (to the second) or as a bare date (a YAML date
+    or the file name's) that stays a date."""
+    if published is None:
+        return {}
+    if stated.get("published_precision") in PRECISIONS and stated.get("published_source"):
+        day = stated.get("published_date")
+        return {
+            "published_precision": stated["published_precision"],
+            "published_source": str(stated["published_source"]),
+            "published_date": day if isinstance(day, date) else published.astimezone(tz).date(),
+        }
+    text = parse_stamp(raw) if isinstance(raw, str) else None
+    bare = (isinstance(raw, date) and not isinstance(raw, datetime)) or (
+        text is not None and text.precision == "day"
+    )
+    return {
+        "published_precision": "day" if bare else "second",
+        "published_source": "front_matter",
+        "published_date": published.astimezone(tz).date(),
+    }
+
+
+def _stated_dating(keys: _Keys) -> dict[str, Any]:
+    names = ("published_precision", "published_source", "published_date")
+    return {name: keys.take(name) for name in names}
 
 
 def _author(value: Any) -> str | None:

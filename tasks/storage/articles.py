@@ -13,7 +13,7 @@ import json
 import types
 import typing
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import duckdb
@@ -29,6 +29,7 @@ _SCALARS: dict[Any, pa.DataType] = {
     int: pa.int64(),
     float: pa.float64(),
     datetime: TIMESTAMP,
+    date: pa.date32(),
 }
 
 

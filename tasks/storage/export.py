@@ -172,6 +172,10 @@ def post_front_matter(article: Article, tz: ZoneInfo) -> dict[str, Any]:
         "language": a.language,
         "summary": a.summary,
         "body_source": a.body_source,
+        "published_precision": a.published_precision,
+        "published_source": a.published_source,
+        "published_date": a.published_date,
+        "origin_source": a.origin_source,
         "story_id": a.story_id,
         "duplicate_of": a.duplicate_of,
     }
