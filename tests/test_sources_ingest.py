@@ -46,12 +46,13 @@ def test_a_source_ingests_loads_once_and_an_unchanged_list_costs_nothing(
     assert sorted(stored.values()) == sorted(str(w["title"]) for w in want)
     assert {u.removeprefix(base) for u in stored} == {w["path"] for w in want}
     dated = rows(
-        settings, "SELECT url, strftime(published_at AT TIME ZONE 'Asia/Shanghai', '%Y-%m-%dT%H:%M')"
-        " FROM articles"
+        settings,
+        "SELECT url, strftime(published_at AT TIME ZONE 'Asia/Shanghai', '%Y-%m-%dT%H:%M')"
+        " FROM articles",
     )
-    for url, local in dated:
+    for url, day in dated:
         item = next(w for w in want if base + str(w["path"]) == url)
-        assert local == str(item["published"])[:16]
+        assert day == str(item["published"])[:16]
     assert first.counts.feeds_failed == 0
     assert item_pages_hit(httpserver, name) == len(want)
     bodies = rows(settings, "SELECT min(length(body_text)) FROM articles")[0][0]
@@ -60,9 +61,7 @@ def test_a_source_ingests_loads_once_and_an_unchanged_list_costs_nothing(
     again = ingest(settings=settings, force=True)
     assert again.counts.feeds_failed == 0
     assert item_pages_hit(httpserver, name) == len(want)  # the same list: no item page again
-    assert rows(settings, "SELECT count(*) = count(DISTINCT article_id) FROM articles") == [
-        (True,)
-    ]
+    assert rows(settings, "SELECT count(*) = count(DISTINCT article_id) FROM articles") == [(True,)]
     assert rows(settings, "SELECT count(*) FROM articles") == [(len(want),)]
     status = rows(settings, "SELECT status, etag FROM feeds")
     assert status[0][0] == "active" and str(status[0][1]).startswith("sha256:")
@@ -93,7 +92,7 @@ def test_items_missing_a_defined_field_are_selector_broken(
     # The dates moved out of `.times`: items still come, their dates do not.
     httpserver.expect_request("/wxzw/A0937index_1.htm").respond_with_data(
         '<div id="loadingInfoPage"><ul><li><a href="/2025-08/29/c_1.htm">第十四批境内区块链信息'
-        '服务备案编号的公告</a><em>2025-08-29</em></li></ul></div>',
+        "服务备案编号的公告</a><em>2025-08-29</em></li></ul></div>",
         content_type="text/html; charset=utf-8",
     )
     httpserver.expect_request("/2025-08/29/c_1.htm").respond_with_data(

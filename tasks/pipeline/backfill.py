@@ -27,11 +27,13 @@ from newsflow.schemas.models import (
     IngestErrorRecord,
     RunCounts,
 )
+from newsflow.schemas.sources import SourceConfig
 from newsflow.tasks.coverage.tag import load_tagger
 from newsflow.tasks.dedup.layers import lookup_known, split_known
 from newsflow.tasks.extraction.extract import Extractor
 from newsflow.tasks.extraction.normalize import parse_date_or_none, rebuild_body
 from newsflow.tasks.fetching.fetch import Fetcher
+from newsflow.tasks.pipeline.declared import walk_source_back
 from newsflow.tasks.pipeline.feed import (
     EntryOrigin,
     FeedContext,
@@ -162,11 +164,14 @@ def read_posts_batch(ctx: BackfillContext, site: PostSite, paths: Sequence[Path]
 
 @task(name="walk-archive", cache_policy=NO_CACHE, task_run_name="archive {feed.url}")
 def walk_archive_task(ctx: BackfillContext, feed: FeedConfig) -> ArchiveWalk:
+    tz = ZoneInfo(ctx.feeds_file.timezone_for(feed))
+    if isinstance(feed, SourceConfig):  # its list pages, walked back to the window's start
+        return walk_source_back(ctx.fetcher, feed, ctx.window.start, tz, ctx.request.max_pages)
     return walk_archive(
         ctx.fetcher,
         feed.url,
         window=ctx.window,
-        tz=ZoneInfo(ctx.feeds_file.timezone_for(feed)),
+        tz=tz,
         max_pages=ctx.request.max_pages,
         max_items=ctx.settings.max_items_per_feed,
     )

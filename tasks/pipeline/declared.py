@@ -27,12 +27,14 @@ from newsflow.schemas.models import (
     FeedCheck,
     FeedEntry,
     IngestErrorRecord,
+    ParsedFeed,
     Response,
 )
 from newsflow.schemas.sources import DetailSpec, SourceConfig
 from newsflow.tasks.extraction.normalize import html_to_text
 from newsflow.tasks.fetching.fetch import Fetcher
 from newsflow.tasks.pipeline.feed import FeedContext, FreshEntries, PageReader, failed_batch
+from newsflow.tasks.sources.archive import ArchiveWalk
 from newsflow.tasks.sources.declared.listing import (
     Endpoint,
     ListPage,
@@ -172,6 +174,19 @@ def walk_pages(
                 break
             cursor = page.cursor
     return walk
+
+
+def walk_source_back(
+    fetcher: Fetcher, source: SourceConfig, since: datetime | None, tz: ZoneInfo, max_pages: int
+) -> ArchiveWalk:
+    """A backfill's walk over a source's list pages, back to `since` (or its page limit)."""
+    pages = min(max_pages, source.paging.max_pages)
+    try:
+        walk = walk_pages(source, fetcher, None, tz, pages, since=since)
+    except ItemError as exc:
+        return ArchiveWalk(source.url, errors=[_row(source, "list", exc.kind, str(exc))])
+    parsed = [ParsedFeed(feed_url=source.url, entries=p.entries) for p in walk.pages]
+    return ArchiveWalk(source.url, parsed, walk.errors)
 
 
 def _endpoint(source: SourceConfig, fetcher: Fetcher) -> Endpoint:

@@ -180,7 +180,7 @@ class FreshEntries:
     articles: list[Article]
     errors: list[IngestErrorRecord]
     seen_again: list[tuple[str, str | None]]
-    seen_again_by_guid: list[tuple[str, str | None]]
+    seen_again_by_guid: int
     downloaded: int
     # Entries not stored that the next run may still get: keep no validators then.
     deferred: int

@@ -87,9 +87,9 @@ def check_source(
         if link in pages:
             result.detail = f"{len(pages[link].text)} chars"
         else:
-            stage, exc = errors[link]
-            result.detail = f"{exc.kind}"
-            result.problem = result.problem or f"item page ({stage}): {exc}"
+            stage, failure = errors[link]
+            result.detail = failure.kind
+            result.problem = result.problem or f"item page ({stage}): {failure}"
     return result
 
 

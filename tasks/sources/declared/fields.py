@@ -100,7 +100,9 @@ class ItemReader:
         )
         # ::text / ::attr() give strings; an element gives its text (or its HTML for content).
         return [
-            s.root if isinstance(s.root, str) else (s.get() if html else s.xpath("string()").get())
+            s.root
+            if isinstance(s.root, str)
+            else str(s.get() if html else s.xpath("string()").get() or "")
             for s in selected
         ]
 

@@ -72,7 +72,7 @@ def bootstrap(source: SourceConfig, spec: BootstrapSpec, fetcher: Fetcher) -> En
     if spec.params_attr and (literal := element.attrib.get(spec.params_attr)):
         try:
             # The attribute is a JavaScript object literal (single quotes), not JSON.
-            parsed = chompjs.parse_js_object(literal)
+            parsed: object = chompjs.parse_js_object(literal)
         except ValueError as exc:
             raise ItemError(
                 "bootstrap_failed", f"{spec.params_attr!r} is not an object: {exc}", url
