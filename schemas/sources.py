@@ -4,7 +4,7 @@ or `kind = "html_list"`), and catalogue adapters used by name (`adapter = "cls-t
 Everything a definition names is checked when the file is read — selectors compiled with
 parsel/cssselect and lxml, JSON paths with jmespath, templates parsed, signers looked up — so a
 bad definition is a one-line error naming the feed and the field before any fetch.
-docs/ARCHITECTURE.md ("Sources") has the map.
+The README's "Sources without feeds" shows how a user declares one.
 """
 
 from __future__ import annotations
