@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 from urllib.parse import urlencode, urlsplit
@@ -30,7 +32,7 @@ from pydantic import (
     model_validator,
 )
 
-from newsflow.schemas.config import FeedConfig
+from newsflow.schemas.config import FeedConfig, _check_timezone
 
 # Signers the `sign` field may name; their code lives in tasks/sources/declared/signers.py.
 SIGNERS = ("cls",)
@@ -40,36 +42,30 @@ REQUEST_VARS = frozenset({"page", "cursor", "now_ms"})
 _CSS = HTMLTranslator()
 
 
-def check_css(expr: str) -> str:
+# What each kind of expression is compiled with, and the errors that make it bad.
+_COMPILERS: dict[
+    str, tuple[Callable[[str], object], type[Exception] | tuple[type[Exception], ...]]
+] = {
+    "CSS selector": (_CSS.css_to_xpath, SelectorError),
+    "XPath": (etree.XPath, etree.XPathSyntaxError),
+    "JMESPath": (jmespath.compile, JMESPathError),
+    "regex": (re.compile, re.error),
+}
+
+
+def _compiles(what: str, expr: str) -> str:
+    compile_expr, errors = _COMPILERS[what]
     try:
-        _CSS.css_to_xpath(expr)
-    except SelectorError as exc:
-        raise ValueError(f"bad CSS selector {expr!r}: {exc}") from None
+        compile_expr(expr)
+    except errors as exc:
+        raise ValueError(f"bad {what} {expr!r}: {' '.join(str(exc).split())}") from None
     return expr
 
 
-def check_xpath(expr: str) -> str:
-    try:
-        etree.XPath(expr)
-    except etree.XPathSyntaxError as exc:
-        raise ValueError(f"bad XPath {expr!r}: {exc}") from None
-    return expr
-
-
-def check_jmespath(expr: str) -> str:
-    try:
-        jmespath.compile(expr)
-    except JMESPathError as exc:
-        raise ValueError(f"bad JMESPath {expr!r}: {' '.join(str(exc).split())}") from None
-    return expr
-
-
-def check_regex(expr: str) -> str:
-    try:
-        re.compile(expr)
-    except re.error as exc:
-        raise ValueError(f"bad regex {expr!r}: {exc}") from None
-    return expr
+check_css = partial(_compiles, "CSS selector")
+check_xpath = partial(_compiles, "XPath")
+check_jmespath = partial(_compiles, "JMESPath")
+check_regex = partial(_compiles, "regex")
 
 
 def _one_or_many(v: object) -> object:
@@ -136,12 +132,7 @@ class FieldsSpec(BaseModel):
             raise ValueError(f"date_format must be epoch_s, epoch_ms, text or a %-pattern: {v!r}")
         return v
 
-    @field_validator("timezone")
-    @classmethod
-    def _tz(cls, v: str | None) -> str | None:
-        from newsflow.schemas.config import _check_timezone
-
-        return None if v is None else _check_timezone(v)
+    _tz = field_validator("timezone")(lambda v: v if v is None else _check_timezone(v))
 
     def named(self) -> dict[str, list[Getter | str]]:
         return {

@@ -59,12 +59,21 @@ def test_a_source_ingests_loads_once_and_an_unchanged_list_costs_nothing(
     assert isinstance(bodies, int) and bodies > 100
 
     again = ingest(settings=settings, force=True)
-    assert again.counts.feeds_failed == 0
+    assert again.counts.feeds_failed == 0 and again.counts.feeds_not_modified == 1
     assert item_pages_hit(httpserver, name) == len(want)  # the same list: no item page again
     assert rows(settings, "SELECT count(*) = count(DISTINCT article_id) FROM articles") == [(True,)]
     assert rows(settings, "SELECT count(*) FROM articles") == [(len(want),)]
     status = rows(settings, "SELECT status, etag FROM feeds")
     assert status[0][0] == "active" and str(status[0][1]).startswith("sha256:")
+
+
+def ingest_failing(server: HTTPServer, tmp_path: Path, adapter: str) -> Settings:
+    """One ingest run over the adapter on `server`, which must fail as a source."""
+    settings = make_settings(tmp_path)
+    base = server.url_for("/").rstrip("/")
+    settings.feeds_path.write_text(adapter_toml(adapter, base), encoding="utf-8")
+    assert ingest(settings=settings).counts.feeds_failed == 1
+    return settings
 
 
 def test_a_list_whose_selector_finds_nothing_is_selector_broken(
@@ -75,11 +84,7 @@ def test_a_list_whose_selector_finds_nothing_is_selector_broken(
         "<html><body><ul class='news'><li><a href='/a.html'>新版</a></li></ul></body></html>",
         content_type="text/html; charset=utf-8",
     )
-    settings = make_settings(tmp_path)
-    base = httpserver.url_for("/").rstrip("/")
-    settings.feeds_path.write_text(adapter_toml("pbc-notices", base), encoding="utf-8")
-    summary = ingest(settings=settings)
-    assert summary.counts.feeds_failed == 1
+    settings = ingest_failing(httpserver, tmp_path, "pbc-notices")
     errors = rows(settings, "SELECT kind, message FROM ingest_errors")
     assert [e[0] for e in errors] == ["selector_broken"]
     assert "font.newslist_style" in str(errors[0][1]) and "no items" in str(errors[0][1])
@@ -101,11 +106,7 @@ def test_items_missing_a_defined_field_are_selector_broken(
         + "</p></article></body></html>",
         content_type="text/html; charset=utf-8",
     )
-    settings = make_settings(tmp_path)
-    base = httpserver.url_for("/").rstrip("/")
-    settings.feeds_path.write_text(adapter_toml("cac-blockchain-filings", base), encoding="utf-8")
-    summary = ingest(settings=settings)
-    assert summary.counts.feeds_failed == 1
+    settings = ingest_failing(httpserver, tmp_path, "cac-blockchain-filings")
     kinds = rows(settings, "SELECT kind, message FROM ingest_errors")
     assert ("selector_broken", "missing date in 1 of 1 items") in kinds
     assert rows(settings, "SELECT count(*) FROM articles") == [(1,)]  # nothing else lost

@@ -605,38 +605,38 @@ def _next_check(r: FeedHealth, now: datetime) -> str:
 
 
 def cmd_sources(args: argparse.Namespace) -> int:
+    from rich.markup import escape
+
     from newsflow.schemas.sources import catalogue
 
     table = Table("name", "site", "yields", "provenance", "last verified", title="sources")
     for name, entry in catalogue().items():
-        site = entry.get("site") or entry["request"]["url"]
-        table.add_row(name, site, entry.get("yields", ""), entry.get("provenance", ""), "never")
+        cells = (
+            name,
+            entry.get("site") or entry["request"]["url"],
+            entry.get("yields", ""),
+            entry.get("provenance", ""),
+            entry.get("last_verified", "never"),
+        )
+        table.add_row(*(escape(str(c)) for c in cells))  # selectors hold [brackets]
     out.print(table)
     return 0
 
 
 def cmd_sources_check(args: argparse.Namespace) -> int:
+    from rich.markup import escape
+
     from newsflow.tasks.pipeline.source_check import check_sources, select_sources
 
     settings = settings_from_args(args)
     feeds_file = load_feeds_file(args.feeds) if args.feeds else None
     sources = select_sources(feeds_file, args.names, args.all)
-    tz = ZoneInfo(feeds_file.defaults.timezone) if feeds_file else settings.tz
-    results = check_sources(
-        sources,
-        settings.model_copy(
-            update={
-                "fetch": (feeds_file.fetch_limits(settings.fetch) if feeds_file else settings.fetch)
-            }
-        ),
-        tz,
-    )
     table = Table("source", "items", "fields filled", "item page", "status", title="sources check")
+    results = check_sources(sources, settings, feeds_file)
     for r in results:
         filled = ", ".join(f"{k} {v}/{r.items}" for k, v in r.filled.items())
-        table.add_row(
-            r.name, str(r.items), filled, r.detail, "ok" if r.ok else f"BROKEN: {r.problem}"
-        )
+        status = "ok" if r.ok else f"BROKEN: {r.problem}"
+        table.add_row(*(escape(c) for c in (r.name, str(r.items), filled, r.detail, status)))
     out.print(table)
     broken = [r.name for r in results if not r.ok]
     if broken:

@@ -80,7 +80,7 @@ def collect_source(
         check = FeedCheck(
             url=source.url,
             ok=True,
-            status_code=first.status,
+            status_code=304,  # a 304, or the same body again: counted as unchanged
             etag=first.etag or kept_etag,
             last_modified=first.last_modified or (state.last_modified if state else None),
             poll_hint=poll_hint(state.poll_hint_s if state else None, first.cache_max_age),

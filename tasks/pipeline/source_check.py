@@ -94,8 +94,18 @@ def check_source(
 
 
 def check_sources(
-    sources: list[SourceConfig], settings: Settings, tz: ZoneInfo
+    sources: list[SourceConfig], settings: Settings, feeds_file: FeedsFile | None
 ) -> list[SourceCheck]:
+    """Each source checked in turn, with the feeds file's politeness and timezone if given."""
+    limits = feeds_file.fetch_limits(settings.fetch) if feeds_file else settings.fetch
     extractor = InlineExtractor(settings.extract_deadline, parse_deadline=settings.parse_deadline)
-    with Fetcher(settings.fetch) as fetcher, extractor:
-        return [check_source(s, fetcher, extractor, tz) for s in sources]
+    with Fetcher(limits, feeds_file.hosts if feeds_file else None) as fetcher, extractor:
+        return [
+            check_source(
+                s,
+                fetcher,
+                extractor,
+                ZoneInfo(feeds_file.timezone_for(s)) if feeds_file else settings.tz,
+            )
+            for s in sources
+        ]
