@@ -112,7 +112,7 @@ def api(server: HTTPServer, **over: Any) -> SourceConfig:
     return source
 
 
-def items(*times: int) -> list[dict[str, object]]:
+def items(*times: int) -> list[dict[str, Any]]:
     return [{"title": f"第{t}条", "url": f"/n/{t}.html", "time": 1757237160 - t} for t in times]
 
 
@@ -146,6 +146,16 @@ def test_a_path_hitting_a_list_where_a_string_was_expected(
     assert "fields.title" in walk.errors[0].message
     # the item goes on without a title (the canary counts it); the other is whole
     assert [e.title for e in walk.entries] == [None, "第2条"]
+
+
+def test_epoch_values_in_the_wrong_unit_are_read_by_magnitude_and_said_once(
+    httpserver: HTTPServer, fetcher: Fetcher
+) -> None:
+    listed = [{**item, "time": item["time"] * 1000} for item in items(1, 2)]
+    httpserver.expect_request("/api").respond_with_json({"data": {"list": listed}})
+    walk = walk_pages(api(httpserver), fetcher, None, TZ, 1)
+    assert [e.kind for e in walk.errors] == ["date_unit"]
+    assert [str(e.published)[:16] for e in walk.entries] == ["2025-09-07T17:25", "2025-09-07T17:25"]
 
 
 def test_a_cursor_that_does_not_advance_stops_paging(

@@ -156,6 +156,14 @@ def item_date(raw: str | None, date_format: str, tz: ZoneInfo, now: datetime) ->
     return _relative(text, tz, now) or parse_date(text, tz, now)
 
 
+def wrong_epoch_unit(raw: str | None, date_format: str) -> str | None:
+    """The unit the value's magnitude says, when the definition declares the other one."""
+    if not raw or not date_format.startswith("epoch") or not _is_number(raw):
+        return None
+    unit = "epoch_ms" if float(raw) > _MS_THRESHOLD else "epoch_s"
+    return unit if unit != date_format else None
+
+
 def _is_number(text: str) -> bool:
     try:
         float(text)

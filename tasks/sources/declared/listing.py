@@ -21,7 +21,12 @@ from newsflow.schemas.models import FeedEntry, Response
 from newsflow.schemas.sources import TEMPLATE_RE, BootstrapSpec, SourceConfig
 from newsflow.tasks.fetching import charset
 from newsflow.tasks.fetching.fetch import HTML_ACCEPT, Fetcher
-from newsflow.tasks.sources.declared.fields import ItemReader, item_date, item_link
+from newsflow.tasks.sources.declared.fields import (
+    ItemReader,
+    item_date,
+    item_link,
+    wrong_epoch_unit,
+)
 from newsflow.tasks.sources.declared.signers import sign
 
 LOGGER = logging.getLogger(__name__)
@@ -130,6 +135,7 @@ def read_page(source: SourceConfig, response: Response, tz: ZoneInfo, now: datet
     date_tz = ZoneInfo(fields.timezone) if fields.timezone else tz
     entries, errors = [], []
     missing = dict.fromkeys(("title", "link", "date"), 0)
+    unit_told = False
     link_filter = re.compile(source.items.link_filter) if source.items.link_filter else None
     title_filter = re.compile(source.items.title_filter) if source.items.title_filter else None
     for item in items:
@@ -149,6 +155,16 @@ def read_page(source: SourceConfig, response: Response, tz: ZoneInfo, now: datet
             continue
         if link_filter and not link_filter.search(link):
             continue
+        if not unit_told and (unit := wrong_epoch_unit(raw.get("date"), fields.date_format)):
+            unit_told = True  # once a page: the values are read by their magnitude anyway
+            errors.append(
+                ItemError(
+                    "date_unit",
+                    f"fields.date: date_format is {fields.date_format} but values like "
+                    f"{raw.get('date')} are {unit}; read as {unit}",
+                    response.url,
+                )
+            )
         try:
             published = item_date(raw.get("date"), fields.date_format, date_tz, now)
         except ItemError as exc:
