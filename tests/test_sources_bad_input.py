@@ -165,8 +165,20 @@ def test_a_cursor_that_does_not_advance_stops_paging(
     source = api(httpserver, paging={"mode": "cursor", "cursor": "time", "pages": 5})
     walk = walk_pages(source, fetcher, None, TZ, 5)
     assert len(httpserver.log) == 2  # page one, and the same page again: then it stops
-    assert [e.kind for e in walk.errors] == ["cursor_stuck"]
+    assert [e.kind for e in walk.errors] == ["paging_stuck"]
+    assert "cursor did not advance" in walk.errors[0].message
     assert len(walk.entries) == 2
+
+
+def test_a_page_number_the_site_ignores_stops_paging(
+    httpserver: HTTPServer, fetcher: Fetcher
+) -> None:
+    httpserver.expect_request("/api").respond_with_json({"data": {"list": items(1, 2)}})
+    source = api(httpserver, request={"url": httpserver.url_for("/api"), "params": {"p": "{page}"}})
+    walk = walk_pages(source, fetcher, None, TZ, 5)
+    assert [r.args["p"] for r, _ in httpserver.log] == ["1", "2"]
+    assert [e.kind for e in walk.errors] == ["paging_stuck"]
+    assert "repeats" in walk.errors[0].message
 
 
 def test_backfill_walks_the_cursor_back_to_since(httpserver: HTTPServer, fetcher: Fetcher) -> None:

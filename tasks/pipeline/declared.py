@@ -126,6 +126,9 @@ def walk_pages(
     endpoint = _endpoint(source, fetcher)
     cursor = source.paging.cursor_start
     etag = state.etag if state and state.etag and not state.etag.startswith(BODY_HASH) else None
+    # A definition whose requests do not change from page to page has one page.
+    pages = pages if _pages_vary(source) else 1
+    seen: set[str | None] = set()
     for n in range(pages):
         number = source.paging.first + n
         try:
@@ -157,23 +160,34 @@ def walk_pages(
             )
             for e in page.errors
         )
-        if not page.entries or _older_than(page, since):
+        if not page.entries or _older_than(page, since) or n + 1 == pages:
             break
-        if source.paging.mode == "cursor":
-            if not page.cursor or page.cursor == cursor:
-                if n + 1 < pages:
-                    walk.errors.append(
-                        _row(
-                            source,
-                            "parse",
-                            "cursor_stuck",
-                            f"paging cursor did not advance after page {number} "
-                            f"({cursor!r} → {page.cursor!r}); paging stopped",
-                        )
-                    )
-                break
-            cursor = page.cursor
+        stuck = _stuck(source, page, cursor, seen)
+        if stuck:
+            walk.errors.append(
+                _row(source, "parse", "paging_stuck", f"after page {number}: {stuck}")
+            )
+            break
+        seen.update(e.link for e in page.entries)
+        cursor = page.cursor or cursor
     return walk
+
+
+def _pages_vary(source: SourceConfig) -> bool:
+    req = source.request
+    text = " ".join(
+        [req.url, *map(str, req.params.values()), str(req.form or ""), str(req.json_body or "")]
+    )
+    return ("{page}" if source.paging.mode == "page" else "{cursor}") in text
+
+
+def _stuck(source: SourceConfig, page: ListPage, cursor: str, seen: set[str | None]) -> str:
+    """Why paging cannot go on, or "": the cursor did not advance, or the page repeats."""
+    if source.paging.mode == "cursor" and (not page.cursor or page.cursor == cursor):
+        return f"the paging cursor did not advance ({cursor!r} → {page.cursor!r}); paging stopped"
+    if all(e.link in seen for e in page.entries):
+        return "the page repeats the items of the pages before it; paging stopped"
+    return ""
 
 
 def walk_source_back(
