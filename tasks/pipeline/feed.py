@@ -1,7 +1,8 @@
 """The per-feed pipeline that the ingest and backfill flows share: fetch a feed, parse it,
 drop entries already known, download and extract pages, normalize them to Articles; and the
 Prefect task that runs it for a chunk of feeds, in a thread of the flow process or on a Dask
-worker (newsflow/runtime/runners.py)."""
+worker (newsflow/runtime/runners.py). Declared sources (tasks/pipeline/declared.py) share its
+steps from their entries on (FreshEntries), so the one path stays in one module."""
 
 from __future__ import annotations
 
