@@ -213,7 +213,15 @@ class FeedsFile(BaseModel):
 
     defaults: FeedDefaults = FeedDefaults()
     hosts: dict[str, HostPolicy] = {}
+    # Feeds, and declared sources (schemas/sources.py: a SourceConfig is a FeedConfig).
     feeds: list[FeedConfig] = []
+
+    @field_validator("feeds", mode="before")
+    @classmethod
+    def _sources(cls, v: object) -> object:
+        from newsflow.schemas.sources import resolve_entry  # it imports this module
+
+        return [resolve_entry(entry) for entry in v] if isinstance(v, list) else v
 
     def fetch_limits(self, limits: FetchLimits) -> FetchLimits:
         """The run's limits with this file's default per-host politeness applied."""

@@ -179,6 +179,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--disable", metavar="FEED", help="stop polling a feed (URL or name)")
     p.set_defaults(func=cmd_feeds)
 
+    p = sub.add_parser("sources", help="the catalogue of source adapters; `check` tries them live")
+    p.set_defaults(func=cmd_sources)
+    checks = p.add_subparsers(dest="sources_command", metavar="check")
+    c = checks.add_parser(
+        "check", help="fetch each source's first list page and one item page, print what it found"
+    )
+    c.add_argument("names", nargs="*", metavar="NAME", help="sources to check (default: all)")
+    c.add_argument("--all", action="store_true", help="check every source")
+    c.add_argument(
+        "--feeds", type=Path, help="check the sources of this feeds file instead of the catalogue"
+    )
+    c.set_defaults(func=cmd_sources_check)
+
     p = sub.add_parser(
         "serve",
         help="run the cron schedule (and a local Prefect server when none is configured)",
@@ -589,6 +602,46 @@ def _next_check(r: FeedHealth, now: datetime) -> str:
         when = f"in {minutes / 1440:.0f} d"
     asked = r.retry_after_until is not None and r.retry_after_until > now
     return f"{when} (Retry-After)" if asked else when
+
+
+def cmd_sources(args: argparse.Namespace) -> int:
+    from rich.markup import escape
+
+    from newsflow.schemas.sources import catalogue
+
+    table = Table("name", "site", "yields", "provenance", "last verified", title="sources")
+    for name, entry in catalogue().items():
+        cells = (
+            name,
+            entry.get("site") or entry["request"]["url"],
+            entry.get("yields", ""),
+            entry.get("provenance", ""),
+            entry.get("last_verified", "never"),
+        )
+        table.add_row(*(escape(str(c)) for c in cells))  # selectors hold [brackets]
+    out.print(table)
+    return 0
+
+
+def cmd_sources_check(args: argparse.Namespace) -> int:
+    from rich.markup import escape
+
+    from newsflow.tasks.pipeline.source_check import check_sources, select_sources
+
+    settings = settings_from_args(args)
+    feeds_file = load_feeds_file(args.feeds) if args.feeds else None
+    sources = select_sources(feeds_file, args.names, args.all)
+    table = Table("source", "items", "fields filled", "item page", "status", title="sources check")
+    results = check_sources(sources, settings, feeds_file)
+    for r in results:
+        filled = ", ".join(f"{k} {v}/{r.items}" for k, v in r.filled.items())
+        status = "ok" if r.ok else f"BROKEN: {r.problem}"
+        table.add_row(*(escape(c) for c in (r.name, str(r.items), filled, r.detail, status)))
+    out.print(table)
+    broken = [r.name for r in results if not r.ok]
+    if broken:
+        err.print(f"broken: {', '.join(broken)}", markup=False)
+    return 1 if broken else 0
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

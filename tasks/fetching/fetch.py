@@ -142,22 +142,29 @@ class Fetcher:
         accept: str | None = None,
         decode_html: bool = False,
         until: float | None = None,
+        method: str = "GET",
+        content: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> Response:
         """GET `url` within the limits; a 304 to a conditional GET is `Response(status=304)`.
 
         `accept` defaults to HTML_ACCEPT with `decode_html`, else FEED_ACCEPT. With
         `decode_html`, a non-HTML content type is `not_html` and `text`/`encoding` are set.
         Past `until` (a `time.monotonic()` value) no request or retry starts: ItemError
-        "feed_timeout" when none did, the last failure otherwise.
+        "feed_timeout" when none did, the last failure otherwise. Declared sources send a
+        POST `content` and their own `headers` (referer, content type) the same way.
         """
-        headers = {"Accept": accept or (HTML_ACCEPT if decode_html else FEED_ACCEPT)}
+        headers = {
+            "Accept": accept or (HTML_ACCEPT if decode_html else FEED_ACCEPT),
+            **(headers or {}),
+        }
         if etag:
             headers["If-None-Match"] = etag
         if last_modified:
             headers["If-Modified-Since"] = last_modified
         for attempt in itertools.count():
             try:
-                return self._get_once(url, headers, decode_html, until)
+                return self._get_once(url, headers, decode_html, until, method, content)
             except ItemError as exc:
                 wait = self._retry_wait(exc, attempt)
                 if wait is None or (until is not None and time.monotonic() + wait > until):
@@ -209,7 +216,13 @@ class Fetcher:
             return ItemError(Kind.FETCH_ERROR, f"{type(exc).__name__}: {exc} ({url})", url)
 
     def _get_once(
-        self, url: str, headers: dict[str, str], decode_html: bool, until: float | None
+        self,
+        url: str,
+        headers: dict[str, str],
+        decode_html: bool,
+        until: float | None,
+        method: str = "GET",
+        content: bytes | None = None,
     ) -> Response:
         hop = url
         for _ in range(self.limits.max_redirects + 1):
@@ -221,11 +234,13 @@ class Fetcher:
                 with (
                     response_deadline(deadline),
                     _errors(url, hop, deadline),
-                    self._client.stream("GET", target, headers=headers) as resp,
+                    self._client.stream(method, target, headers=headers, content=content) as resp,
                 ):
                     location = resp.headers.get("location")
                     if resp.status_code in _REDIRECTS and location:
                         hop = str(resp.url.join(location))
+                        if resp.status_code in {301, 302, 303}:  # as browsers do
+                            method, content = "GET", None
                         continue
                     return self._read(url, resp, decode_html)
         raise ItemError(

@@ -28,12 +28,14 @@ from newsflow.schemas.models import (
     IngestErrorRecord,
     RunCounts,
 )
+from newsflow.schemas.sources import SourceConfig
 from newsflow.tasks.containment import internal_error
 from newsflow.tasks.coverage.tag import load_tagger
 from newsflow.tasks.dedup.layers import lookup_known, split_known
 from newsflow.tasks.extraction.extract import Extractor
 from newsflow.tasks.extraction.normalize import parse_date_or_none, rebuild_body
 from newsflow.tasks.fetching.fetch import Fetcher
+from newsflow.tasks.pipeline.declared import walk_source_back
 from newsflow.tasks.pipeline.feed import (
     EntryOrigin,
     FeedContext,
@@ -106,12 +108,15 @@ def entries_in_window(
 
 def archive_walk(ctx: BackfillContext, feed: FeedConfig) -> ArchiveWalk:
     """The feed's archive pages in the window (what went wrong among its errors)."""
+    tz = ZoneInfo(ctx.feeds_file.timezone_for(feed))
     try:
+        if isinstance(feed, SourceConfig):  # its list pages, walked back to the window's start
+            return walk_source_back(ctx.fetcher, feed, ctx.window.start, tz, ctx.request.max_pages)
         return walk_archive(
             ctx.fetcher,
             feed.url,
             window=ctx.window,
-            tz=ZoneInfo(ctx.feeds_file.timezone_for(feed)),
+            tz=tz,
             max_pages=ctx.request.max_pages,
             max_items=ctx.settings.max_items_per_feed,
         )

@@ -1,7 +1,8 @@
 """The per-feed pipeline that the ingest and backfill flows share: fetch a feed, parse it,
 drop entries already known, download and extract pages, normalize them to Articles; and the
 Prefect task that runs it for a chunk of feeds, in a thread of the flow process or on a Dask
-worker (newsflow/runtime/runners.py)."""
+worker (newsflow/runtime/runners.py). Declared sources (tasks/pipeline/declared.py) share its
+steps from their entries on (FreshEntries), so the one path stays in one module."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack, closing, contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -30,6 +31,7 @@ from newsflow.schemas.models import (
     IngestErrorRecord,
     ParsedFeed,
 )
+from newsflow.schemas.sources import SourceConfig
 from newsflow.tasks.containment import internal_error, unexpected
 from newsflow.tasks.dedup.layers import entry_article_id, lookup_known, split_known
 from newsflow.tasks.extraction.extract import Extractor, InlineExtractor
@@ -41,6 +43,8 @@ from newsflow.tasks.storage.store import Reader
 
 LOGGER = logging.getLogger(__name__)
 T = TypeVar("T")
+# Reads an item's page by a declared source's detail selectors: (url, html) to a page or None.
+PageReader = Callable[[str, str], ExtractedPage | None]
 
 
 class FeedContext:
@@ -136,6 +140,11 @@ def _collect_feed(feed: FeedConfig, state: FeedState | None, ctx: FeedContext) -
     blocked in any of them.
     """
     deadline = time.monotonic() + ctx.settings.feed_deadline
+    if isinstance(feed, SourceConfig):
+        # Imported here: the declared-source pipeline builds on this module's pieces.
+        from newsflow.tasks.pipeline.declared import collect_source
+
+        return collect_source(feed, state, ctx, deadline)
     try:
         response = ctx.fetcher.get(
             feed.url,
@@ -161,52 +170,88 @@ def _collect_feed(feed: FeedConfig, state: FeedState | None, ctx: FeedContext) -
     except ItemError as exc:
         return failed_batch(feed, "parse", exc)
 
-    errors = _feed_warnings(feed, parsed)
-    origin = feed_origin(ctx.feeds_file, feed, parsed.title)
-    with ctx.db.session() as con:
-        known = lookup_known(con, feed.url, parsed.entries)
-    split = split_known(parsed.entries, known, origin.tz)
-    fresh, elsewhere = claim_entries(ctx, split.fresh)
-    # Links that are not http(s) (javascript:, mailto:) are not fetched; normalize rejects their
-    # items with bad_url, once.
-    links = (e.link for e in fresh if e.link and _is_http(e.link))
-    pages, page_errors, downloaded = download_and_extract(
-        ctx.fetcher, ctx.extractor, links, until=deadline
-    )
-    articles = normalize_entries(fresh, pages, page_errors, errors, origin)
-    late = sum(exc.kind == "feed_timeout" for _, exc in page_errors.values())
-    if late:
-        errors.append(
-            _feed_error(
-                feed,
-                "download",
-                "feed_timeout",
-                f"the feed's deadline of {ctx.settings.feed_deadline:.0f} s passed with {late} "
-                f"of {len(fresh)} pages not done; their items are tried on the next run",
-            )
-        )
-    # With the validators saved, the next run would get a 304 and never see again the items
-    # left for it; without them it refetches the feed and downloads just those.
-    deferred = left_for_next_run(fresh, pages, page_errors)
+    fresh = FreshEntries.of(ctx, feed, parsed.entries, parsed.title, deadline)
+    errors = [*_feed_warnings(feed, parsed), *fresh.errors]
     check = FeedCheck(
         url=feed.url,
         ok=True,
         status_code=response.status,
         title=parsed.title,
-        etag=None if deferred else response.etag,
-        last_modified=None if deferred else response.last_modified,
+        etag=None if fresh.deferred else response.etag,
+        last_modified=None if fresh.deferred else response.last_modified,
         poll_hint=poll_hint(parsed.poll_hint, response.cache_max_age),
         entries_seen=len(parsed.entries),
     )
-    return FeedBatch(
-        feed_url=feed.url,
-        check=check,
-        articles=articles,
-        seen_again=split.seen_again + elsewhere,
-        seen_again_by_guid=split.by_guid,
-        errors=errors,
-        pages_downloaded=downloaded,
-    )
+    return fresh.batch(feed, check, errors)
+
+
+@dataclass
+class FreshEntries:
+    """A feed's (or a declared source's) entries taken through drop-known, download,
+    extraction and normalization."""
+
+    articles: list[Article]
+    errors: list[IngestErrorRecord]
+    seen_again: list[tuple[str, str | None]]
+    seen_again_by_guid: int
+    downloaded: int
+    # Entries not stored that the next run may still get: keep no validators then.
+    deferred: int
+
+    @classmethod
+    def of(
+        cls,
+        ctx: FeedContext,
+        feed: FeedConfig,
+        entries: list[FeedEntry],
+        title: str | None,
+        deadline: float,
+        read_page: PageReader | None = None,
+    ) -> FreshEntries:
+        errors: list[IngestErrorRecord] = []
+        origin = feed_origin(ctx.feeds_file, feed, title)
+        with ctx.db.session() as con:
+            known = lookup_known(con, feed.url, entries)
+        split = split_known(entries, known, origin.tz)
+        fresh, elsewhere = claim_entries(ctx, split.fresh)
+        # Links that are not http(s) (javascript:, mailto:) are not fetched; normalize rejects
+        # their items with bad_url, once.
+        links = (e.link for e in fresh if e.link and _is_http(e.link))
+        pages, page_errors, downloaded = download_and_extract(
+            ctx.fetcher, ctx.extractor, links, until=deadline, read_page=read_page
+        )
+        articles = normalize_entries(fresh, pages, page_errors, errors, origin)
+        late = sum(exc.kind == "feed_timeout" for _, exc in page_errors.values())
+        if late:
+            errors.append(
+                _feed_error(
+                    feed,
+                    "download",
+                    "feed_timeout",
+                    f"the feed's deadline of {ctx.settings.feed_deadline:.0f} s passed with "
+                    f"{late} of {len(fresh)} pages not done; their items are tried on the next "
+                    "run",
+                )
+            )
+        # With the validators saved, the next run would get a 304 and never see again the
+        # items left for it; without them it refetches the feed and downloads just those.
+        deferred = left_for_next_run(fresh, pages, page_errors)
+        return cls(
+            articles, errors, split.seen_again + elsewhere, split.by_guid, downloaded, deferred
+        )
+
+    def batch(
+        self, feed: FeedConfig, check: FeedCheck, errors: list[IngestErrorRecord]
+    ) -> FeedBatch:
+        return FeedBatch(
+            feed_url=feed.url,
+            check=check,
+            articles=self.articles,
+            seen_again=self.seen_again,
+            seen_again_by_guid=self.seen_again_by_guid,
+            errors=errors,
+            pages_downloaded=self.downloaded,
+        )
 
 
 def claim_entries(
@@ -249,11 +294,13 @@ def download_and_extract(
     extractor: Extractor | InlineExtractor,
     links: Iterable[str],
     until: float | None = None,
+    read_page: PageReader | None = None,
 ) -> tuple[dict[str, ExtractedPage], dict[str, tuple[str, ItemError]], int]:
     """Pages at the links, extracted; each page goes to the pool as soon as it arrives.
 
     Returns pages and (stage, error) by link, and how many pages were downloaded. Pages not
-    done by `until` (a `time.monotonic()` value) are errors of kind feed_timeout.
+    done by `until` (a `time.monotonic()` value) are errors of kind feed_timeout. A declared
+    source's `read_page` (url, html) reads the pages it has selectors for, without the pool.
     """
     links = list(dict.fromkeys(links))
     errors: dict[str, tuple[str, ItemError]] = {}
@@ -265,7 +312,11 @@ def download_and_extract(
                 errors[link] = ("download", result)
             elif result.text is not None:
                 final_urls[link] = result.final_url
-                yield link, result.text
+                page = read_page(result.final_url, result.text) if read_page else None
+                if page is None:
+                    yield link, result.text
+                else:
+                    pages[link] = page
 
     pages: dict[str, ExtractedPage] = {}
     for link, extracted in extractor.extract_many(downloaded(), until):

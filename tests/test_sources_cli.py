@@ -1,0 +1,92 @@
+"""`newsflow sources` and `newsflow sources check`, and bad definitions at the CLI: one line
+naming the feed and the field, before any fetch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pytest_httpserver import HTTPServer
+
+from newsflow.schemas.config import load_feeds_file
+from newsflow.schemas.errors import ConfigError
+from newsflow.schemas.sources import catalogue
+from tests.conftest import cli_env
+from tests.source_site import adapter_toml, serve_fixture
+from tests.test_cli import newsflow
+
+
+def test_sources_lists_the_catalogue_never_verified() -> None:
+    result = newsflow("sources")
+    assert result.returncode == 0, result.stderr
+    for name in catalogue():
+        assert name in result.stdout
+    assert "RSSHub" in result.stdout and "never" in result.stdout
+    assert "verified" in result.stdout
+
+
+def test_sources_check_passes_on_sources_that_work_and_fails_on_a_broken_one(
+    httpserver: HTTPServer, tmp_path: Path
+) -> None:
+    base = httpserver.url_for("/").rstrip("/")
+    for name in ("cls-depth", "gov-zhengceku"):
+        serve_fixture(httpserver, name)
+    feeds = tmp_path / "feeds.toml"
+    feeds.write_text(
+        adapter_toml("cls-depth", base) + adapter_toml("gov-zhengceku", base), encoding="utf-8"
+    )
+    env = cli_env(tmp_path)
+    result = newsflow("sources", "check", "--all", "--feeds", str(feeds), env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "cls-depth" in result.stdout and "gov-zhengceku" in result.stdout
+    assert "title 2/2" in result.stdout and "date 2/2" in result.stdout
+
+    # The CAC's list is not served: its check fails, and says so, and the exit code too.
+    feeds.write_text(adapter_toml("cac-blockchain-filings", base), encoding="utf-8")
+    result = newsflow("sources", "check", "cac-blockchain-filings", "--feeds", str(feeds), env=env)
+    assert result.returncode == 1
+    assert "BROKEN" in result.stdout and "http_500" in result.stdout.replace("\n", "")
+    assert result.stderr.strip() == "broken: cac-blockchain-filings"
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        (
+            'kind = "html_list"\nname = "x"\nrequest = { url = "https://a.example/" }\n'
+            'items = { css = "li[[" }\nfields = { link = "a::attr(href)" }',
+            "feed 'x': items.css: bad CSS selector 'li[['",
+        ),
+        (
+            'kind = "json_api"\nname = "y"\nrequest = { url = "https://a.example/" }\n'
+            'items = { path = "data" }\nfields = { link = { template = "https://a/{id[}" } }',
+            "feed 'y': fields.link: bad JMESPath 'id['",
+        ),
+        (
+            'kind = "json_api"\nname = "z"\nrequest = { url = "https://a.example/", sign = "x" }\n'
+            'items = { path = "data" }\nfields = { link = "url" }',
+            "feed 'z': request.sign: unknown signer 'x'",
+        ),
+        ('adapter = "cls-telegraph"\nbase_url = "https://m.example"\nbogus = 1', "bogus"),
+        ('adapter = "no-such"', "feed 'no-such': adapter: unknown adapter 'no-such'"),
+    ],
+)
+def test_a_bad_definition_is_one_line_naming_feed_and_field(
+    tmp_path: Path, entry: str, message: str
+) -> None:
+    feeds = tmp_path / "feeds.toml"
+    feeds.write_text(f"[[feeds]]\n{entry}\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_feeds_file(feeds)
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+    result = newsflow("run", "--feeds", str(feeds), "--db", str(tmp_path / "x.duckdb"))
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: feeds file") and message in lines[0]
+
+
+def test_the_shipped_feeds_file_uses_the_catalogue() -> None:
+    shipped = load_feeds_file(Path(__file__).resolve().parents[1] / "feeds.toml")
+    adapters = {getattr(f, "adapter", None) for f in shipped.feeds}
+    assert set(catalogue()) <= adapters
+    assert not any("rsshub.app/cls" in f.url for f in shipped.feeds)
