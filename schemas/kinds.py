@@ -26,6 +26,7 @@ class Stage(StrEnum):
     POST = "post"  # reading a Markdown post (backfill --from-dir)
     PAGES = "pages"  # a backfill's batch of pages as a whole
     REEXTRACT = "reextract"  # re-extracting stored articles (backfill --reextract)
+    LIST = "list"  # a declared source's list page or API response
 
 
 class Kind(StrEnum):
@@ -57,6 +58,11 @@ class Kind(StrEnum):
     NEEDS_BROWSER = "needs_browser"  # a source that only a browser can read
     BOOTSTRAP_FAILED = "bootstrap_failed"
     SIGNER_FAILED = "signer_failed"
+    NOT_JSON = "not_json"  # a json_api source answered with something that is not JSON
+    FIELD_TYPE = "field_type"  # a field's path found a list or object where text was expected
+    BAD_LINK = "bad_link"  # an item's link is javascript:, empty or not http(s)
+    DATE_UNIT = "date_unit"  # a warning: epoch dates in the other unit than declared
+    PAGING_STUCK = "paging_stuck"  # a cursor that does not advance, or a page that repeats
     # extraction and normalization
     EXTRACT_EMPTY = "extract_empty"
     EXTRACT_ERROR = "extract_error"

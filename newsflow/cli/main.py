@@ -26,6 +26,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsed
 from rich.progress import Progress as RichProgress
 from rich.table import Table
 
+from newsflow.cli.text import shown, visible
 from newsflow.runtime.prefect_env import prepare_prefect, silence_shutdown_noise
 from newsflow.schemas.config import (
     EXPORT_FORMATS,
@@ -35,7 +36,7 @@ from newsflow.schemas.config import (
     Settings,
     load_feeds_file,
 )
-from newsflow.schemas.errors import NewsflowError
+from newsflow.schemas.errors import ConfigError, NewsflowError
 from newsflow.tasks.progress import PROGRESS
 
 if TYPE_CHECKING:
@@ -45,8 +46,9 @@ if TYPE_CHECKING:
     from newsflow.runtime.local_server import TemporaryServer
     from newsflow.tasks.sources.health import FeedHealth
 
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+# Piped output is not wrapped: a summary line stays one line for grep and logs.
+out = Console(highlight=False, soft_wrap=not sys.stdout.isatty())
+err = Console(stderr=True, highlight=False, soft_wrap=not sys.stderr.isatty())
 
 DEMO_DB = Path("data/demo.duckdb")
 DEMO_PORT = 8765
@@ -468,7 +470,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     request = ExportRequest.build(
         format=args.format, out=args.out, since=args.since, until=args.until
     )
-    db = Database(settings.db_path, settings.lock_timeout)
+    db = Database(settings.db_path, settings.lock_timeout, read_only=True)
     result = export_articles(db, request, settings.tz)
     out.print(
         f"exported {result.count} articles as {result.format} to {result.path}", soft_wrap=True
@@ -514,7 +516,7 @@ def show_latest(settings: Settings, limit: int) -> None:
         ).fetchall()
     table = Table("published (Shanghai)", "source", "lang", "title", title="latest articles")
     for row in rows:
-        table.add_row(*(str(v or "") for v in row))
+        table.add_row(*(shown(v or "") for v in row))
     out.print(table)
 
 
@@ -529,13 +531,16 @@ def cmd_feeds(args: argparse.Namespace) -> int:
         feeds_file = load_feeds_file(settings.feeds_path)
     else:
         out.print(f"(no feeds file at {settings.feeds_path}: showing the database only)")
-    db = Database(settings.db_path, settings.lock_timeout)
+    if args.enable and args.enable == args.disable:
+        raise ConfigError(f"--enable and --disable both name {args.enable}")
+    changes = bool(args.enable or args.disable)
+    db = Database(settings.db_path, settings.lock_timeout, read_only=not changes)
     for feed, status in ((args.enable, "active"), (args.disable, "disabled")):
         if feed:
             with db.session() as con:
                 urls = set_feed_status(con, feed, status)
             for url in urls:
-                out.print(f"{url}: {status}", markup=False)
+                out.print(f"{visible(url)}: {status}", markup=False)
     with db.session() as con:
         rows = feed_health(con, feeds_file)
     print_feed_health(rows, settings.tz)
@@ -555,13 +560,13 @@ def print_feed_health(rows: Sequence[FeedHealth], tz: ZoneInfo) -> None:
     table.add_column("last error", overflow="fold")
     for r in rows:
         table.add_row(
-            r.name or r.url,
-            r.status,
+            shown(r.name or r.url),
+            shown(r.status),
             _stamp(r.last_success_at, now, tz) if r.last_success_at else "never",
             _next_check(r, now),
             str(r.consecutive_failures or ""),
             # The message names the feed's URL; the row already does.
-            (r.last_error or "").replace(r.url, "the feed"),
+            shown((r.last_error or "").replace(r.url, "the feed")),
         )
     out.print(table)
     counts = Counter(r.status for r in rows)
@@ -605,8 +610,6 @@ def _next_check(r: FeedHealth, now: datetime) -> str:
 
 
 def cmd_sources(args: argparse.Namespace) -> int:
-    from rich.markup import escape
-
     from newsflow.schemas.sources import catalogue
 
     table = Table("name", "site", "yields", "provenance", "last verified", title="sources")
@@ -618,14 +621,12 @@ def cmd_sources(args: argparse.Namespace) -> int:
             entry.get("provenance", ""),
             entry.get("last_verified", "never"),
         )
-        table.add_row(*(escape(str(c)) for c in cells))  # selectors hold [brackets]
+        table.add_row(*(shown(c) for c in cells))  # selectors hold [brackets]
     out.print(table)
     return 0
 
 
 def cmd_sources_check(args: argparse.Namespace) -> int:
-    from rich.markup import escape
-
     from newsflow.tasks.pipeline.source_check import check_sources, select_sources
 
     settings = settings_from_args(args)
@@ -636,7 +637,7 @@ def cmd_sources_check(args: argparse.Namespace) -> int:
     for r in results:
         filled = ", ".join(f"{k} {v}/{r.items}" for k, v in r.filled.items())
         status = "ok" if r.ok else f"BROKEN: {r.problem}"
-        table.add_row(*(escape(c) for c in (r.name, str(r.items), filled, r.detail, status)))
+        table.add_row(*(shown(c) for c in (r.name, str(r.items), filled, r.detail, status)))
     out.print(table)
     broken = [r.name for r in results if not r.ok]
     if broken:
@@ -685,7 +686,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     settings = settings_from_args(args)
     lexicon = load_lexicon(settings.lexicon_path)
-    path = write_report(Database(settings.db_path, settings.lock_timeout), args.out, lexicon)
+    db = Database(settings.db_path, settings.lock_timeout, read_only=True)
+    path = write_report(db, args.out, lexicon)
     out.print(f"report written: {path}")
     return 0
 
@@ -700,7 +702,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return func(args)
     except NewsflowError as exc:
-        err.print(f"error: {exc}", markup=False, soft_wrap=True)
+        err.print(f"error: {visible(exc)}", markup=False, soft_wrap=True)
         return 1
     except KeyboardInterrupt:
         err.print("interrupted", markup=False)

@@ -56,9 +56,12 @@ class Reader(Protocol):
 class Database:
     """A DuckDB file accessed in short, exclusive sessions."""
 
-    def __init__(self, path: Path, lock_timeout: float = 900.0) -> None:
+    def __init__(self, path: Path, lock_timeout: float = 900.0, *, read_only: bool = False) -> None:
         self.path = Path(path).resolve()
         self.lock_timeout = lock_timeout
+        # Read commands (export, feeds, report) never create or change a file: they open it
+        # read-only, so a mistyped --db is an error and a read-only file can still be read.
+        self.read_only = read_only
         self._file_lock = FileLock(str(self.path) + ".lock", thread_local=False)
         self._migrated = False
 
@@ -67,7 +70,12 @@ class Database:
 
     @contextmanager
     def session(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """Exclusive connection: waits for other writers (ours and foreign), migrates once."""
+        """Exclusive connection: waits for other writers (ours and foreign), migrates once.
+        A read-only database gives a read-only connection to a newsflow file that exists."""
+        if self.read_only:
+            with self._read_session() as con:
+                yield con
+            return
         deadline = time.monotonic() + self.lock_timeout
         with _thread_lock(self.path):
             try:
@@ -89,13 +97,44 @@ class Database:
             finally:
                 self._file_lock.release()
 
-    def _connect(self, deadline: float) -> duckdb.DuckDBPyConnection:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+    @contextmanager
+    def _read_session(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        if not self.path.is_file():
+            raise DatabaseError(f"no database at {self.path}")
+        deadline = time.monotonic() + self.lock_timeout
+        if not self._migrated:
+            con = self._connect(deadline, read_only=True)
+            try:
+                lacking = self._lacking_migrations(con)
+            finally:
+                con.close()
+            if lacking:  # an older newsflow file: upgraded once, the only change a read makes
+                with Database(self.path, self.lock_timeout).session():
+                    pass
+            self._migrated = True
+        con = self._connect(deadline, read_only=True)
+        try:
+            yield con
+        finally:
+            con.close()
+
+    def _lacking_migrations(self, con: duckdb.DuckDBPyConnection) -> set[int]:
+        found = con.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_version'"
+        ).fetchone()
+        if not found or not found[0]:
+            raise DatabaseError(f"{self.path} is not a newsflow database (no schema_version)")
+        done = {r[0] for r in con.execute("SELECT version FROM schema_version").fetchall()}
+        return {v for v, _, _ in MIGRATIONS} - done
+
+    def _connect(self, deadline: float, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+        if not read_only:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
         delay = 0.05
         wal_moved = False
         while True:
             try:
-                return duckdb.connect(str(self.path))
+                return duckdb.connect(str(self.path), read_only=read_only)
             except duckdb.Error as exc:
                 if not wal_moved and _WAL_DAMAGE.search(str(exc)):
                     self._move_wal_aside(exc)
