@@ -111,3 +111,16 @@ def test_demo_prints_a_summary_and_nothing_else(tmp_path: Path) -> None:
     (count,) = con.execute("SELECT count(*) FROM articles").fetchone()  # type: ignore[misc]
     con.close()
     assert count >= 30
+
+
+def test_demo_port_in_use_is_one_line(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = newsflow("demo", "--port", str(port), "--db", str(tmp_path / "d.duckdb"))
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"error: --port {port}: Address already in use"
+    assert "Traceback" not in result.stdout + result.stderr

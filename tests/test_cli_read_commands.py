@@ -101,3 +101,13 @@ def test_enable_and_disable_of_one_feed_is_refused(
 def test_visible_writes_control_characters_out() -> None:
     assert visible("a\x1b[31mb\x07\tc\n") == "a\\x1b[31mb\\x07\tc\n"
     assert os.linesep not in visible("\x85")
+
+
+@pytest.mark.parametrize("port", ["70000", "-1"])
+def test_demo_port_out_of_range_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], port: str
+) -> None:
+    assert main(["demo", "--port", port, "--db", str(tmp_path / "d.duckdb")]) == 1
+    assert (
+        capsys.readouterr().err.strip() == f"error: --port {port}: not a port number (0 to 65535)"
+    )

@@ -15,7 +15,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -487,13 +487,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
         db_path=DEMO_DB,
         fetch={"allow_private_networks": True, "retries": 0},
     )
+    if not 0 <= args.port <= 65535:
+        raise ConfigError(f"--port {args.port}: not a port number (0 to 65535)")
     server = _with_prefect()
     from newsflow.flows.ingest import ingest
 
-    with (
-        SiteServer(port=args.port) as site,
-        tempfile.TemporaryDirectory(prefix="newsflow-demo-") as tmp,
-    ):
+    with ExitStack() as stack:
+        try:
+            site = stack.enter_context(SiteServer(port=args.port))
+        except OSError as exc:
+            raise ConfigError(f"--port {args.port}: {exc.strerror or exc}") from exc
+        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="newsflow-demo-"))
         feeds_path = Path(tmp) / "feeds.toml"
         feeds_path.write_text(demo_feeds_toml(site.base_url), encoding="utf-8")
         out.print(f"demo site on {site.base_url} · database {settings.db_path}")
