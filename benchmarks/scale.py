@@ -3,7 +3,7 @@ processes staging to a folder plus the loader, measured in one run.
 
 The corpus is benchmarks/ingest.py's (pages with the weight of real news pages), served on
 loopback with a small latency so that extraction, not the network, bounds the run. Start-up is
-reported apart from work, as DESIGN.md asks: a Prefect server is started once and every run
+reported apart from work, as the design asks: a Prefect server is started once and every run
 attaches to it; each Dask cluster is started and warmed (a small run) before its timed run,
 as a long-lived cluster would be; each shard process's own start-up is measured by a run with
 no feed due and taken off.

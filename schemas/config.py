@@ -49,7 +49,7 @@ def _check_timezone(name: str) -> str:
 
 
 class FetchLimits(BaseModel):
-    """Limits every HTTP request obeys (DESIGN.md, 'Limits every fetch obeys')."""
+    """Limits every HTTP request obeys (docs/ARCHITECTURE.md, "limits")."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -316,7 +316,7 @@ class ExportRequest(_Days):
 
 
 class BackfillRequest(_Days):
-    """What a backfill reads (DESIGN.md, `newsflow backfill`): every source optional, at least
+    """What a backfill reads (README, "Backfill and export"): every source optional, at least
     one given. `reextract` alone re-extracts every stored web article of the window."""
 
     feeds: Path | None = None
@@ -420,7 +420,7 @@ class Shard(BaseModel):
 
 
 class ScaleOptions(BaseModel):
-    """How one `newsflow run` spreads out (DESIGN.md, scale-out): the task runner, a shard of
+    """How one `newsflow run` spreads out (docs/SCALING.md): the task runner, a shard of
     the feeds, and staged Parquet output instead of the database."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)

@@ -1,4 +1,4 @@
-"""Normalize: URLs, dates, titles and text, per DESIGN.md's front-matter table."""
+"""Normalize: URLs, dates, titles and text (docs/ARCHITECTURE.md, "front matter")."""
 
 from __future__ import annotations
 

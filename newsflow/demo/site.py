@@ -119,7 +119,7 @@ class RequestRecord:
 
 
 def demo_feeds_toml(base_url: str) -> str:
-    """The feeds file (DESIGN.md, 'Feeds file') for the demo site served at `base_url`."""
+    """The feeds file (README, "The feeds file") for the demo site served at `base_url`."""
     base = base_url.rstrip("/")
     lines = [
         "# Feeds of the bundled demo site, served on loopback by `newsflow demo`.",

@@ -10,7 +10,7 @@ A one-shot run with no server to attach to needs Prefect's temporary server. Pre
 starts that itself at the first API call, after newsflow has imported its modules, and imports
 Prefect's server modules (~1 s) to launch it. The CLI starts it instead as its first act, with
 the same command and settings Prefect uses (uvicorn, ephemeral mode, lean services), so that
-its ~3 s of booting overlap our imports and input checks (DESIGN.md, start-up cost).
+its ~3 s of booting overlap our imports and input checks (docs/SCALING.md).
 
 Either child runs in its own session, so a Ctrl-C at the terminal reaches newsflow alone, which
 stops it after its own shutdown (serve's runner needs the API for that).

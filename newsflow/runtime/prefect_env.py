@@ -5,7 +5,7 @@ Prefect reads its settings from the environment at import time, so the CLI calls
 (the one `newsflow serve` starts, on 127.0.0.1 at $NEWSFLOW_PREFECT_PORT or 4200); otherwise
 it needs a temporary server (the CLI starts it: newsflow.runtime.local_server.TemporaryServer),
 lean: the services a one-shot run never uses (scheduler, late runs, triggers, event persister, UI
-…) off, which saves seconds and keeps its shutdown quiet (DESIGN.md, start-up cost).
+…) off, which saves seconds and keeps its shutdown quiet (docs/SCALING.md).
 """
 
 from __future__ import annotations

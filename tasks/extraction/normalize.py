@@ -1,8 +1,8 @@
 """Normalize: feed entries, extracted pages and front-matter fields become one `Article`.
 
-The rules are DESIGN.md's front-matter table: canonical URLs, dates to UTC (naive times in the
-feed's timezone), site suffixes off titles, categories merged, image URLs absolute, bodies as
-plain text with one paragraph per line.
+The rules (docs/ARCHITECTURE.md, "front matter"): canonical URLs, dates to UTC (naive
+times in the feed's timezone), site suffixes off titles, categories merged, image URLs
+absolute, bodies as plain text with one paragraph per line.
 """
 
 from __future__ import annotations

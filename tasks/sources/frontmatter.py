@@ -1,4 +1,4 @@
-"""Front-matter posts (Hexo, Jekyll, Hugo) to Articles, per DESIGN.md's front-matter table.
+"""Front-matter posts (Hexo, Jekyll, Hugo) to Articles (docs/ARCHITECTURE.md, "front matter").
 
 A post is YAML between `---` lines (TOML between `+++`) followed by a body in Markdown or
 HTML. Archives from the wild bring a BOM, CRLF line ends and blank lines before the front
@@ -279,7 +279,7 @@ def post_article(
     now: datetime | None = None,
     warnings: list[ItemError] | None = None,
 ) -> Article:
-    """One Article from a post's front matter and body (DESIGN.md, front-matter table).
+    """One Article from a post's front matter and body (docs/ARCHITECTURE.md, "front matter").
 
     Raises ItemError("no_title"). A date that cannot be read or be true is left out, with
     an ItemError("bad_date") added to `warnings`.
