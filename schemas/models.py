@@ -200,6 +200,9 @@ class ArticleBatch(BaseModel):
     # archive that are not posts (no front matter).
     outside_window: int = 0
     not_posts: int = 0
+    # Re-extraction: the date columns are what the pages state now, NULL included, and replace
+    # the stored ones (an older version may have invented a date the page does not state).
+    restated_dates: bool = False
 
 
 class FeedBatch(ArticleBatch):

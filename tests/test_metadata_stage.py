@@ -199,3 +199,36 @@ def test_reextraction_fills_the_new_columns_of_an_old_row() -> None:
         SHANGHAI,
     )
     assert (kept.published_source, kept.published_precision) == ("feed", "second")
+
+
+def test_reextraction_clears_a_date_an_older_version_invented(tmp_path: Path) -> None:
+    url = "https://news.example.cn/a/1.html"
+    guessed = datetime(2022, 1, 1, 16, 0, tzinfo=UTC)  # a copyright year read as 1 January
+    old = article_of(page(line="来源：新华社")).model_copy(
+        update={
+            "published_at": guessed,
+            "published_precision": None,
+            "published_source": None,
+            "published_date": None,
+        }
+    )
+    db = Database(tmp_path / "news.duckdb")
+    run_id = start_run(db, "backfill", {})
+    load_articles(db, run_id, ArticleBatch(articles=[old]))
+    again = rebuild_body(old, extract_page(url, page(line="来源：新华社")), SHANGHAI)
+    assert again.published_at is None  # the page states no date
+
+    def stored() -> tuple[object, ...]:
+        with db.session() as con:
+            row = con.execute(
+                "SELECT published_at, published_source, published_date FROM articles"
+            ).fetchone()
+        assert row is not None
+        return tuple(row)
+
+    # A plain load keeps a stored value over NULL (a feed that drops a field loses nothing)...
+    load_articles(db, run_id, ArticleBatch(articles=[again]))
+    assert stored()[0] == guessed
+    # ...a re-extraction restates the dates: the invented one is gone.
+    load_articles(db, run_id, ArticleBatch(articles=[again], restated_dates=True))
+    assert stored() == (None, None, None)

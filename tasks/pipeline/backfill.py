@@ -189,7 +189,9 @@ def _reextract_batch(ctx: BackfillContext, ids: Sequence[str]) -> ArticleBatch:
     pages, page_errors, downloaded = download_and_extract(
         ctx.fetcher, ctx.extractor, (a.url for a in articles)
     )
-    batch = ArticleBatch(entries_seen=len(articles), pages_downloaded=downloaded)
+    batch = ArticleBatch(
+        entries_seen=len(articles), pages_downloaded=downloaded, restated_dates=True
+    )
     for article in articles:
         stage, failure = page_errors.get(article.url, ("extract", None))
         page = pages.get(article.url)

@@ -124,6 +124,42 @@ def upsert_articles(
     return len(articles) - known, changed, known - changed
 
 
+# The publication date's columns, which re-extraction restates (ArticleBatch.restated_dates).
+DATE_COLUMNS = ("published_at", "published_precision", "published_source", "published_date")
+
+
+def dates_differ(con: duckdb.DuckDBPyConnection, articles: Sequence[Article]) -> set[str]:
+    """Ids of the articles whose stored date columns differ from these, NULL against a value
+    included (the upsert's comparison would call those unchanged)."""
+    if not articles:
+        return set()
+    con.register("batch_dates", articles_table(articles).select(["article_id", *DATE_COLUMNS]))
+    try:
+        rows = con.execute(
+            "SELECT b.article_id FROM batch_dates b JOIN articles a USING (article_id) WHERE "
+            + " OR ".join(f"b.{c} IS DISTINCT FROM a.{c}" for c in DATE_COLUMNS)
+        ).fetchall()
+    finally:
+        con.unregister("batch_dates")
+    return {r[0] for r in rows}
+
+
+def restate_dates(con: duckdb.DuckDBPyConnection, articles: Sequence[Article]) -> None:
+    """Set the stored date columns to these articles' own, NULL included. Call in a
+    transaction, after the upsert (which never overwrites a value with NULL)."""
+    if not articles:
+        return
+    con.register("batch_dates", articles_table(articles).select(["article_id", *DATE_COLUMNS]))
+    try:
+        con.execute(
+            "UPDATE articles SET "
+            + ", ".join(f"{c} = b.{c}" for c in DATE_COLUMNS)
+            + " FROM batch_dates b WHERE articles.article_id = b.article_id"
+        )
+    finally:
+        con.unregister("batch_dates")
+
+
 def stored_unchanged(con: duckdb.DuckDBPyConnection, articles: Sequence[Article]) -> set[str]:
     """Ids of the articles that are stored with these very values already."""
     if not articles:

@@ -16,7 +16,13 @@ from newsflow.schemas.models import ArticleBatch, FeedBatch, RunCounts, StagedRe
 from newsflow.tasks.coverage.tag import ArticleTags, Tagger
 from newsflow.tasks.dedup.fingerprint import Fingerprint, fingerprint_articles
 from newsflow.tasks.dedup.layers import LayerCounts, cluster_new_articles, unique_articles
-from newsflow.tasks.storage.articles import record_feed_refs, stored_unchanged, upsert_articles
+from newsflow.tasks.storage.articles import (
+    dates_differ,
+    record_feed_refs,
+    restate_dates,
+    stored_unchanged,
+    upsert_articles,
+)
 from newsflow.tasks.storage.feed_health import record_feed_check
 from newsflow.tasks.storage.runs import record_errors, record_loaded_batch
 from newsflow.tasks.storage.store import Database
@@ -82,6 +88,8 @@ def load_articles(
     articles = unique_articles(batch.articles)
     with db.session() as con:
         unchanged = stored_unchanged(con, articles)
+        if batch.restated_dates:
+            unchanged -= dates_differ(con, articles)
     changed = [a for a in articles if a.article_id not in unchanged]
     again = [(a.article_id, a.guid) for a in articles if a.article_id in unchanged]
     tags = tag_articles(changed, tagger)
@@ -112,6 +120,8 @@ def write_articles(
     was taken (pure CPU work: other writers wait less)."""
     layers = cluster_new_articles(con, batch.articles, list(prints))
     new, updated, unchanged = upsert_articles(con, batch.articles)
+    if batch.restated_dates:
+        restate_dates(con, batch.articles)
     write_tags(con, tags)
     if batch.feed_url:
         refs = [(a.article_id, a.guid) for a in batch.articles] + list(batch.seen_again)

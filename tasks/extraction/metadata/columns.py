@@ -45,9 +45,9 @@ def refreshed_metadata(article: Article, page: ExtractedPage, tz: ZoneInfo) -> d
     """Date and origin columns for a re-extracted article. A date the feed or a post gave
     (published_source feed/front_matter) stays. A stored date with a time of day and no source,
     from before the metadata stage, came from the feed (pages were read to the day): it stays,
-    marked as the feed's. Otherwise the page's own date replaces it; where the page states none
-    the load keeps the stored value (its upsert never overwrites with NULL), so an old guessed
-    midnight stays until cleared by hand."""
+    marked as the feed's. Otherwise the page's own date replaces it, and where the page states none
+    the date is cleared: the batch restates its dates (ArticleBatch.restated_dates), so a
+    midnight an older version guessed does not stay."""
     update: dict[str, Any] = {"origin_source": article.origin_source or page.origin_source}
     if article.published_source in ("feed", "front_matter"):
         return update
