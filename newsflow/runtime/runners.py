@@ -117,11 +117,3 @@ def published(runner: TaskRunner[Any], name: str, tables: dict[str, pa.Table]) -
         yield
     finally:
         client.unpublish_dataset(name)
-
-
-def from_cluster(name: str) -> dict[str, pa.Table]:
-    """Tables published to the cluster, from inside a task running on one of its workers."""
-    from distributed import get_client
-
-    tables: dict[str, pa.Table] = get_client().get_dataset(name).result()
-    return tables

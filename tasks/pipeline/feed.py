@@ -7,6 +7,7 @@ steps from their entries on (FreshEntries), so the one path stays in one module.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections import OrderedDict
@@ -16,10 +17,10 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
+import pyarrow as pa
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from newsflow.runtime.runners import from_cluster
 from newsflow.schemas.config import FeedConfig, FeedsFile, Settings
 from newsflow.schemas.errors import ItemError
 from newsflow.schemas.models import (
@@ -422,6 +423,18 @@ def open_feed_context(
     )
     resources.enter_context(extractor)
     return FeedContext(settings, job.feeds_file, known, fetcher, extractor), resources
+
+
+def from_cluster(name: str) -> dict[str, pa.Table]:
+    """Tables the flow published to its Dask cluster (newsflow/runtime/runners.py), from
+    inside a task running on one of its workers."""
+    from distributed import get_client
+
+    # Tables that crossed the network arrive in buffers Arrow's scanner finds unaligned; it
+    # copies them as it should, and by default also prints a warning per batch to stderr.
+    os.environ.setdefault("ACERO_ALIGNMENT_HANDLING", "reallocate")
+    tables: dict[str, pa.Table] = get_client().get_dataset(name).result()
+    return tables
 
 
 # Per process: the contexts of the runs whose tasks it ran, by run id. A Dask worker outlives
