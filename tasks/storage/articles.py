@@ -12,7 +12,8 @@ from __future__ import annotations
 import json
 import types
 import typing
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import date, datetime
 from typing import Any
 
@@ -133,14 +134,11 @@ def dates_differ(con: duckdb.DuckDBPyConnection, articles: Sequence[Article]) ->
     included (the upsert's comparison would call those unchanged)."""
     if not articles:
         return set()
-    con.register("batch_dates", articles_table(articles).select(["article_id", *DATE_COLUMNS]))
-    try:
+    with _batch_dates(con, articles):
         rows = con.execute(
             "SELECT b.article_id FROM batch_dates b JOIN articles a USING (article_id) WHERE "
             + " OR ".join(f"b.{c} IS DISTINCT FROM a.{c}" for c in DATE_COLUMNS)
         ).fetchall()
-    finally:
-        con.unregister("batch_dates")
     return {r[0] for r in rows}
 
 
@@ -149,13 +147,20 @@ def restate_dates(con: duckdb.DuckDBPyConnection, articles: Sequence[Article]) -
     transaction, after the upsert (which never overwrites a value with NULL)."""
     if not articles:
         return
-    con.register("batch_dates", articles_table(articles).select(["article_id", *DATE_COLUMNS]))
-    try:
+    with _batch_dates(con, articles):
         con.execute(
             "UPDATE articles SET "
             + ", ".join(f"{c} = b.{c}" for c in DATE_COLUMNS)
             + " FROM batch_dates b WHERE articles.article_id = b.article_id"
         )
+
+
+@contextmanager
+def _batch_dates(con: duckdb.DuckDBPyConnection, articles: Sequence[Article]) -> Iterator[None]:
+    """The articles' ids and date columns, registered as `batch_dates` while in use."""
+    con.register("batch_dates", articles_table(articles).select(["article_id", *DATE_COLUMNS]))
+    try:
+        yield
     finally:
         con.unregister("batch_dates")
 
