@@ -61,7 +61,7 @@ def test_calls_within_the_deadline_leave_no_interruption_behind() -> None:
     assert call_with_deadline(1.0, spin, 0.01) == "done"
     # Calls that end about when their deadline fires: an interruption is raised from the
     # call or not at all, never later in the caller's code.
-    for _ in range(200):
+    for _ in range(1000):
         with contextlib.suppress(_Overrun):
             call_with_deadline(0.002, spin, 0.002)
     spin(0.2)

@@ -18,6 +18,7 @@ that passes it).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import multiprocessing
@@ -281,30 +282,40 @@ def call_with_deadline(deadline: float, fn: Callable[..., T], *args: Any) -> T:
     mid-call; this is the price of extracting inside a Dask worker.
     """
     thread_id = threading.get_ident()
-    guard = threading.Lock()
-    finished = threading.Event()
+    guard = threading.Lock()  # held to send, and to mark the call done: never both at once
+    done = [False]
+    stop = threading.Lock()  # held by this thread while fn runs; the interrupter waits on it
+    stop.acquire()
 
     def interrupt() -> None:
-        if finished.wait(deadline):
-            return
-        while True:
+        wait = max(deadline, 0.0)
+        while not stop.acquire(timeout=wait):
             with guard:
-                if finished.is_set():
+                if done[0]:
                     return
                 ctypes.pythonapi.PyThreadState_SetAsyncExc(
                     ctypes.c_ulong(thread_id), ctypes.py_object(_Overrun)
                 )
-            if finished.wait(_INTERRUPT_AGAIN):
-                return
+            wait = _INTERRUPT_AGAIN
 
-    threading.Thread(target=interrupt, name="newsflow-deadline", daemon=True).start()
     try:
+        # Inside the try: under load, a short deadline can pass before start() returns.
+        threading.Thread(target=interrupt, name="newsflow-deadline", daemon=True).start()
         return fn(*args)
     finally:
-        # Set under the lock: an interruption is either delivered before this block ends
-        # (and raised from here, so the caller sees the overrun) or never sent.
-        with guard:
-            finished.set()
+        _settle(thread_id, guard, done)
+        stop.release()
+
+
+def _settle(thread_id: int, guard: threading.Lock, done: list[bool]) -> None:
+    """Mark the call done so that nothing more is sent, then drop an interruption sent but not
+    yet raised. One raised here, while settling, is caught: it belongs to the call that just
+    ended, and letting it out of a `finally` would leave the interrupter sending forever."""
+    while not done[0]:
+        with contextlib.suppress(_Overrun), guard:
+            done[0] = True
+    with contextlib.suppress(_Overrun):
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), None)
 
 
 def _quiet_swallowed_overruns() -> None:
