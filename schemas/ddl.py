@@ -367,6 +367,152 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         GROUP BY ALL;
         """,
     ),
+    (
+        9,
+        "full-text search: index tables and the search macros",
+        """
+        -- The full-text index (tasks/search/index.py writes it inside every article load):
+        -- integer term ids, one posting per (term, article) with the title's occurrences
+        -- weighted 3 to the body's 1, and each article's length in terms for BM25.
+        CREATE TABLE search_terms (
+            term_id     INTEGER NOT NULL,
+            term        VARCHAR NOT NULL          -- tasks/search/segment.py's terms
+        );
+        CREATE TABLE search_docs (
+            doc_id      INTEGER NOT NULL,
+            article_id  VARCHAR NOT NULL,
+            terms       INTEGER NOT NULL,         -- weighted length: 3 × title + body terms
+            signature   UBIGINT NOT NULL          -- hash(title, body_text) when indexed
+        );
+        CREATE TABLE search_postings (
+            term_id     INTEGER NOT NULL,
+            doc_id      INTEGER NOT NULL,
+            tf          USMALLINT NOT NULL        -- 3 × title + body occurrences
+        );
+
+        -- Segmentation of a query by tasks/search/segment.py's rules, so that a plain duckdb
+        -- session searches without Python: Chinese as character bigrams, Latin words and
+        -- numbers whole, lower-cased, plurals stemmed (Harman's S-stemmer), stopwords dropped.
+        CREATE MACRO search_stem(t) AS CASE
+            WHEN NOT regexp_full_match(t, '[a-z]{4,}') THEN t
+            WHEN suffix(t, 'ies') AND NOT suffix(t, 'eies') AND NOT suffix(t, 'aies')
+                THEN substr(t, 1, length(t) - 3) || 'y'
+            WHEN suffix(t, 'es') AND NOT suffix(t, 'aes') AND NOT suffix(t, 'ees')
+                AND NOT suffix(t, 'oes') THEN substr(t, 1, length(t) - 1)
+            WHEN suffix(t, 's') AND NOT suffix(t, 'us') AND NOT suffix(t, 'ss')
+                THEN substr(t, 1, length(t) - 1)
+            ELSE t END;
+        CREATE MACRO search_tokens(text) AS flatten(list_transform(
+            regexp_extract_all(lower(coalesce(text, '')),
+                               '[㐀-䶿一-鿿豈-﫿]+|[0-9a-zà-ɏ]+(?:[-.][0-9a-zà-ɏ]+)*'),
+            lambda tok: CASE
+                WHEN regexp_full_match(tok, '[㐀-䶿一-鿿豈-﫿]+') THEN
+                    CASE WHEN length(tok) = 1 THEN [tok]
+                         ELSE list_transform(range(1, length(tok)),
+                                             lambda i: substr(tok, i, 2)) END
+                WHEN list_contains(['a', 'an', 'and', 'are', 'as', 'at', 'be', 'by', 'for',
+                                    'from', 'in', 'is', 'it', 'its', 'of', 'on', 'or', 'that',
+                                    'the', 'this', 'to', 'was', 'were', 'with'], tok)
+                    THEN []::VARCHAR[]
+                ELSE [search_stem(tok)] END));
+
+        -- A query's parts: words, "quoted phrases", and -exclusions of either; a stray quote
+        -- is ignored, and past 1,000 characters the query is cut. Parts without a term (only
+        -- stopwords or punctuation) drop out.
+        CREATE MACRO search_query_parts(query) AS TABLE
+        WITH raw AS (
+            SELECT unnest(regexp_extract_all(substr(coalesce(query, ''), 1, 1000),
+                                             '-?"[^"]*"|[^\\s"]+')) AS raw
+        ), parts AS (
+            SELECT row_number() OVER () AS part,
+                   starts_with(raw, '-') AS neg,
+                   contains(raw, '"') AS phrase,
+                   trim(regexp_replace(lower(ltrim(raw, '-')), '["\\s]+', ' ', 'g')) AS text
+            FROM raw
+        )
+        SELECT part, neg, phrase, text, list_distinct(search_tokens(text)) AS terms
+        FROM parts WHERE len(search_tokens(text)) > 0;
+
+        -- Every article matching a query, with its BM25 score (k1 = 1.2, b = 0.75): all of
+        -- the query's words and phrases, none of its exclusions. Only the query terms'
+        -- postings are read; document frequencies are counted from them.
+        CREATE MACRO search_matches(query) AS TABLE
+        WITH parts AS (
+            FROM search_query_parts(query)
+        ), ids AS (
+            SELECT DISTINCT p.part, p.neg, p.term, t.term_id
+            FROM (SELECT part, neg, unnest(terms) AS term FROM parts) p
+            LEFT JOIN search_terms t USING (term)
+        ), wanted AS (
+            SELECT DISTINCT term_id FROM ids WHERE NOT neg
+        ), answerable AS (
+            SELECT count(*) FILTER (WHERE NOT neg) > 0
+                   AND count(*) FILTER (WHERE NOT neg AND term_id IS NULL) = 0 AS ok
+            FROM ids
+        ), hits AS (
+            SELECT term_id, doc_id, tf FROM search_postings
+            WHERE term_id IN (SELECT term_id FROM wanted) AND (SELECT ok FROM answerable)
+        ), df AS (
+            SELECT term_id, count(*) AS df FROM hits GROUP BY term_id
+        ), stats AS (
+            SELECT count(*) AS n, avg(terms) AS avg_terms FROM search_docs
+        ), scored AS (
+            SELECT h.doc_id,
+                   sum(ln(1 + (s.n - df.df + 0.5) / (df.df + 0.5)) * h.tf * 2.2
+                       / (h.tf + 1.2 * (0.25 + 0.75 * d.terms / s.avg_terms))) AS score
+            FROM hits h JOIN df USING (term_id) JOIN search_docs d USING (doc_id), stats s
+            GROUP BY h.doc_id
+            HAVING count(*) = (SELECT count(*) FROM wanted)
+        ), negative AS (
+            SELECT part, term_id, count(*) OVER (PARTITION BY part) AS size,
+                   count(term_id) OVER (PARTITION BY part) AS known
+            FROM ids WHERE neg
+        ), excluded AS (
+            SELECT p.doc_id FROM search_postings p JOIN negative n USING (term_id)
+            WHERE n.size = n.known
+            GROUP BY p.doc_id, n.part HAVING count(*) = any_value(n.size)
+        ), phrases AS (
+            SELECT text FROM parts WHERE phrase AND NOT neg
+        ), found AS (
+            SELECT d.article_id, s.score FROM scored s JOIN search_docs d USING (doc_id)
+            WHERE s.doc_id NOT IN (SELECT doc_id FROM excluded)
+        )
+        SELECT article_id, score FROM found
+        WHERE NOT EXISTS (FROM phrases)
+        UNION ALL
+        SELECT f.article_id, f.score FROM found f JOIN articles a USING (article_id)
+        WHERE EXISTS (FROM phrases)
+          AND (SELECT bool_and(contains(lower(a.title), text)
+                               OR contains(lower(a.body_text), text)) FROM phrases);
+
+        -- A keyword in context: `width` characters either side of the first place `needle`
+        -- occurs, marked «like this»; the body's start when it does not occur.
+        CREATE MACRO search_snippet(body, needle, width := 40) AS (
+            WITH spot AS (SELECT CASE WHEN needle IS NULL OR needle = '' THEN 0
+                                    ELSE instr(lower(coalesce(body, '')), needle) END AS pos)
+            SELECT regexp_replace(CASE WHEN pos = 0 THEN substr(body, 1, 2 * width)
+                ELSE (CASE WHEN pos > width + 1 THEN '…' ELSE '' END)
+                     || substr(body, greatest(1, pos - width), least(pos - 1, width))
+                     || '«' || substr(body, pos, length(needle)) || '»'
+                     || substr(body, pos + length(needle), width) END,
+                '\\s+', ' ', 'g')
+            FROM spot);
+
+        -- Ranked search from plain SQL: SELECT * FROM search_articles('数字人民币 跨境');
+        -- the best `max_results` matches, best first.
+        CREATE MACRO search_articles(query, max_results := 100) AS TABLE
+        WITH m AS (
+            SELECT * FROM search_matches(query) ORDER BY score DESC, article_id
+            LIMIT max_results
+        ), needle AS (
+            SELECT text FROM search_query_parts(query) WHERE NOT neg ORDER BY part LIMIT 1
+        )
+        SELECT m.article_id, m.score, a.title, a.published_at, a.source,
+               search_snippet(a.body_text, (SELECT text FROM needle)) AS snippet
+        FROM m JOIN articles a USING (article_id)
+        ORDER BY m.score DESC, m.article_id;
+        """,
+    ),
 ]
 
 LATEST_VERSION = max(version for version, _, _ in MIGRATIONS)

@@ -108,6 +108,9 @@ class ExtractedPage(BaseModel):
     categories: list[str] = []
     tags: list[str] = []
     text: str = ""
+    # The text's index terms, space-separated (newsflow.tasks.search.segment.index_terms),
+    # made here in the worker so that the single writer does not segment.
+    search_terms: str = ""
 
 
 class Article(BaseModel):
@@ -153,6 +156,9 @@ class Article(BaseModel):
     published_date: date | None = None  # the calendar date in the source's zone
     # The outlet the story was taken from (来源), apart from the author and the carrying site.
     origin_source: str | None = None
+    # Not a column: body_text's index terms when an extraction worker made them (None: the
+    # writer segments). Excluded from dumps, so it never reaches a table or a staged file.
+    search_terms: str | None = Field(default=None, exclude=True)
 
 
 class IngestErrorRecord(BaseModel):

@@ -46,6 +46,7 @@ from newsflow.schemas.models import ExtractedPage, ParsedFeed, Response
 from newsflow.tasks.extraction.body import choose_body
 from newsflow.tasks.extraction.metadata.authors import clean_authors
 from newsflow.tasks.extraction.metadata.choose import PageMetadata, date_fields, read_metadata
+from newsflow.tasks.search.segment import index_terms
 from newsflow.tasks.sources.feeds import parse_feed
 
 LOGGER = logging.getLogger(__name__)
@@ -94,6 +95,7 @@ def extract_page(url: str, html: str) -> ExtractedPage:
         categories=_split(meta.get("categories")),
         tags=_split(meta.get("tags")),
         text=text,
+        search_terms=index_terms(text),
         **date_fields(found),
     )
 

@@ -51,7 +51,14 @@ def arrow_type(annotation: Any) -> pa.DataType:
 
 
 def arrow_schema(model: type[BaseModel]) -> pa.Schema:
-    return pa.schema([(name, arrow_type(f.annotation)) for name, f in model.model_fields.items()])
+    """The model's columns: its fields but those excluded from dumps (carried, not stored)."""
+    return pa.schema(
+        [
+            (name, arrow_type(f.annotation))
+            for name, f in model.model_fields.items()
+            if not f.exclude
+        ]
+    )
 
 
 ARTICLE_SCHEMA = arrow_schema(Article)

@@ -16,6 +16,7 @@ from newsflow.schemas.models import ArticleBatch, FeedBatch, RunCounts, StagedRe
 from newsflow.tasks.coverage.tag import ArticleTags, Tagger
 from newsflow.tasks.dedup.fingerprint import Fingerprint, fingerprint_articles
 from newsflow.tasks.dedup.layers import LayerCounts, cluster_new_articles, unique_articles
+from newsflow.tasks.search.index import index_articles
 from newsflow.tasks.storage.articles import (
     dates_differ,
     record_feed_refs,
@@ -122,6 +123,7 @@ def write_articles(
     new, updated, unchanged = upsert_articles(con, batch.articles)
     if batch.restated_dates:
         restate_dates(con, batch.articles)
+    index_articles(con, batch.articles)
     write_tags(con, tags)
     if batch.feed_url:
         refs = [(a.article_id, a.guid) for a in batch.articles] + list(batch.seen_again)

@@ -1,0 +1,199 @@
+"""Writes of the full-text index: `search_terms`, `search_docs`, `search_postings`.
+
+Called inside every article load (tasks/storage/load.py, `write_articles`) with the batch's
+articles, and by `newsflow reindex`. The work is set-based: each article's terms travel as one
+space-separated string (segmented in the extraction worker where there was one), DuckDB splits,
+unnests and counts them, gives new terms integer ids and inserts the postings in one statement
+— no Python loop per term. An article indexed with the same title and body already is skipped;
+one whose text changed loses its old postings first.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import duckdb
+import pyarrow as pa
+
+from newsflow.schemas.models import Article
+from newsflow.tasks.search.segment import index_terms
+from newsflow.tasks.storage.store import Database
+from newsflow.tasks.storage.transaction import transaction
+
+LOGGER = logging.getLogger(__name__)
+
+# A title's term counts this many times a body's, in the postings and in a document's length.
+TITLE_WEIGHT = 3
+
+_STAGE = """
+CREATE OR REPLACE TEMP TABLE search_batch AS
+SELECT b.article_id, b.title_terms, b.body_terms, hash(a.title, a.body_text) AS signature
+FROM search_batch_in b JOIN articles a USING (article_id)
+WHERE NOT EXISTS (
+    SELECT 1 FROM search_docs d
+    WHERE d.article_id = b.article_id AND d.signature = hash(a.title, a.body_text)
+)
+"""
+_DROP_OLD = """
+CREATE OR REPLACE TEMP TABLE search_old AS
+SELECT doc_id FROM search_docs WHERE article_id IN (SELECT article_id FROM search_batch)
+"""
+_COUNT_TERMS = f"""
+CREATE OR REPLACE TEMP TABLE search_batch_terms AS
+SELECT article_id, term, sum(weight)::INTEGER AS tf
+FROM (
+    SELECT article_id, unnest(string_split(title_terms, ' ')) AS term, {TITLE_WEIGHT} AS weight
+    FROM search_batch
+    UNION ALL
+    SELECT article_id, unnest(string_split(body_terms, ' ')) AS term, 1 AS weight
+    FROM search_batch
+)
+WHERE term <> ''
+GROUP BY ALL
+"""
+_NEW_TERMS = """
+INSERT INTO search_terms
+SELECT (SELECT coalesce(max(term_id), 0) FROM search_terms) + row_number() OVER (ORDER BY term),
+       term
+FROM (SELECT DISTINCT term FROM search_batch_terms) n
+WHERE NOT EXISTS (SELECT 1 FROM search_terms t WHERE t.term = n.term)
+"""
+_NEW_DOCS = """
+CREATE OR REPLACE TEMP TABLE search_new_docs AS
+SELECT (SELECT coalesce(max(doc_id), 0) FROM search_docs)
+           + row_number() OVER (ORDER BY b.article_id) AS doc_id,
+       b.article_id, coalesce(l.terms, 0)::INTEGER AS terms, b.signature
+FROM search_batch b
+LEFT JOIN (SELECT article_id, sum(tf) AS terms FROM search_batch_terms GROUP BY ALL) l
+    USING (article_id)
+"""
+_POSTINGS = """
+INSERT INTO search_postings
+SELECT t.term_id, d.doc_id, least(b.tf, 65535)
+FROM search_batch_terms b
+JOIN search_terms t USING (term)
+JOIN search_new_docs d USING (article_id)
+ORDER BY t.term_id, d.doc_id
+"""
+_TEMP_TABLES = ("search_batch", "search_old", "search_batch_terms", "search_new_docs")
+
+
+def body_terms(article: Article) -> str:
+    """The body's terms: the extraction worker's when it made them, else segmented here."""
+    if article.search_terms is not None:
+        return article.search_terms
+    return index_terms(article.body_text)
+
+
+def index_articles(con: duckdb.DuckDBPyConnection, articles: Sequence[Article]) -> int:
+    """Index these stored articles (call after their upsert, in its transaction); returns how
+    many were (re)indexed — those indexed with the same title and body already are not."""
+    if not articles:
+        return 0
+    batch = pa.table(
+        {
+            "article_id": [a.article_id for a in articles],
+            "title_terms": [index_terms(a.title) for a in articles],
+            "body_terms": [body_terms(a) for a in articles],
+        }
+    )
+    return write_terms(con, batch)
+
+
+def write_terms(con: duckdb.DuckDBPyConnection, batch: pa.Table) -> int:
+    """Index a table of (article_id, title_terms, body_terms) of stored articles."""
+    con.register("search_batch_in", batch)
+    try:
+        con.execute(_STAGE)
+        row = con.execute("SELECT count(*) FROM search_batch").fetchone()
+        indexed = int(row[0]) if row else 0
+        if indexed:
+            con.execute(_DROP_OLD)
+            if con.execute("SELECT count(*) FROM search_old").fetchone() != (0,):
+                con.execute("DELETE FROM search_postings WHERE doc_id IN (FROM search_old)")
+                con.execute("DELETE FROM search_docs WHERE doc_id IN (FROM search_old)")
+            con.execute(_COUNT_TERMS)
+            con.execute(_NEW_TERMS)
+            con.execute(_NEW_DOCS)
+            con.execute(_POSTINGS)
+            con.execute("INSERT INTO search_docs FROM search_new_docs")
+    finally:
+        con.unregister("search_batch_in")
+        for table in _TEMP_TABLES:
+            con.execute(f"DROP TABLE IF EXISTS {table}")
+    return indexed
+
+
+def unindexed_count(con: duckdb.DuckDBPyConnection) -> int:
+    """Stored articles without an entry in the index (all of them in a database from before
+    the index existed)."""
+    row = con.execute(
+        "SELECT count(*) FROM articles a "
+        "WHERE NOT EXISTS (SELECT 1 FROM search_docs d WHERE d.article_id = a.article_id)"
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+@dataclass(frozen=True)
+class IndexCounts:
+    articles: int
+    terms: int
+    postings: int
+
+
+def index_unindexed(
+    db: Database,
+    chunk_size: int = 2000,
+    progress: Callable[[int, int], None] | None = None,
+) -> int:
+    """Index every stored article the index lacks, in chunks of one short session each (a
+    scheduled run can load in between); returns how many. `progress(done, total)` after each."""
+    with db.session() as con:
+        total = unindexed_count(con)
+    done = 0
+    while done < total:
+        with db.session() as con, transaction(con):
+            rows = con.execute(
+                "SELECT article_id, title, body_text FROM articles a WHERE NOT EXISTS "
+                "(SELECT 1 FROM search_docs d WHERE d.article_id = a.article_id) "
+                "ORDER BY article_id LIMIT ?",
+                [chunk_size],
+            ).fetchall()
+            if not rows:
+                break
+            batch = pa.table(
+                {
+                    "article_id": [r[0] for r in rows],
+                    "title_terms": [index_terms(r[1] or "") for r in rows],
+                    "body_terms": [index_terms(r[2] or "") for r in rows],
+                }
+            )
+            write_terms(con, batch)
+        done += len(rows)
+        if progress:
+            progress(done, max(done, total))
+    return done
+
+
+def rebuild_index(
+    db: Database, chunk_size: int = 2000, progress: Callable[[int, int], None] | None = None
+) -> IndexCounts:
+    """Empty the index and index every article again (after the segmentation rules changed,
+    or to compact it): the postings are then stored in term order, which queries read fastest."""
+    with db.session() as con, transaction(con):
+        for table in ("search_postings", "search_docs", "search_terms"):
+            con.execute(f"DELETE FROM {table}")
+    articles = index_unindexed(db, chunk_size, progress)
+    with db.session() as con, transaction(con):
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE search_sorted AS "
+            "SELECT * FROM search_postings ORDER BY term_id, doc_id"
+        )
+        con.execute("DELETE FROM search_postings")
+        con.execute("INSERT INTO search_postings FROM search_sorted")
+        con.execute("DROP TABLE search_sorted")
+        terms = con.execute("SELECT count(*) FROM search_terms").fetchone()
+        postings = con.execute("SELECT count(*) FROM search_postings").fetchone()
+    return IndexCounts(articles, int(terms[0]) if terms else 0, int(postings[0]) if postings else 0)

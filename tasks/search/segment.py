@@ -1,0 +1,69 @@
+"""Text to index terms, for Chinese and English alike (docs/ARCHITECTURE.md, "search").
+
+Chinese runs become overlapping character bigrams (a run of one character stays a unigram);
+Latin words and numbers are kept whole, even inside Chinese text ("MiCA", "e-CNY", "USDT"),
+lower-cased, with a light plural stemmer; a few English stopwords are dropped.
+
+Bigrams rather than a dictionary segmenter (jieba): no dictionary to ship or download, every
+new coinage (a pilot zone's name, a token's ticker) is found the day it appears, and a word
+query is all of its bigrams, which is what a dictionary word would match and more. The cost is
+a larger index, which the benchmark measures (benchmarks/search.py).
+
+The SQL macros in schemas/ddl.py (migration 9) segment queries by the very same rules, so a
+plain `duckdb` session searches without Python; tests/test_search_segment.py holds the two
+together on the fixture corpus.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+# Han ideographs: CJK extension A, the unified block, compatibility ideographs. Written as
+# characters so that the same class reads alike in Python's re and DuckDB's RE2.
+HAN = "㐀-䶿一-鿿豈-﫿"
+LATIN = "0-9a-zà-ɏ"
+TOKEN_PATTERN = f"[{HAN}]+|[{LATIN}]+(?:[-.][{LATIN}]+)*"
+_TOKEN_RE = re.compile(TOKEN_PATTERN)
+_HAN_RE = re.compile(f"[{HAN}]+")
+_STEMMABLE_RE = re.compile("[a-z]{4,}")
+
+STOPWORDS = frozenset(
+    {"a", "an", "and", "are", "as", "at", "be", "by", "for", "from", "in", "is", "it", "its"}
+    | {"of", "on", "or", "that", "the", "this", "to", "was", "were", "with"}
+)
+
+
+@lru_cache(maxsize=1 << 16)
+def stem(word: str) -> str:
+    """Harman's S-stemmer on plain words of four letters or more: policies → policy,
+    exchanges → exchange, stablecoins → stablecoin; us/ss endings kept."""
+    if not _STEMMABLE_RE.fullmatch(word):
+        return word
+    if word.endswith("ies") and not word.endswith(("eies", "aies")):
+        return word[:-3] + "y"
+    if word.endswith("es") and not word.endswith(("aes", "ees", "oes")):
+        return word[:-1]
+    if word.endswith("s") and not word.endswith(("us", "ss")):
+        return word[:-1]
+    return word
+
+
+def tokens(text: str) -> list[str]:
+    """The index terms of a text, in order, repeats kept."""
+    out: list[str] = []
+    for token in _TOKEN_RE.findall(text.lower()):
+        if _HAN_RE.fullmatch(token):
+            if len(token) == 1:
+                out.append(token)
+            else:
+                out.extend([token[i : i + 2] for i in range(len(token) - 1)])
+        elif token not in STOPWORDS:
+            out.append(stem(token))  # cached: news repeats its words
+    return out
+
+
+def index_terms(text: str) -> str:
+    """The terms of a text as one space-separated string: what an extraction worker hands to
+    the writer (a string pickles and validates far faster than a list of thousands)."""
+    return " ".join(tokens(text))
