@@ -453,3 +453,20 @@ class ScaleOptions(BaseModel):
     def describe(self) -> dict[str, str]:
         """The options that differ from a plain run, for the `runs` row and the summary."""
         return {k: str(v) for k, v in self.model_dump().items() if v not in (None, "local")}
+
+
+class SearchRequest(_Days):
+    """`newsflow search`: the query, the days and filters, how many rows to show."""
+
+    query: str
+    source: str | None = None
+    topic: str | None = None
+    limit: int = Field(default=20, ge=1, le=10_000)
+
+
+class TrendRequest(_Days):
+    """`newsflow trend`: one series per term, counted per day, week or month."""
+
+    terms: tuple[str, ...] = Field(min_length=1)
+    by: Literal["day", "week", "month"] = "week"
+    source: str | None = None

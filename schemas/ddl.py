@@ -372,20 +372,16 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         "full-text search: index tables and the search macros",
         """
         -- The full-text index (tasks/search/index.py writes it inside every article load):
-        -- integer term ids, one posting per (term, article) with the title's occurrences
-        -- weighted 3 to the body's 1, and each article's length in terms for BM25.
-        CREATE TABLE search_terms (
-            term_id     INTEGER NOT NULL,
-            term        VARCHAR NOT NULL          -- tasks/search/segment.py's terms
-        );
+        -- one posting per (term, article), the term as its hash(term), the title's
+        -- occurrences weighted 3 to the body's 1; each article's length in terms for BM25.
         CREATE TABLE search_docs (
             doc_id      INTEGER NOT NULL,
             article_id  VARCHAR NOT NULL,
             terms       INTEGER NOT NULL,         -- weighted length: 3 × title + body terms
-            signature   UBIGINT NOT NULL          -- hash(title, body_text) when indexed
+            signature   UBIGINT NOT NULL          -- hash(title, content_hash) when indexed
         );
         CREATE TABLE search_postings (
-            term_id     INTEGER NOT NULL,
+            term_id     UBIGINT NOT NULL,         -- hash(term)
             doc_id      INTEGER NOT NULL,
             tf          USMALLINT NOT NULL        -- 3 × title + body occurrences
         );
@@ -440,18 +436,12 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         WITH parts AS (
             FROM search_query_parts(query)
         ), ids AS (
-            SELECT DISTINCT p.part, p.neg, p.term, t.term_id
-            FROM (SELECT part, neg, unnest(terms) AS term FROM parts) p
-            LEFT JOIN search_terms t USING (term)
+            SELECT DISTINCT part, neg, hash(unnest(terms)) AS term_id FROM parts
         ), wanted AS (
             SELECT DISTINCT term_id FROM ids WHERE NOT neg
-        ), answerable AS (
-            SELECT count(*) FILTER (WHERE NOT neg) > 0
-                   AND count(*) FILTER (WHERE NOT neg AND term_id IS NULL) = 0 AS ok
-            FROM ids
         ), hits AS (
             SELECT term_id, doc_id, tf FROM search_postings
-            WHERE term_id IN (SELECT term_id FROM wanted) AND (SELECT ok FROM answerable)
+            WHERE term_id IN (SELECT term_id FROM wanted)
         ), df AS (
             SELECT term_id, count(*) AS df FROM hits GROUP BY term_id
         ), stats AS (
@@ -464,12 +454,10 @@ MIGRATIONS: list[tuple[int, str, str]] = [
             GROUP BY h.doc_id
             HAVING count(*) = (SELECT count(*) FROM wanted)
         ), negative AS (
-            SELECT part, term_id, count(*) OVER (PARTITION BY part) AS size,
-                   count(term_id) OVER (PARTITION BY part) AS known
+            SELECT part, term_id, count(*) OVER (PARTITION BY part) AS size
             FROM ids WHERE neg
         ), excluded AS (
             SELECT p.doc_id FROM search_postings p JOIN negative n USING (term_id)
-            WHERE n.size = n.known
             GROUP BY p.doc_id, n.part HAVING count(*) = any_value(n.size)
         ), phrases AS (
             SELECT text FROM parts WHERE phrase AND NOT neg

@@ -26,6 +26,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsed
 from rich.progress import Progress as RichProgress
 from rich.table import Table
 
+from newsflow.cli.search import add_search_parsers
 from newsflow.cli.text import shown, visible
 from newsflow.runtime.prefect_env import prepare_prefect, silence_shutdown_noise
 from newsflow.schemas.config import (
@@ -225,6 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--lexicon", type=Path, help="lexicon whose topic labels to show (default: as retag)"
     )
     p.set_defaults(func=cmd_report)
+    add_search_parsers(sub)
     return parser
 
 

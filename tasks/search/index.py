@@ -1,11 +1,15 @@
-"""Writes of the full-text index: `search_terms`, `search_docs`, `search_postings`.
+"""Writes of the full-text index: `search_docs` and `search_postings`.
 
 Called inside every article load (tasks/storage/load.py, `write_articles`) with the batch's
 articles, and by `newsflow reindex`. The work is set-based: each article's terms travel as one
-space-separated string (segmented in the extraction worker where there was one), DuckDB splits,
-unnests and counts them, gives new terms integer ids and inserts the postings in one statement
-— no Python loop per term. An article indexed with the same title and body already is skipped;
-one whose text changed loses its old postings first.
+space-separated string (segmented in the extraction worker where there was one), and DuckDB
+splits, unnests, counts and inserts them in a few statements — no Python loop per term.
+
+A term's id is DuckDB's 64-bit `hash(term)`, which the query macros compute alike: no
+dictionary to look up or grow under the writer's lock. (A collision would merge two terms'
+postings; among five million distinct terms its odds are below one in a million.) An article
+indexed with the same title and body already is skipped; one whose text changed loses its old
+postings first.
 """
 
 from __future__ import annotations
@@ -29,11 +33,12 @@ TITLE_WEIGHT = 3
 
 _STAGE = """
 CREATE OR REPLACE TEMP TABLE search_batch AS
-SELECT b.article_id, b.title_terms, b.body_terms, hash(a.title, a.body_text) AS signature
+SELECT (SELECT coalesce(max(doc_id), 0) FROM search_docs) + 1 + b.position AS doc_id,
+       b.article_id, b.position, hash(a.title, a.content_hash) AS signature
 FROM search_batch_in b JOIN articles a USING (article_id)
 WHERE NOT EXISTS (
     SELECT 1 FROM search_docs d
-    WHERE d.article_id = b.article_id AND d.signature = hash(a.title, a.body_text)
+    WHERE d.article_id = b.article_id AND d.signature = hash(a.title, a.content_hash)
 )
 """
 _DROP_OLD = """
@@ -42,42 +47,28 @@ SELECT doc_id FROM search_docs WHERE article_id IN (SELECT article_id FROM searc
 """
 _COUNT_TERMS = f"""
 CREATE OR REPLACE TEMP TABLE search_batch_terms AS
-SELECT article_id, term, sum(weight)::INTEGER AS tf
+SELECT doc_id, hash(term) AS term_id, sum(weight)::INTEGER AS tf
 FROM (
-    SELECT article_id, unnest(string_split(title_terms, ' ')) AS term, {TITLE_WEIGHT} AS weight
-    FROM search_batch
+    SELECT doc_id, unnest(string_split(title_terms, ' ')) AS term, {TITLE_WEIGHT} AS weight
+    FROM search_batch JOIN search_batch_in USING (position)
     UNION ALL
-    SELECT article_id, unnest(string_split(body_terms, ' ')) AS term, 1 AS weight
-    FROM search_batch
+    SELECT doc_id, unnest(string_split(body_terms, ' ')) AS term, 1 AS weight
+    FROM search_batch JOIN search_batch_in USING (position)
 )
 WHERE term <> ''
 GROUP BY ALL
 """
-_NEW_TERMS = """
-INSERT INTO search_terms
-SELECT (SELECT coalesce(max(term_id), 0) FROM search_terms) + row_number() OVER (ORDER BY term),
-       term
-FROM (SELECT DISTINCT term FROM search_batch_terms) n
-WHERE NOT EXISTS (SELECT 1 FROM search_terms t WHERE t.term = n.term)
-"""
 _NEW_DOCS = """
-CREATE OR REPLACE TEMP TABLE search_new_docs AS
-SELECT (SELECT coalesce(max(doc_id), 0) FROM search_docs)
-           + row_number() OVER (ORDER BY b.article_id) AS doc_id,
-       b.article_id, coalesce(l.terms, 0)::INTEGER AS terms, b.signature
+INSERT INTO search_docs
+SELECT b.doc_id, b.article_id, coalesce(l.terms, 0)::INTEGER, b.signature
 FROM search_batch b
-LEFT JOIN (SELECT article_id, sum(tf) AS terms FROM search_batch_terms GROUP BY ALL) l
-    USING (article_id)
+LEFT JOIN (SELECT doc_id, sum(tf) AS terms FROM search_batch_terms GROUP BY ALL) l USING (doc_id)
 """
 _POSTINGS = """
 INSERT INTO search_postings
-SELECT t.term_id, d.doc_id, least(b.tf, 65535)
-FROM search_batch_terms b
-JOIN search_terms t USING (term)
-JOIN search_new_docs d USING (article_id)
-ORDER BY t.term_id, d.doc_id
+SELECT term_id, doc_id, least(tf, 65535) FROM search_batch_terms
 """
-_TEMP_TABLES = ("search_batch", "search_old", "search_batch_terms", "search_new_docs")
+_TEMP_TABLES = ("search_batch", "search_old", "search_batch_terms")
 
 
 def body_terms(article: Article) -> str:
@@ -104,6 +95,7 @@ def index_articles(con: duckdb.DuckDBPyConnection, articles: Sequence[Article]) 
 
 def write_terms(con: duckdb.DuckDBPyConnection, batch: pa.Table) -> int:
     """Index a table of (article_id, title_terms, body_terms) of stored articles."""
+    batch = batch.append_column("position", pa.array(range(batch.num_rows), pa.int32()))
     con.register("search_batch_in", batch)
     try:
         con.execute(_STAGE)
@@ -115,10 +107,8 @@ def write_terms(con: duckdb.DuckDBPyConnection, batch: pa.Table) -> int:
                 con.execute("DELETE FROM search_postings WHERE doc_id IN (FROM search_old)")
                 con.execute("DELETE FROM search_docs WHERE doc_id IN (FROM search_old)")
             con.execute(_COUNT_TERMS)
-            con.execute(_NEW_TERMS)
             con.execute(_NEW_DOCS)
             con.execute(_POSTINGS)
-            con.execute("INSERT INTO search_docs FROM search_new_docs")
     finally:
         con.unregister("search_batch_in")
         for table in _TEMP_TABLES:
@@ -183,7 +173,7 @@ def rebuild_index(
     """Empty the index and index every article again (after the segmentation rules changed,
     or to compact it): the postings are then stored in term order, which queries read fastest."""
     with db.session() as con, transaction(con):
-        for table in ("search_postings", "search_docs", "search_terms"):
+        for table in ("search_postings", "search_docs"):
             con.execute(f"DELETE FROM {table}")
     articles = index_unindexed(db, chunk_size, progress)
     with db.session() as con, transaction(con):
@@ -194,6 +184,6 @@ def rebuild_index(
         con.execute("DELETE FROM search_postings")
         con.execute("INSERT INTO search_postings FROM search_sorted")
         con.execute("DROP TABLE search_sorted")
-        terms = con.execute("SELECT count(*) FROM search_terms").fetchone()
+        terms = con.execute("SELECT count(DISTINCT term_id) FROM search_postings").fetchone()
         postings = con.execute("SELECT count(*) FROM search_postings").fetchone()
     return IndexCounts(articles, int(terms[0]) if terms else 0, int(postings[0]) if postings else 0)
