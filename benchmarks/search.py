@@ -45,16 +45,97 @@ from newsflow.tasks.storage.transaction import transaction
 
 ZH_TERMS = ["数字人民币", "稳定币", "区块链", "先导区", "跨境支付", "央行", "监管", "香港", "试点"]
 LATIN = ["MiCA", "USDT", "e-CNY", "Web3", "2025", "3.5%", "HKMA", "BIS"]
-EN_WORDS = (
-    "central bank digital currency stablecoin stablecoins regulation regulator licence issuer "
-    "issuers reserve payment payments cross-border settlement blockchain ledger token tokens "
-    "exchange exchanges market markets investor investors policy policies pilot zone zones "
-    "hong kong singapore europe china yuan dollar said would could report reports officials "
-    "government framework rules rule compliance risk risks consumer protection custody wallet "
-    "trading volume price prices growth year week month quarter new first last major"
-).split()
+EN_WORDS = [
+    "central",
+    "bank",
+    "digital",
+    "currency",
+    "stablecoin",
+    "stablecoins",
+    "regulation",
+    "regulator",
+    "licence",
+    "issuer",
+    "issuers",
+    "reserve",
+    "payment",
+    "payments",
+    "cross-border",
+    "settlement",
+    "blockchain",
+    "ledger",
+    "token",
+    "tokens",
+    "exchange",
+    "exchanges",
+    "market",
+    "markets",
+    "investor",
+    "investors",
+    "policy",
+    "policies",
+    "pilot",
+    "zone",
+    "zones",
+    "hong",
+    "kong",
+    "singapore",
+    "europe",
+    "china",
+    "yuan",
+    "dollar",
+    "said",
+    "would",
+    "could",
+    "report",
+    "reports",
+    "officials",
+    "government",
+    "framework",
+    "rules",
+    "rule",
+    "compliance",
+    "risk",
+    "risks",
+    "consumer",
+    "protection",
+    "custody",
+    "wallet",
+    "trading",
+    "volume",
+    "price",
+    "prices",
+    "growth",
+    "year",
+    "week",
+    "month",
+    "quarter",
+    "new",
+    "first",
+    "last",
+    "major",
+]
 EN_WEIGHTS = [1 / (rank + 1) for rank in range(len(EN_WORDS))]
-FILLER = "the of and to in a for on that with as by is at from this it was".split()
+FILLER = [
+    "the",
+    "of",
+    "and",
+    "to",
+    "in",
+    "a",
+    "for",
+    "on",
+    "that",
+    "with",
+    "as",
+    "by",
+    "is",
+    "at",
+    "from",
+    "this",
+    "it",
+    "was",
+]
 CHUNK = 2000
 
 
@@ -171,7 +252,12 @@ def build(db: Database, batches: list[list[tuple[str, str, str]]], workers: int)
 QUERIES = {
     "1 term": ["稳定币", "stablecoin", "监管", "ledger", "MiCA"],
     "2 terms": ["数字人民币 跨境支付", "hong kong", "央行 试点", "custody wallet", "USDT 香港"],
-    "3 terms": ["稳定币 香港 监管", "central bank digital", "区块链 先导区 试点", "issuer reserve risk"],
+    "3 terms": [
+        "稳定币 香港 监管",
+        "central bank digital",
+        "区块链 先导区 试点",
+        "issuer reserve risk",
+    ],
     "phrase": ['"数字人民币"', '"central bank"', '"跨境支付"', '"consumer protection"'],
 }
 
@@ -236,9 +322,7 @@ def main() -> None:
                 "SELECT count(DISTINCT term_id), count(*) FROM search_postings"
             ).fetchone()
         print(f"index: {row}  (terms, postings)")
-        print(
-            f"index size {index_bytes / 1e6:.1f} MB = {index_bytes / body_bytes:.2f} × body text"
-        )
+        print(f"index size {index_bytes / 1e6:.1f} MB = {index_bytes / body_bytes:.2f} × body text")
         latency(db, args.queries)
         upkeep(db)
 
