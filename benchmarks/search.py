@@ -226,7 +226,7 @@ def index_size(db: Database, copy: Path) -> int:
     """Bytes of the three index tables, copied alone into a new file (the database file's own
     growth hides in blocks it had reserved)."""
     with db.session() as con:
-        con.execute("ATTACH ? AS copy", [str(copy)])
+        con.execute(f"ATTACH '{copy}' AS copy")  # our own temporary path: ATTACH takes no parameter
         for table in ("search_docs", "search_postings"):
             con.execute(f"CREATE TABLE copy.{table} AS FROM {table}")
         con.execute("DETACH copy")
