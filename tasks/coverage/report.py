@@ -18,6 +18,8 @@ import duckdb
 from newsflow.schemas.errors import ConfigError
 from newsflow.schemas.lexicon import Lexicon
 from newsflow.tasks.coverage.charts import PALETTE, column_chart, hbar_chart, number, share_bar
+from newsflow.tasks.search.key_terms import KeyTerm, gather_key_terms, render_key_terms
+from newsflow.tasks.search.query import ensure_index
 from newsflow.tasks.storage.store import Database
 
 LOGGER = logging.getLogger(__name__)
@@ -54,6 +56,7 @@ class ReportData:
     provinces: list[tuple[str, int]] = field(default_factory=list)
     docs: list[tuple[int, str, str, date | None, int, int]] = field(default_factory=list)
     orgs: list[tuple[str, str, int]] = field(default_factory=list)  # org, country, articles
+    key_terms: list[KeyTerm] = field(default_factory=list)  # the lexicon's head terms
 
 
 def gather_report(
@@ -67,6 +70,7 @@ def gather_report(
     data = ReportData(generated_at=datetime.now(UTC), database=database)
     if lexicon:
         data.topic_labels = {t: c.label for t, c in lexicon.topics.items()}
+        data.key_terms = gather_key_terms(con, lexicon)
 
     row = con.execute(
         "SELECT (SELECT count(*) FROM articles), count(*), count(DISTINCT story_id), "
@@ -252,6 +256,7 @@ def render_report(data: ReportData) -> str:
         database=escape(data.database),
         tiles=tiles_html,
         trend=trend or '<p class="empty">No data yet.</p>',
+        key_terms=render_key_terms(data.key_terms),
         topics=topics_chart,
         sources=sources_chart,
         cities=cities_chart,
@@ -271,6 +276,7 @@ def write_report(db: Database, out_dir: Path, lexicon: Lexicon | None = None) ->
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError(f"cannot create report directory {out_dir}: {exc}") from exc
+    ensure_index(db)  # a database from before the index: indexed once, as on first search
     with db.session() as con:
         data = gather_report(con, database=str(db.path), lexicon=lexicon)
     path = out_dir / REPORT_FILE
@@ -325,6 +331,11 @@ _PAGE = """<!DOCTYPE html>
 <p class="note">Articles tagged with each topic per week (weeks start on Monday, Asia/Shanghai).
 An article can carry several topics.</p>
 <div class="grid">{trend}</div>
+
+<h2>关键词 Key terms, by week</h2>
+<p class="note">Each topic's head term, searched as a phrase in titles and bodies: articles
+per week, and the stories that match it best (first published · matching copies).</p>
+<div class="grid">{key_terms}</div>
 
 <h2>主题 Topics</h2>
 {topics}

@@ -170,3 +170,24 @@ def ensure_index(db: Database, progress: Callable[[int, int], None] | None = Non
         return 0
     LOGGER.info("indexing %d articles for search (once)", missing)
     return index_unindexed(Database(db.path, db.lock_timeout), progress=progress)
+
+
+class StoryHit(BaseModel):
+    title: str
+    articles: int  # copies of the story that match
+    first_published: datetime | None
+
+
+_TOP_STORIES = """
+SELECT arg_max(a.title, m.score) AS title, count(*) AS articles,
+       min(a.published_at) AS first_published
+FROM search_matches($query) m JOIN articles a USING (article_id)
+GROUP BY coalesce(a.story_id, a.article_id)
+ORDER BY max(m.score) DESC, title LIMIT $limit
+"""
+
+
+def top_stories(con: duckdb.DuckDBPyConnection, query: str, limit: int = 3) -> list[StoryHit]:
+    """The best-matching stories (near-duplicate clusters), each once, best first."""
+    rows = con.execute(_TOP_STORIES, {"query": query, "limit": limit}).fetchall()
+    return [StoryHit(title=t, articles=int(n), first_published=f) for t, n, f in rows]
