@@ -9,8 +9,8 @@ stored in `articles` untimed. Then, in one run:
 - segmentation: index terms made in a pool of `--workers` processes, as the extraction
   workers make them (articles/s);
 - writer: those terms written to the index in chunks of 2,000 (`write_terms`), what every load
-  path adds to its transaction (articles/s); and the whole build end to end (both, with the
-  writer consuming chunks as the pool yields them);
+  path adds to its transaction (articles/s); then the postings sorted by term, as `newsflow
+  reindex` ends; and the three in sequence (the build's articles/s);
 - queries: p50/p95 of one-, two- and three-term queries and phrases through `search_matches`
   and `search_articles` (top 10 with snippets);
 - size: the database file's growth from the index, over the bytes of body text;
@@ -37,7 +37,7 @@ import pyarrow as pa
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from newsflow.schemas.models import Article, article_id_for
-from newsflow.tasks.search.index import index_articles, write_terms
+from newsflow.tasks.search.index import index_articles, sort_postings, write_terms
 from newsflow.tasks.search.segment import index_terms
 from newsflow.tasks.storage.articles import upsert_articles
 from newsflow.tasks.storage.store import Database
@@ -244,9 +244,14 @@ def build(db: Database, batches: list[list[tuple[str, str, str]]], workers: int)
         with db.session() as con, transaction(con):
             write_terms(con, table)
     written = time.perf_counter() - started
+    started = time.perf_counter()
+    with db.session() as con:
+        sort_postings(con)
+    ordered = time.perf_counter() - started
     print(f"segmentation, {workers} processes: {n / segmented:8.0f} articles/s ({segmented:.1f} s)")
     print(f"index writes (the writer):    {n / written:8.0f} articles/s ({written:.1f} s)")
-    print(f"build, the two in sequence:   {n / (segmented + written):8.0f} articles/s")
+    print(f"postings sorted by term:      {ordered:8.1f} s (as `newsflow reindex` ends)")
+    print(f"build, all three in sequence: {n / (segmented + written + ordered):8.0f} articles/s")
 
 
 QUERIES = {

@@ -64,9 +64,18 @@ SELECT b.doc_id, b.article_id, coalesce(l.terms, 0)::INTEGER, b.signature
 FROM search_batch b
 LEFT JOIN (SELECT doc_id, sum(tf) AS terms FROM search_batch_terms GROUP BY ALL) l USING (doc_id)
 """
+# In term order, so that a query's scan skips the row groups whose term range misses its terms.
 _POSTINGS = """
 INSERT INTO search_postings
-SELECT term_id, doc_id, least(tf, 65535) FROM search_batch_terms
+SELECT term_id, doc_id, least(tf, 65535) FROM search_batch_terms ORDER BY term_id, doc_id
+"""
+# Loads append sorted batches; one table in term order prunes best (`newsflow reindex`).
+_SORT_POSTINGS = """
+CREATE OR REPLACE TEMP TABLE search_sorted AS
+SELECT * FROM search_postings ORDER BY term_id, doc_id;
+DELETE FROM search_postings;
+INSERT INTO search_postings FROM search_sorted;
+DROP TABLE search_sorted;
 """
 _TEMP_TABLES = ("search_batch", "search_old", "search_batch_terms")
 
@@ -167,6 +176,12 @@ def index_unindexed(
     return done
 
 
+def sort_postings(con: duckdb.DuckDBPyConnection) -> None:
+    """Rewrite the postings in term order, in one transaction."""
+    with transaction(con):
+        con.execute(_SORT_POSTINGS)
+
+
 def rebuild_index(
     db: Database, chunk_size: int = 2000, progress: Callable[[int, int], None] | None = None
 ) -> IndexCounts:
@@ -176,14 +191,9 @@ def rebuild_index(
         for table in ("search_postings", "search_docs"):
             con.execute(f"DELETE FROM {table}")
     articles = index_unindexed(db, chunk_size, progress)
-    with db.session() as con, transaction(con):
-        con.execute(
-            "CREATE OR REPLACE TEMP TABLE search_sorted AS "
-            "SELECT * FROM search_postings ORDER BY term_id, doc_id"
-        )
-        con.execute("DELETE FROM search_postings")
-        con.execute("INSERT INTO search_postings FROM search_sorted")
-        con.execute("DROP TABLE search_sorted")
+    with db.session() as con:
+        sort_postings(con)
+    with db.session() as con:
         terms = con.execute("SELECT count(DISTINCT term_id) FROM search_postings").fetchone()
         postings = con.execute("SELECT count(*) FROM search_postings").fetchone()
     return IndexCounts(articles, int(terms[0]) if terms else 0, int(postings[0]) if postings else 0)
