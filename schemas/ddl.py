@@ -385,6 +385,10 @@ MIGRATIONS: list[tuple[int, str, str]] = [
             doc_id      INTEGER NOT NULL,
             tf          USMALLINT NOT NULL        -- 3 × title + body occurrences
         );
+        -- hash('newsflow') when the postings were written: a DuckDB whose hash() differs would
+        -- look every term up under another id, so newsflow rebuilds the index when it does.
+        CREATE TABLE search_state (hash_probe UBIGINT NOT NULL);
+        INSERT INTO search_state VALUES (hash('newsflow'));
 
         -- Segmentation of a query by tasks/search/segment.py's rules, so that a plain duckdb
         -- session searches without Python: Chinese as character bigrams, Latin words and

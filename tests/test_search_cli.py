@@ -181,3 +181,16 @@ def test_the_duckdb_shell_searches_with_the_stored_macro(db_path: Path) -> None:
     rows = json.loads(done.stdout)
     assert len(rows) == 3 and all("数字人民币" in r["title"] + r["snippet"] for r in rows)
     assert "«数字人民币»" in rows[0]["snippet"]
+
+
+def test_an_index_written_under_another_hash_is_rebuilt_on_first_search(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = Database(tmp_path / "news.duckdb")
+    load_corpus(db)
+    with db.session() as con:  # as a DuckDB whose hash() differs would have left it
+        con.execute("UPDATE search_postings SET term_id = term_id + 1")
+        con.execute("UPDATE search_state SET hash_probe = hash_probe + 1")
+    code, out, _ = run(capsys, "search", "区块链先导区", "--json", "--db", str(db.path))
+    assert code == 0
+    assert json.loads(out)["title"].startswith("多地区块链先导区建设提速")

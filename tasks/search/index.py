@@ -125,6 +125,14 @@ def write_terms(con: duckdb.DuckDBPyConnection, batch: pa.Table) -> int:
     return indexed
 
 
+def hash_changed(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether this DuckDB's hash() differs from the one that wrote the postings."""
+    row = con.execute(
+        "SELECT count(*) FROM search_state WHERE hash_probe <> hash('newsflow')"
+    ).fetchone()
+    return bool(row and row[0])
+
+
 def unindexed_count(con: duckdb.DuckDBPyConnection) -> int:
     """Stored articles without an entry in the index (all of them in a database from before
     the index existed)."""
@@ -190,6 +198,7 @@ def rebuild_index(
     with db.session() as con, transaction(con):
         for table in ("search_postings", "search_docs"):
             con.execute(f"DELETE FROM {table}")
+        con.execute("UPDATE search_state SET hash_probe = hash('newsflow')")
     articles = index_unindexed(db, chunk_size, progress)
     with db.session() as con:
         sort_postings(con)

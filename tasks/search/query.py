@@ -18,7 +18,12 @@ from pydantic import BaseModel
 from newsflow.schemas.config import SearchRequest, TrendRequest
 from newsflow.schemas.errors import ConfigError
 from newsflow.schemas.models import DateWindow
-from newsflow.tasks.search.index import index_unindexed, unindexed_count
+from newsflow.tasks.search.index import (
+    hash_changed,
+    index_unindexed,
+    rebuild_index,
+    unindexed_count,
+)
 from newsflow.tasks.storage.store import Database
 
 LOGGER = logging.getLogger(__name__)
@@ -165,11 +170,16 @@ def ensure_index(db: Database, progress: Callable[[int, int], None] | None = Non
     whose articles a foreign writer added): a read command's one write, as for migrations.
     Returns how many articles were indexed."""
     with db.session() as con:
+        stale = hash_changed(con)
         missing = unindexed_count(con)
+    writer = Database(db.path, db.lock_timeout)
+    if stale:  # another DuckDB release hashes terms differently: the old ids are useless
+        LOGGER.warning("DuckDB's hash() changed since the index was written; rebuilding it")
+        return rebuild_index(writer, progress=progress).articles
     if not missing:
         return 0
     LOGGER.info("indexing %d articles for search (once)", missing)
-    return index_unindexed(Database(db.path, db.lock_timeout), progress=progress)
+    return index_unindexed(writer, progress=progress)
 
 
 class StoryHit(BaseModel):
