@@ -16,6 +16,7 @@ import pytest
 from newsflow.cli.main import main
 from newsflow.schemas.ddl import MIGRATIONS
 from newsflow.schemas.models import ArticleBatch
+from newsflow.tasks.search.index import rebuild_index
 from newsflow.tasks.storage.articles import upsert_articles
 from newsflow.tasks.storage.load import load_articles
 from newsflow.tasks.storage.runs import start_run
@@ -194,3 +195,15 @@ def test_an_index_written_under_another_hash_is_rebuilt_on_first_search(
     code, out, _ = run(capsys, "search", "区块链先导区", "--json", "--db", str(db.path))
     assert code == 0
     assert json.loads(out)["title"].startswith("多地区块链先导区建设提速")
+
+
+def test_a_rebuild_segments_in_worker_processes_and_gives_the_same_index(tmp_path: Path) -> None:
+    db = Database(tmp_path / "news.duckdb")
+    load_corpus(db)
+    query = "SELECT article_id, round(score, 6) FROM search_matches('数字人民币 -长沙')"
+    with db.session() as con:
+        before = sorted(con.execute(query).fetchall())
+    counts = rebuild_index(db, chunk_size=20, workers=2)  # 93 articles: five chunks, a pool
+    assert counts.articles == 93
+    with db.session() as con:
+        assert sorted(con.execute(query).fetchall()) == before and before

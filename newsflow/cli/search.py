@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -223,7 +224,9 @@ def cmd_reindex(args: argparse.Namespace) -> int:
     started = time.monotonic()
     with progress_bar(settings.show_progress):
         counts = rebuild_index(
-            db, progress=lambda done, total: report_progress("reindex", done, total)
+            db,
+            progress=lambda done, total: report_progress("reindex", done, total),
+            workers=os.cpu_count() or 1,  # segmentation in processes, as extraction's
         )
     out.print(
         f"indexed {counts.articles} articles in {time.monotonic() - started:.1f} s · "

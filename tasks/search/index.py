@@ -15,7 +15,11 @@ postings first.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+import multiprocessing
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass
 
 import duckdb
@@ -150,38 +154,82 @@ class IndexCounts:
     postings: int
 
 
+def segment_rows(rows: list[tuple[str, str | None, str | None]]) -> pa.Table:
+    """(article_id, title, body) rows as the table `write_terms` takes; runs in a worker."""
+    return pa.table(
+        {
+            "article_id": [r[0] for r in rows],
+            "title_terms": [index_terms(r[1] or "") for r in rows],
+            "body_terms": [index_terms(r[2] or "") for r in rows],
+        }
+    )
+
+
+_UNINDEXED_CHUNK = """
+SELECT article_id, title, body_text FROM articles a
+WHERE article_id > ?
+  AND NOT EXISTS (SELECT 1 FROM search_docs d WHERE d.article_id = a.article_id)
+ORDER BY article_id LIMIT ?
+"""
+
+
 def index_unindexed(
     db: Database,
     chunk_size: int = 2000,
     progress: Callable[[int, int], None] | None = None,
+    workers: int = 1,
 ) -> int:
     """Index every stored article the index lacks, in chunks of one short session each (a
-    scheduled run can load in between); returns how many. `progress(done, total)` after each."""
+    scheduled run can load in between); returns how many. `progress(done, total)` after each.
+
+    With `workers` > 1 and more than one chunk to do, chunks are segmented in that many
+    processes (as extraction workers segment pages) while this process writes the ones done.
+    """
     with db.session() as con:
         total = unindexed_count(con)
-    done = 0
-    while done < total:
-        with db.session() as con, transaction(con):
-            rows = con.execute(
-                "SELECT article_id, title, body_text FROM articles a WHERE NOT EXISTS "
-                "(SELECT 1 FROM search_docs d WHERE d.article_id = a.article_id) "
-                "ORDER BY article_id LIMIT ?",
-                [chunk_size],
-            ).fetchall()
+
+    def chunks() -> Iterator[list[tuple[str, str | None, str | None]]]:
+        last = ""
+        while True:
+            with db.session() as con:
+                rows = con.execute(_UNINDEXED_CHUNK, [last, chunk_size]).fetchall()
             if not rows:
-                break
-            batch = pa.table(
-                {
-                    "article_id": [r[0] for r in rows],
-                    "title_terms": [index_terms(r[1] or "") for r in rows],
-                    "body_terms": [index_terms(r[2] or "") for r in rows],
-                }
+                return
+            last = rows[-1][0]
+            yield rows
+
+    done = 0
+    with ExitStack() as stack:
+        if workers > 1 and total > chunk_size:
+            pool = stack.enter_context(
+                ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("forkserver"))
             )
-            write_terms(con, batch)
-        done += len(rows)
-        if progress:
-            progress(done, max(done, total))
+            tables = _segmented_ahead(pool, chunks(), workers)
+        else:
+            tables = map(segment_rows, chunks())
+        for table in tables:
+            with db.session() as con, transaction(con):
+                write_terms(con, table)
+            done += table.num_rows
+            if progress:
+                progress(done, max(done, total))
     return done
+
+
+def _segmented_ahead(
+    pool: ProcessPoolExecutor,
+    chunks: Iterator[list[tuple[str, str | None, str | None]]],
+    ahead: int,
+) -> Iterator[pa.Table]:
+    """The chunks segmented in the pool, in order, with at most `ahead` chunks in flight (the
+    pool's own map would read every chunk into memory first)."""
+    queued: deque[Future[pa.Table]] = deque()
+    for rows in chunks:
+        queued.append(pool.submit(segment_rows, rows))
+        if len(queued) > ahead:
+            yield queued.popleft().result()
+    while queued:
+        yield queued.popleft().result()
 
 
 def sort_postings(con: duckdb.DuckDBPyConnection) -> None:
@@ -191,7 +239,10 @@ def sort_postings(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def rebuild_index(
-    db: Database, chunk_size: int = 2000, progress: Callable[[int, int], None] | None = None
+    db: Database,
+    chunk_size: int = 2000,
+    progress: Callable[[int, int], None] | None = None,
+    workers: int = 1,
 ) -> IndexCounts:
     """Empty the index and index every article again (after the segmentation rules changed,
     or to compact it): the postings are then stored in term order, which queries read fastest."""
@@ -199,7 +250,7 @@ def rebuild_index(
         for table in ("search_postings", "search_docs"):
             con.execute(f"DELETE FROM {table}")
         con.execute("UPDATE search_state SET hash_probe = hash('newsflow')")
-    articles = index_unindexed(db, chunk_size, progress)
+    articles = index_unindexed(db, chunk_size, progress, workers)
     with db.session() as con:
         sort_postings(con)
     with db.session() as con:
