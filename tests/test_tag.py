@@ -245,6 +245,3 @@ def test_tagger_is_rebuilt_when_the_lexicon_changes(tmp_path: Path) -> None:
         encoding="utf-8",
     )
     assert topics(load_tagger(path), "", "沙盒试点") == {"pilot_zone"}
-
-
-# --- speed ----------------------------------------------------------------------------------
