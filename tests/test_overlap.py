@@ -19,7 +19,8 @@ from typing import Any
 import psutil
 import pytest
 
-from newsflow.demo.site import DEMO_FEEDS, SiteServer, demo_feeds_toml
+from newsflow.demo.catalogue import DEMO_FEEDS, demo_feeds_toml
+from newsflow.demo.site import SiteServer
 from newsflow.flows.ingest import ingest
 from newsflow.schemas.errors import DatabaseError
 from newsflow.tasks.storage.store import Database

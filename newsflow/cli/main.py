@@ -479,7 +479,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from newsflow.demo.site import SiteServer, demo_feeds_toml
+    from newsflow.demo.catalogue import demo_feeds_toml
+    from newsflow.demo.site import SiteServer
 
     started = time.monotonic()
     settings = settings_from_args(
