@@ -253,8 +253,9 @@ def naive(base_url: str, feeds: int, limit: int, db: Path) -> tuple[float, int]:
 
 
 # Run after the newsflow set-ups, with the site still served (benchmarks/peers.py): the site,
-# the corpus folder, the arguments, the one-shot run's database and its articles/s.
-After = Callable[[SiteServer, Path, argparse.Namespace, Path, float], None]
+# the corpus folder, the arguments, the one-shot run's database, and articles/s one-shot and
+# attached.
+After = Callable[[SiteServer, Path, argparse.Namespace, Path, tuple[float, float]], None]
 
 
 def main(
@@ -313,7 +314,7 @@ def main(
             )
             with local_server(tmp / "prefect", 4299, env) as server:
                 attached = env | {"PREFECT_API_URL": server.api_url}
-                measure(
+                _, attached_rate = measure(
                     site,
                     tmp,
                     "attached to a running local server",
@@ -324,7 +325,7 @@ def main(
                     newsflow,
                 )
             if after is not None:
-                after(site, tmp, args, one_shot_db, one_shot_rate)
+                after(site, tmp, args, one_shot_db, (one_shot_rate, attached_rate))
 
 
 def measure(
