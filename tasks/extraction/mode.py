@@ -11,7 +11,8 @@ our Chinese fixtures are too few to rule that out; pages in other scripts are no
 
 So: fast mode for a page in Latin script whose prose is nearly all in `<p>`. Both are read from
 the page's runs of text outside links, headings, scripts and styles: one XPath over the tree,
-about 1 ms on a 73 KiB page, against the 5-15 ms that fast mode saves there.
+about 1 ms on a 73 KiB page. What fast mode saves depends on the page: about 2 ms of 72 on
+benchmarks/ingest.py's English pages, about half the time on the English fixture pages.
 """
 
 from __future__ import annotations
