@@ -1,7 +1,7 @@
 """newsflow beside its peers on one loopback corpus, in one run: articles/s and body F1.
 
-Runs benchmarks/ingest.py as it is (the extraction-only limit, its naive baseline, `newsflow
-run` one-shot and attached), then, over the same served corpus, newspaper4k and news-please as
+Runs benchmarks/ingest.py's measurements (the extraction-only limit, its naive baseline,
+`newsflow run` one-shot and attached) on the corpus below, then, over the same served corpus, newspaper4k and news-please as
 their users run them (sequentially over the feeds' links) and a naive script (feedparser +
 httpx + trafilatura with its defaults), each in a subprocess (benchmarks/peer_runner.py). The
 peers run in a venv of their own so that their dependencies never enter newsflow's:
@@ -52,11 +52,10 @@ class Corpus:
     handle differently, with each page's expected body (its article's paragraphs) kept.
 
     Each page's shape is drawn from its number, 0 to 4: 0, 1 as ingest.py makes them
-    (paragraphs in <p>); 2 paragraphs as
-    bare <div>s (older Chinese portals); 3 a layout table, a cell of links beside a cell whose
-    paragraphs are separated by <br><br> (government sites, old forums); 4 a related-links list,
-    reader comments and an editor's line inside the article's own container (many CMS
-    templates). Pages alternate Chinese and English, so every shape comes in both.
+    (paragraphs in <p>); 2 paragraphs as bare <div>s (older Chinese portals); 3 a layout table,
+    a cell of links beside a cell whose paragraphs are separated by <br><br> (government sites,
+    old forums); 4 a related-links list, reader comments and an editor's line inside the
+    article's own container (many CMS templates). Pages alternate Chinese and English, so every shape comes in both.
     """
 
     def __init__(self) -> None:
