@@ -1,10 +1,11 @@
 """newsflow beside its peers on one loopback corpus, in one run: articles/s and body F1.
 
 Runs benchmarks/ingest.py's measurements (the extraction-only limit, its naive baseline,
-`newsflow run` one-shot and attached) on the corpus below, then, over the same served corpus, newspaper4k and news-please as
-their users run them (sequentially over the feeds' links) and a naive script (feedparser +
-httpx + trafilatura with its defaults), each in a subprocess (benchmarks/peer_runner.py). The
-peers run in a venv of their own so that their dependencies never enter newsflow's:
+`newsflow run` one-shot and attached) on the corpus below, then, over the same served corpus,
+newspaper4k and news-please as their users run them (sequentially over the feeds' links) and a
+naive script (feedparser + httpx + trafilatura with its defaults), each in a subprocess
+(benchmarks/peer_runner.py). The peers run in a venv of their own so that their dependencies
+never enter newsflow's:
 
     python3 -m venv /tmp/newsflow-peers-venv
     /tmp/newsflow-peers-venv/bin/pip install -r benchmarks/peers-requirements.txt
@@ -55,7 +56,8 @@ class Corpus:
     (paragraphs in <p>); 2 paragraphs as bare <div>s (older Chinese portals); 3 a layout table,
     a cell of links beside a cell whose paragraphs are separated by <br><br> (government sites,
     old forums); 4 a related-links list, reader comments and an editor's line inside the
-    article's own container (many CMS templates). Pages alternate Chinese and English, so every shape comes in both.
+    article's own container (many CMS templates). Pages alternate Chinese and English, so
+    every shape comes in both.
     """
 
     def __init__(self) -> None:
