@@ -93,6 +93,17 @@ class BackfillSummary:
         self.not_posts += batch.not_posts
         self.refused += sum(e.stage == "post" for e in batch.errors)
 
+    def lines(self) -> list[str]:
+        """What the backfill did, in two lines (the CLI prints them, the log has them)."""
+        c = self.counts
+        not_posts = f" · {self.not_posts} files without front matter" if self.not_posts else ""
+        return [
+            f"backfill: {c.entries_seen} items read, {c.pages_downloaded} pages downloaded, "
+            f"{self.outside_window} outside the window{not_posts}",
+            f"articles: {c.articles_new} new, {c.articles_updated} updated, "
+            f"{c.duplicates} duplicates · refused: {self.refused} posts · errors: {c.errors}",
+        ]
+
 
 # --- the flow ----------------------------------------------------------------------------------
 
@@ -241,7 +252,7 @@ def run_backfill(settings: Settings, request: BackfillRequest) -> BackfillSummar
     finally:
         finish_run(db, run_id, summary.counts, status)
         summary.finished_at = datetime.now(UTC)
-        LOGGER.info("backfill %s %s: %s", run_id, status, summary)
+        LOGGER.info("backfill %s %s: %s", run_id, status, " · ".join(summary.lines()))
     return summary
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from newsflow.cli.main import build_parser
+from newsflow.cli.parser import build_parser
 from tests.conftest import NEWSFLOW, free_port
 
 ROOT = Path(__file__).resolve().parents[1]

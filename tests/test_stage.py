@@ -145,9 +145,9 @@ def test_shards_are_the_same_in_every_process() -> None:
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
-        ({"shard": "3/3"}, "shard: no shard 3/3"),
-        ({"shard": "-1/3"}, "shard must be I/N"),
-        ({"shard": "two"}, "shard must be I/N"),
+        ({"shard": "3/3"}, "--shard: no shard 3/3"),
+        ({"shard": "-1/3"}, "--shard: not I/N"),
+        ({"shard": "two"}, "--shard: not I/N"),
         ({"runner": "local", "dask_address": "tcp://127.0.0.1:8786"}, "needs --runner dask"),
     ],
 )
@@ -276,7 +276,7 @@ def test_a_loader_killed_midway_loads_nothing_twice(tmp_path: Path) -> None:
 
 def test_a_staged_run_needs_no_database(tmp_path: Path, settings: Settings) -> None:
     """The CLI checks a staged run's inputs without opening (or creating) the database."""
-    from newsflow.cli.main import check_inputs
+    from newsflow.cli.commands import check_inputs
 
     settings.feeds_path.write_text("feeds = []\n", encoding="utf-8")
     check_inputs(settings, stage_dir=str(tmp_path / "stage"))
@@ -288,7 +288,7 @@ def test_a_staged_run_needs_no_database(tmp_path: Path, settings: Settings) -> N
     ("args", "message"),
     [
         (["load", "--stage-dir", "{tmp}/nowhere"], "error: stage folder not found: "),
-        (["run", "--shard", "3/3"], "error: shard: no shard 3/3"),
+        (["run", "--shard", "3/3"], "error: --shard: no shard 3/3"),
         (["run", "--runner", "local", "--dask-address", "tcp://127.0.0.1:1"], "error: --dask"),
     ],
 )
