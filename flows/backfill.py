@@ -171,7 +171,7 @@ class _Run:
         return self.entries(origin, walk.entries, walk.outside_window)
 
     def urls(self, path: Path) -> list[str]:
-        entries, errors = read_url_file(path)
+        entries, errors = read_url_file(path, self.ctx.settings.max_url_file_bytes)
         self.load(ArticleBatch(errors=errors))
         return self.entries(EntryOrigin(feed_url=None, tz=self.ctx.settings.tz), entries, 0)
 
@@ -205,12 +205,14 @@ def site_of(directory: Path, settings: Settings, request: BackfillRequest) -> Po
 
 
 def check_backfill_inputs(settings: Settings, request: BackfillRequest) -> None:
-    """Fail fast, before any flow starts, on a feeds file, a site configuration or a
-    database that cannot be read (each a one-line error at the CLI)."""
+    """Fail fast, before any flow starts, on a feeds file, a site configuration, a URL file or
+    a database that cannot be read (each a one-line error at the CLI)."""
     if request.feeds:
         load_feeds_file(request.feeds)
     if request.from_dir:
         site_of(request.from_dir, settings, request)
+    if request.urls:
+        read_url_file(request.urls, settings.max_url_file_bytes)
     with Database(settings.db_path, settings.lock_timeout).session():
         pass
 

@@ -36,6 +36,8 @@ DEFAULT_TIMEZONE = "Asia/Shanghai"
 # gathers (an index may list 50,000 sitemaps of 50,000 URLs each).
 MAX_POST_BYTES = 1024 * 1024
 MAX_SITE_CONFIG_BYTES = 1024 * 1024
+# A `backfill --urls` file: some 150,000 URLs.
+MAX_URL_FILE_BYTES = 16 * 1024 * 1024
 MAX_SITEMAP_ENTRIES = 200_000
 USER_AGENT = "newsflow/0.1 (news-ingestion for research; +https://pypi.org/project/newsflow/)"
 
@@ -107,6 +109,7 @@ class Settings(BaseModel):
     max_items_per_feed: int = 2000
     max_post_bytes: int = Field(default=MAX_POST_BYTES, ge=1)
     max_site_config_bytes: int = Field(default=MAX_SITE_CONFIG_BYTES, ge=1)
+    max_url_file_bytes: int = Field(default=MAX_URL_FILE_BYTES, ge=1)
     max_sitemap_entries: int = Field(default=MAX_SITEMAP_ENTRIES, ge=1)
     # How long a run waits for another process holding the database before giving up.
     lock_timeout: float = 900.0

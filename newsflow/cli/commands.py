@@ -213,6 +213,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if not 0 <= args.port <= 65535:
         raise ConfigError(f"--port {args.port}: not a port number (0 to 65535)")
     server = _with_prefect()
+    check_inputs(settings, feeds=False)  # the database: demo's default is under the cwd
     from newsflow.flows.ingest import ingest
 
     with ExitStack() as stack:

@@ -7,6 +7,7 @@ import argparse
 from pathlib import Path
 
 from newsflow.cli.commands import (
+    DEMO_DB,
     cmd_backfill,
     cmd_demo,
     cmd_export,
@@ -24,10 +25,14 @@ from newsflow.schemas.config import EXPORT_FORMATS
 DEMO_PORT = 8765
 
 
-def _add_common(p: argparse.ArgumentParser, *, feeds: bool = False, quiet: bool = True) -> None:
-    p.add_argument(
-        "--db", type=Path, help="DuckDB file (default: $NEWSFLOW_DB or data/news.duckdb)"
-    )
+def _add_common(
+    p: argparse.ArgumentParser,
+    *,
+    feeds: bool = False,
+    quiet: bool = True,
+    db_default: str = "$NEWSFLOW_DB or data/news.duckdb",
+) -> None:
+    p.add_argument("--db", type=Path, help=f"DuckDB file (default: {db_default})")
     if feeds:
         p.add_argument(
             "--feeds", type=Path, help="feeds file (default: $NEWSFLOW_FEEDS or feeds.toml)"
@@ -99,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_load)
 
     p = sub.add_parser("demo", help="the whole pipeline offline, on a bundled sample site")
-    _add_common(p)
+    _add_common(p, db_default=f"{DEMO_DB}, whatever $NEWSFLOW_DB says")
     p.add_argument("--port", type=int, default=DEMO_PORT, help="loopback port of the sample site")
     p.set_defaults(func=cmd_demo)
 
