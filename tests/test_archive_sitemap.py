@@ -217,7 +217,7 @@ def test_url_file(tmp_path: Path) -> None:
     assert f"{path}:6" in errors[0].message
     with pytest.raises(ConfigError):
         read_url_file(tmp_path / "missing.txt", 1 << 20)
-    with pytest.raises(ConfigError, match="over the cap of 10$"):
+    with pytest.raises(ConfigError, match=r"over the cap of 10$"):
         read_url_file(path, 10)
 
 

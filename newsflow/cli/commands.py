@@ -261,6 +261,9 @@ def cmd_feeds(args: argparse.Namespace) -> int:
                 say(f"{visible(url)}: {status}")
     with db.session() as con:
         rows = feed_health(con, feeds_file)
+    if not rows:
+        say(f"no feeds: none in {settings.feeds_path} nor in the database")
+        return 0
     print_feed_health(rows, settings.tz)
     return 0
 

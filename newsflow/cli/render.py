@@ -168,7 +168,7 @@ def print_feed_health(rows: Sequence[FeedHealth], tz: ZoneInfo) -> None:
         )
     out.print(table)
     counts = Counter(r.status for r in rows)
-    say(" · ".join(f"{n} {status}" for status, n in counts.most_common()) or "no feeds")
+    say(" · ".join(f"{n} {status}" for status, n in counts.most_common()))
     if counts["gone"] or counts["disabled"]:
         say(
             "gone and disabled feeds are not polled; re-enable one with: "
