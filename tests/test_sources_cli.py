@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from pytest_httpserver import HTTPServer
 
+from newsflow.cli.main import main
 from newsflow.schemas.config import load_feeds_file
 from newsflow.schemas.errors import ConfigError
 from newsflow.schemas.sources import catalogue
@@ -72,16 +73,15 @@ def test_sources_check_passes_on_sources_that_work_and_fails_on_a_broken_one(
     ],
 )
 def test_a_bad_definition_is_one_line_naming_feed_and_field(
-    tmp_path: Path, entry: str, message: str
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], entry: str, message: str
 ) -> None:
     feeds = tmp_path / "feeds.toml"
     feeds.write_text(f"[[feeds]]\n{entry}\n", encoding="utf-8")
     with pytest.raises(ConfigError) as caught:
         load_feeds_file(feeds)
     assert message in str(caught.value) and "\n" not in str(caught.value)
-    result = newsflow("run", "--feeds", str(feeds), "--db", str(tmp_path / "x.duckdb"))
-    assert result.returncode == 1
-    lines = result.stderr.strip().splitlines()
+    assert main(["run", "--feeds", str(feeds), "--db", str(tmp_path / "x.duckdb")]) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: feeds file") and message in lines[0]
 
 

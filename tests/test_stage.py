@@ -15,6 +15,7 @@ import pyarrow as pa
 import pytest
 from filelock import FileLock
 
+from newsflow.cli.main import main
 from newsflow.flows.load import run_load
 from newsflow.runtime.runners import chunk_size
 from newsflow.schemas.config import FeedConfig, ScaleOptions, Settings, Shard
@@ -42,7 +43,7 @@ from newsflow.tasks.storage.stage import (
 )
 from newsflow.tasks.storage.store import Database
 from tests.conftest import NEWSFLOW, make_settings, wait_for
-from tests.test_cli import ROOT, newsflow
+from tests.test_cli import ROOT
 from tests.test_load import article
 
 
@@ -292,16 +293,19 @@ def test_a_staged_run_needs_no_database(tmp_path: Path, settings: Settings) -> N
         (["run", "--runner", "local", "--dask-address", "tcp://127.0.0.1:1"], "error: --dask"),
     ],
 )
-def test_bad_scale_arguments_are_one_line(tmp_path: Path, args: list[str], message: str) -> None:
+def test_bad_scale_arguments_are_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
     feeds = tmp_path / "feeds.toml"
     feeds.write_text("feeds = []\n", encoding="utf-8")
     args = [a.replace("{tmp}", str(tmp_path)) for a in args]
     if args[0] == "run":
         args += ["--feeds", str(feeds)]
-    result = newsflow(*args, "--db", str(tmp_path / "x.duckdb"))
-    assert result.returncode == 1
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(message), result.stderr
+    assert main([*args, "--db", str(tmp_path / "x.duckdb")]) == 1
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(message), captured.err
+    assert captured.out == ""
     assert not (tmp_path / "x.duckdb").exists()
 
 

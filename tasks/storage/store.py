@@ -99,10 +99,11 @@ class Database:
         holds it; then leave our pid in the lock file for whoever waits next."""
         try:
             self._create_parent()
+            # Read before trying: some filelock versions truncate the file when they open it.
+            holder = _lock_holder(self._file_lock.lock_file)
             try:
                 self._file_lock.acquire(blocking=False)
             except Timeout:
-                holder = _lock_holder(self._file_lock.lock_file)
                 notify(f"waiting for {self.path}, held by {holder}…")
                 self._file_lock.acquire(timeout=self.lock_timeout)
         except Timeout as exc:
