@@ -297,6 +297,17 @@ def test_an_empty_feeds_file_says_there_are_no_feeds(
     assert capsys.readouterr().out == f"no feeds: none in {feeds} nor in the database\n"
 
 
+@pytest.mark.usefixtures("harness_api")
+def test_a_run_over_an_empty_feeds_file_says_there_are_no_feeds(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    feeds = tmp_path / "feeds.toml"
+    feeds.write_text("", encoding="utf-8")
+    assert main(["run", "--feeds", str(feeds), "--db", str(tmp_path / "news.duckdb")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[2] == f"no feeds in {feeds}" and "no feed was due" not in "".join(out)
+
+
 # --- flags ---------------------------------------------------------------------------------
 
 

@@ -135,7 +135,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     if scale.runner == "dask":
         check_scale_extra()
-    load_feeds_file(settings.feeds_path)  # the commonest mistake, told before anything starts
+    feeds_file = load_feeds_file(settings.feeds_path)  # the commonest mistake, told first
     server = _with_prefect()  # before distributed is imported: it reads its log level then
     check_inputs(settings, feeds=False, stage_dir=scale.stage_dir)
     if scale.dask_address:
@@ -147,7 +147,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     extracts = scale.runner == "local"  # on Dask, the workers extract
     with flow_run(server, extracts=extracts), progress_bar(settings.show_progress):
         summary = ingest(settings=settings, scale=scale, force=args.force)
-    print_run_summary(summary, started)
+    print_run_summary(summary, started, None if feeds_file.feeds else settings.feeds_path)
     return 0
 
 

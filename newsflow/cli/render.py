@@ -115,9 +115,13 @@ def _in_database(db_path: Path, errors: int) -> str:
     return f"{db_path} (see the ingest_errors table)" if errors else str(db_path)
 
 
-def print_run_summary(summary: RunSummary, started: float) -> None:
+def print_run_summary(summary: RunSummary, started: float, empty_file: Path | None = None) -> None:
+    """The run's lines, a hint when no feed was polled, and the footer; `empty_file` is the
+    feeds file when it lists no feed."""
     lines = summary.lines()
-    if summary.feeds_busy:
+    if empty_file is not None:
+        lines.append(f"no feeds in {empty_file}")
+    elif summary.feeds_busy:
         lines.append(f"{summary.feeds_busy} due feeds left to the run already polling them")
     elif not summary.counts.feeds_checked:
         lines.append("no feed was due: `newsflow feeds` shows the next checks, --force polls all")
