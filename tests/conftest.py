@@ -41,6 +41,14 @@ def prefect_harness() -> Iterator[None]:
         yield
 
 
+@pytest.fixture
+def harness_api(monkeypatch: pytest.MonkeyPatch, prefect_harness: None) -> None:
+    """The CLI in-process attaches to the test harness's server instead of starting its own."""
+    from prefect.settings import PREFECT_API_URL
+
+    monkeypatch.setenv("PREFECT_API_URL", str(PREFECT_API_URL.value()))
+
+
 def make_settings(tmp_path: Path, **overrides: object) -> Settings:
     """Settings for tests: loopback allowed, no retries or politeness waits, a temp database."""
     fetch = {
