@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: demo install test lint typecheck bench
+.PHONY: demo install test test-fast lint typecheck bench
 
 $(BIN)/newsflow: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,11 @@ test: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest
+
+# Everything that needs neither the Prefect engine's server nor a CLI process, on both cores;
+# tests/conftest.py marks the engine's tests and fails a CLI process started here.
+test-fast: install
+	NEWSFLOW_TEST_LANE=fast $(BIN)/pytest -q -m "not slow and not engine" -n 2
 
 # mypy cannot follow setuptools' editable-install finder, so it checks the namespace through a
 # folder of symlinks laid out as the installed package is (pyproject's package-dir).

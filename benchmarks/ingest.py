@@ -29,6 +29,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
@@ -129,14 +130,19 @@ def make_page(rng: random.Random, i: int) -> tuple[str, str]:
     return title, html
 
 
-def make_corpus(root: Path, pages: int, feeds: int, seed: int = 7) -> list[Path]:
+MakePage = Callable[[random.Random, int], tuple[str, str]]
+
+
+def make_corpus(
+    root: Path, pages: int, feeds: int, seed: int = 7, page: MakePage = make_page
+) -> list[Path]:
     rng = random.Random(seed)
     (root / "p").mkdir(parents=True)
     (root / "feeds").mkdir()
     items: list[list[str]] = [[] for _ in range(feeds)]
     files = []
     for i in range(pages):
-        title, html = make_page(rng, i)
+        title, html = page(rng, i)
         path = root / "p" / f"{i}.html"
         path.write_text(html, encoding="utf-8")
         files.append(path)
@@ -246,19 +252,27 @@ def naive(base_url: str, feeds: int, limit: int, db: Path) -> tuple[float, int]:
     return seconds, done
 
 
-def main() -> None:
+# Run after the newsflow set-ups, with the site still served (benchmarks/peers.py): the site,
+# the corpus folder, the arguments, the one-shot run's database, and articles/s one-shot and
+# attached.
+After = Callable[[SiteServer, Path, argparse.Namespace, Path, tuple[float, float]], None]
+
+
+def main(
+    argv: list[str] | None = None, after: After | None = None, page: MakePage = make_page
+) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--pages", type=int, default=3000)
     parser.add_argument("--feeds", type=int, default=30)
     parser.add_argument("--latency", type=float, default=0.02)
     parser.add_argument("--naive-pages", type=int, default=300, help="pages for the naive baseline")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     workers = os.cpu_count() or 1
     newsflow = str(Path(sys.executable).with_name("newsflow"))
 
     with tempfile.TemporaryDirectory(prefix="newsflow-bench-") as tmp_dir:
         tmp = Path(tmp_dir)
-        files = make_corpus(tmp / "site", args.pages, args.feeds)
+        files = make_corpus(tmp / "site", args.pages, args.feeds, page=page)
         print(describe_corpus(files, args.feeds, args.latency))
 
         extract_s = extraction_only(files, workers)
@@ -288,7 +302,7 @@ def main() -> None:
                 f"({naive_n} pages, sequential, one INSERT per row)"
             )
             print()
-            measure(
+            one_shot_db, one_shot_rate = measure(
                 site,
                 tmp,
                 "one-shot (temporary Prefect server)",
@@ -300,7 +314,7 @@ def main() -> None:
             )
             with local_server(tmp / "prefect", 4299, env) as server:
                 attached = env | {"PREFECT_API_URL": server.api_url}
-                measure(
+                _, attached_rate = measure(
                     site,
                     tmp,
                     "attached to a running local server",
@@ -310,6 +324,8 @@ def main() -> None:
                     naive_rate,
                     newsflow,
                 )
+            if after is not None:
+                after(site, tmp, args, one_shot_db, (one_shot_rate, attached_rate))
 
 
 def measure(
@@ -321,7 +337,8 @@ def measure(
     extract_rate: float,
     naive_rate: float,
     newsflow: str,
-) -> None:
+) -> tuple[Path, float]:
+    """Prints the set-up's figures; returns its database and its end-to-end articles/s."""
     db = tmp / f"{label.split()[0]}.duckdb"
     feeds_toml = tmp / "feeds.toml"
     cli = [newsflow, "run", "--quiet", "--db", str(db)]
@@ -359,6 +376,7 @@ def measure(
     if "errors: 0" not in out or "articles: 0 new" not in out2:
         print("warning: unexpected summaries:\n" + out + out2)
     print()
+    return db, e2e_rate
 
 
 if __name__ == "__main__":

@@ -93,6 +93,17 @@ class BackfillSummary:
         self.not_posts += batch.not_posts
         self.refused += sum(e.stage == "post" for e in batch.errors)
 
+    def lines(self) -> list[str]:
+        """What the backfill did, in two lines (the CLI prints them, the log has them)."""
+        c = self.counts
+        not_posts = f" · {self.not_posts} files without front matter" if self.not_posts else ""
+        return [
+            f"backfill: {c.entries_seen} items read, {c.pages_downloaded} pages downloaded, "
+            f"{self.outside_window} outside the window{not_posts}",
+            f"articles: {c.articles_new} new, {c.articles_updated} updated, "
+            f"{c.duplicates} duplicates · refused: {self.refused} posts · errors: {c.errors}",
+        ]
+
 
 # --- the flow ----------------------------------------------------------------------------------
 
@@ -160,7 +171,7 @@ class _Run:
         return self.entries(origin, walk.entries, walk.outside_window)
 
     def urls(self, path: Path) -> list[str]:
-        entries, errors = read_url_file(path)
+        entries, errors = read_url_file(path, self.ctx.settings.max_url_file_bytes)
         self.load(ArticleBatch(errors=errors))
         return self.entries(EntryOrigin(feed_url=None, tz=self.ctx.settings.tz), entries, 0)
 
@@ -194,12 +205,14 @@ def site_of(directory: Path, settings: Settings, request: BackfillRequest) -> Po
 
 
 def check_backfill_inputs(settings: Settings, request: BackfillRequest) -> None:
-    """Fail fast, before any flow starts, on a feeds file, a site configuration or a
-    database that cannot be read (each a one-line error at the CLI)."""
+    """Fail fast, before any flow starts, on a feeds file, a site configuration, a URL file or
+    a database that cannot be read (each a one-line error at the CLI)."""
     if request.feeds:
         load_feeds_file(request.feeds)
     if request.from_dir:
         site_of(request.from_dir, settings, request)
+    if request.urls:
+        read_url_file(request.urls, settings.max_url_file_bytes)
     with Database(settings.db_path, settings.lock_timeout).session():
         pass
 
@@ -241,7 +254,7 @@ def run_backfill(settings: Settings, request: BackfillRequest) -> BackfillSummar
     finally:
         finish_run(db, run_id, summary.counts, status)
         summary.finished_at = datetime.now(UTC)
-        LOGGER.info("backfill %s %s: %s", run_id, status, summary)
+        LOGGER.info("backfill %s %s: %s", run_id, status, " · ".join(summary.lines()))
     return summary
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from prefect import flow
 
+from newsflow.flows.ingest import articles_line
 from newsflow.schemas.config import Settings
 from newsflow.schemas.models import RunCounts, StagedRef
 from newsflow.tasks.coverage.tag import Tagger, load_tagger
@@ -40,6 +41,17 @@ class LoadSummary:
     batches_skipped: int = 0  # loaded before
     articles: int = 0  # article rows in the batches loaded
     seconds: float = 0.0
+
+    def lines(self) -> list[str]:
+        """What the load did, in two lines (the CLI prints them, the log has them)."""
+        c = self.counts
+        rate = self.articles / self.seconds if self.seconds else 0.0
+        return [
+            f"loaded {self.batches_loaded} batches of {self.parts} parts "
+            f"({self.batches_skipped} loaded before) · {self.articles} articles, "
+            f"{rate:,.0f} rows/s",
+            f"{articles_line(c)} · errors: {c.errors}",
+        ]
 
 
 def load_part(
@@ -103,7 +115,7 @@ def run_load(settings: Settings, stage_dir: str) -> LoadSummary:
     finally:
         finish_run(db, summary.run_id, summary.counts, status)
         summary.seconds = time.monotonic() - started
-        LOGGER.info("load %s %s: %s", summary.run_id, status, summary)
+        LOGGER.info("load %s %s: %s", summary.run_id, status, " · ".join(summary.lines()))
     return summary
 
 

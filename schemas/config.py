@@ -36,6 +36,8 @@ DEFAULT_TIMEZONE = "Asia/Shanghai"
 # gathers (an index may list 50,000 sitemaps of 50,000 URLs each).
 MAX_POST_BYTES = 1024 * 1024
 MAX_SITE_CONFIG_BYTES = 1024 * 1024
+# A `backfill --urls` file: some 150,000 URLs.
+MAX_URL_FILE_BYTES = 16 * 1024 * 1024
 MAX_SITEMAP_ENTRIES = 200_000
 USER_AGENT = "newsflow/0.1 (news-ingestion for research; +https://pypi.org/project/newsflow/)"
 
@@ -107,6 +109,7 @@ class Settings(BaseModel):
     max_items_per_feed: int = 2000
     max_post_bytes: int = Field(default=MAX_POST_BYTES, ge=1)
     max_site_config_bytes: int = Field(default=MAX_SITE_CONFIG_BYTES, ge=1)
+    max_url_file_bytes: int = Field(default=MAX_URL_FILE_BYTES, ge=1)
     max_sitemap_entries: int = Field(default=MAX_SITEMAP_ENTRIES, ge=1)
     # How long a run waits for another process holding the database before giving up.
     lock_timeout: float = 900.0
@@ -150,7 +153,7 @@ class Settings(BaseModel):
         try:
             return cls(**values)  # type: ignore[arg-type]
         except ValidationError as exc:
-            raise ConfigError(_first_error(exc)) from exc
+            raise ConfigError(_first_error(exc, _FLAGS)) from exc
 
 
 class HostPolicy(BaseModel):
@@ -242,9 +245,36 @@ class FeedsFile(BaseModel):
         return list(dict.fromkeys([*self.defaults.categories, *feed.categories]))
 
 
-def _first_error(exc: ValidationError) -> str:
+# The command-line flag of each field a flag sets: an error names what the user typed.
+_FLAGS = {
+    "db_path": "--db",
+    "feeds_path": "--feeds",
+    "lexicon_path": "--lexicon",
+    "gazetteer_path": "--gazetteer",
+    "timezone": "--timezone",
+    "since": "--since",
+    "until": "--until",
+    "format": "--format",
+    "out": "--out",
+    "feeds": "--feeds",
+    "from_dir": "--from-dir",
+    "urls": "--urls",
+    "sitemaps": "--sitemap",
+    "base_url": "--base-url",
+    "runner": "--runner",
+    "dask_address": "--dask-address",
+    "shard": "--shard",
+    "stage_dir": "--stage-dir",
+}
+
+
+def _first_error(exc: ValidationError, flags: Mapping[str, str] | None = None) -> str:
+    """The first problem in one line, located by its field's path, or by its flag when
+    `flags` names one for the field."""
     err = exc.errors()[0]
-    where = ".".join(str(p) for p in err["loc"])
+    loc = err["loc"]
+    flag = flags.get(str(loc[0])) if flags and loc else None
+    where = flag or ".".join(str(p) for p in loc)
     # pydantic prefixes the message of every ValueError a validator raises
     msg = str(err["msg"]).removeprefix("Value error, ")
     return f"{where}: {msg}" if where else msg
@@ -264,11 +294,17 @@ def load_feeds_file(path: Path) -> FeedsFile:
         feeds = FeedsFile(**raw)
     except ValidationError as exc:
         raise ConfigError(f"feeds file {path}: {_first_error(exc)}") from exc
-    seen: set[str] = set()
+    urls: set[str] = set()
+    names: set[str] = set()
     for feed in feeds.feeds:
-        if feed.url in seen:
+        if feed.url in urls:
             raise ConfigError(f"feeds file {path}: feed listed twice: {feed.url}")
-        seen.add(feed.url)
+        if feed.name is not None and feed.name in names:
+            # `newsflow feeds --enable NAME` and the listing tell feeds apart by name.
+            raise ConfigError(f"feeds file {path}: two feeds named {feed.name!r}")
+        urls.add(feed.url)
+        if feed.name is not None:
+            names.add(feed.name)
     return feeds
 
 
@@ -302,7 +338,7 @@ class _Days(BaseModel):
         try:
             return cls(**{k: v for k, v in values.items() if v is not None})  # type: ignore[arg-type]
         except ValidationError as exc:
-            raise ConfigError(_first_error(exc)) from exc
+            raise ConfigError(_first_error(exc, _FLAGS)) from exc
 
 
 EXPORT_FORMATS = ("markdown", "parquet", "jsonl")
@@ -342,14 +378,14 @@ class BackfillRequest(_Days):
     def _http_urls(cls, v: tuple[str, ...]) -> tuple[str, ...]:
         for url in v:
             if not url.lower().startswith(("http://", "https://")):
-                raise ValueError(f"sitemap must be an http(s) URL: {url!r}")
+                raise ValueError(f"not an http(s) URL: {url!r}")
         return v
 
     @field_validator("base_url")
     @classmethod
     def _http_base(cls, v: str | None) -> str | None:
         if v is not None and not v.lower().startswith(("http://", "https://")):
-            raise ValueError(f"base URL must be http(s): {v!r}")
+            raise ValueError(f"not an http(s) URL: {v!r}")
         return v
 
     @field_validator("from_dir")
@@ -399,7 +435,7 @@ class Shard(BaseModel):
             return v
         index, sep, count = v.strip().partition("/")
         if not (sep and index.strip().isdigit() and count.strip().isdigit()):
-            raise ValueError(f"shard must be I/N, e.g. 0/3: {v!r}")
+            raise ValueError(f"not I/N, e.g. 0/3: {v!r}")
         return {"index": int(index), "count": int(count)}
 
     @model_validator(mode="after")
@@ -448,7 +484,7 @@ class ScaleOptions(BaseModel):
         try:
             return cls(**given)  # type: ignore[arg-type]
         except ValidationError as exc:
-            raise ConfigError(_first_error(exc)) from exc
+            raise ConfigError(_first_error(exc, _FLAGS)) from exc
 
     def describe(self) -> dict[str, str]:
         """The options that differ from a plain run, for the `runs` row and the summary."""

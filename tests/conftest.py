@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,6 +22,14 @@ from newsflow.runtime.local_server import free_port  # noqa: E402
 from newsflow.schemas.config import FetchLimits, Settings  # noqa: E402
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that run flows on the Prefect engine (they need the harness's server) are marked
+    `engine`: `make test-fast` leaves them out, with the `slow` ones (subprocesses, servers)."""
+    for item in items:
+        if "prefect_harness" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.engine)
+
+
 @pytest.fixture(scope="session")
 def prefect_harness() -> Iterator[None]:
     from prefect.testing.utilities import prefect_test_harness
@@ -29,6 +39,14 @@ def prefect_harness() -> Iterator[None]:
     with prefect_test_harness(server_startup_timeout=120):
         silence_shutdown_noise()
         yield
+
+
+@pytest.fixture
+def harness_api(monkeypatch: pytest.MonkeyPatch, prefect_harness: None) -> None:
+    """The CLI in-process attaches to the test harness's server instead of starting its own."""
+    from prefect.settings import PREFECT_API_URL
+
+    monkeypatch.setenv("PREFECT_API_URL", str(PREFECT_API_URL.value()))
 
 
 def make_settings(tmp_path: Path, **overrides: object) -> Settings:
@@ -63,6 +81,22 @@ def settings(tmp_path: Path) -> Settings:
 
 # The CLI as a user runs it, in a child process.
 NEWSFLOW = [sys.executable, "-m", "newsflow.cli.main"]
+
+
+@pytest.fixture(autouse=True)
+def _fast_lane_runs_no_cli_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`make test-fast` (NEWSFLOW_TEST_LANE=fast) holds no test that starts the CLI as a
+    process: such a test fails there, asking to be marked slow or to call `main` in-process."""
+    if os.environ.get("NEWSFLOW_TEST_LANE") != "fast":
+        return
+    popen = subprocess.Popen.__init__
+
+    def refuse_cli(self: subprocess.Popen[Any], args: Any, *rest: Any, **kw: Any) -> None:
+        if isinstance(args, list | tuple) and list(args[: len(NEWSFLOW)]) == NEWSFLOW:
+            pytest.fail("starts the newsflow CLI as a process: mark it slow, or call main()")
+        popen(self, args, *rest, **kw)
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", refuse_cli)
 
 
 def cli_env(tmp_path: Path, **extra: str) -> dict[str, str]:

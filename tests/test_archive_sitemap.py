@@ -211,12 +211,14 @@ def test_url_file(tmp_path: Path) -> None:
         "https://a.example/1\nftp://nope\n",
         encoding="utf-8",
     )
-    entries, errors = read_url_file(path)
+    entries, errors = read_url_file(path, 1 << 20)
     assert [e.link for e in entries] == ["https://a.example/1", "https://a.example/2"]
     assert [(e.kind, e.url) for e in errors] == [("bad_url", "ftp://nope")]
     assert f"{path}:6" in errors[0].message
     with pytest.raises(ConfigError):
-        read_url_file(tmp_path / "missing.txt")
+        read_url_file(tmp_path / "missing.txt", 1 << 20)
+    with pytest.raises(ConfigError, match=r"over the cap of 10$"):
+        read_url_file(path, 10)
 
 
 def urlset(locs: list[str], lastmod: str = "2024-03-05") -> bytes:

@@ -14,17 +14,17 @@ ONE_LINE_ERRORS = [
     ([], "error: nothing to backfill: give --feeds, --from-dir, --urls, --sitemap or --reextract"),
     (
         ["--reextract", "--since", "2024-02-30"],
-        "error: since: not a day (YYYY-MM-DD): '2024-02-30'",
+        "error: --since: not a day (YYYY-MM-DD): '2024-02-30'",
     ),
-    (["--reextract", "--until", "March"], "error: until: not a day (YYYY-MM-DD): 'March'"),
+    (["--reextract", "--until", "March"], "error: --until: not a day (YYYY-MM-DD): 'March'"),
     (
         ["--reextract", "--since", "2024-03-02", "--until", "2024-03-01"],
         "error: --since 2024-03-02 is after --until 2024-03-01",
     ),
-    (["--from-dir", "no/such/dir"], "error: from_dir: not a directory: no/such/dir"),
-    (["--urls", "no/such/file.txt"], "error: urls: no such file: no/such/file.txt"),
-    (["--sitemap", "file:///etc/passwd"], "error: sitemaps: sitemap must be an http(s) URL"),
-    (["--reextract", "--timezone", "Mars/Olympus"], "error: timezone: unknown timezone"),
+    (["--from-dir", "no/such/dir"], "error: --from-dir: not a directory: no/such/dir"),
+    (["--urls", "no/such/file.txt"], "error: --urls: no such file: no/such/file.txt"),
+    (["--sitemap", "file:///etc/passwd"], "error: --sitemap: not an http(s) URL"),
+    (["--reextract", "--timezone", "Mars/Olympus"], "error: --timezone: unknown timezone"),
     (["--feeds", "no/such/feeds.toml"], "error: feeds file not found: no/such/feeds.toml"),
 ]
 

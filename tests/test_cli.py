@@ -1,16 +1,22 @@
-"""The `newsflow` command as a user meets it: exit codes, one-line errors, quiet output."""
+"""The `newsflow` command as a user meets it: exit codes, one-line errors, quiet output.
+
+In-process through the CLI's `main`, but for the demo's whole run, which checks what a user's
+terminal shows of a real process (no Prefect log lines, no server chatter).
+"""
 
 from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
 from pathlib import Path
 
 import duckdb
 import pytest
 
-from newsflow.cli.main import build_parser
+from newsflow.cli.main import main
+from newsflow.cli.parser import build_parser
 from tests.conftest import NEWSFLOW, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,13 +42,22 @@ def commands() -> list[str]:
     return sorted(sub.choices)  # type: ignore[union-attr]
 
 
-def test_every_command_has_help_and_is_in_the_readme() -> None:
+def test_every_command_has_help_and_is_in_the_readme(capsys: pytest.CaptureFixture[str]) -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     for command in commands():
-        result = newsflow(command, "--help")
-        assert result.returncode == 0, command
-        assert "usage: newsflow " + command in result.stdout
+        with pytest.raises(SystemExit) as exited:
+            main([command, "--help"])
+        assert exited.value.code == 0, command
+        assert "usage: newsflow " + command in capsys.readouterr().out
         assert f"newsflow {command}" in readme, f"README does not show `newsflow {command}`"
+
+
+def one_line(capsys: pytest.CaptureFixture[str]) -> str:
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in captured.err, captured.err
+    return lines[0]
 
 
 @pytest.mark.parametrize(
@@ -55,42 +70,45 @@ def test_every_command_has_help_and_is_in_the_readme() -> None:
         (["run", "--feeds", "{bad}"], "error: feeds file"),
     ],
 )
-def test_bad_input_is_one_line_and_exit_1(tmp_path: Path, args: list[str], message: str) -> None:
+def test_bad_input_is_one_line_and_exit_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
     if "{bad}" in args:
         bad = tmp_path / "bad.toml"
         bad.write_text("[[feeds]\nurl = ", encoding="utf-8")
         args = [str(bad) if a == "{bad}" else a for a in args]
-    result = newsflow(*args, "--db", str(tmp_path / "x.duckdb"))
-    assert result.returncode == 1
-    assert result.stdout == ""
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(message), result.stderr
+    assert main([*args, "--db", str(tmp_path / "x.duckdb")]) == 1
+    assert one_line(capsys).startswith(message)
 
 
-def test_invalid_feed_entry_names_the_field(tmp_path: Path) -> None:
+def test_invalid_feed_entry_names_the_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     feeds = tmp_path / "feeds.toml"
     feeds.write_text('[[feeds]]\nurl = "ftp://example.org/feed"\n', encoding="utf-8")
-    result = newsflow("run", "--feeds", str(feeds), "--db", str(tmp_path / "x.duckdb"))
-    assert result.returncode == 1
-    assert result.stderr.strip().startswith("error: feeds file")
-    assert "feeds.0.url" in result.stderr and "Traceback" not in result.stderr
+    assert main(["run", "--feeds", str(feeds), "--db", str(tmp_path / "x.duckdb")]) == 1
+    line = one_line(capsys)
+    assert line.startswith("error: feeds file") and "feeds.0.url" in line
 
 
-def test_a_database_that_cannot_be_opened(tmp_path: Path) -> None:
+@pytest.mark.usefixtures("harness_api")
+def test_a_database_that_cannot_be_opened(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     feeds = tmp_path / "feeds.toml"
     feeds.write_text("feeds = []\n", encoding="utf-8")
     not_a_db = tmp_path / "garbage.duckdb"
     not_a_db.write_bytes(b"this is not a duckdb file" * 100)
-    result = newsflow("run", "--feeds", str(feeds), "--db", str(not_a_db))
-    assert result.returncode == 1
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: cannot open database"), result.stderr
+    assert main(["run", "--feeds", str(feeds), "--db", str(not_a_db)]) == 1
+    assert one_line(capsys).startswith("error: cannot open database")
 
 
-def test_unknown_command_is_a_usage_error() -> None:
-    result = newsflow("frobnicate")
-    assert result.returncode == 2
-    assert "invalid choice" in result.stderr and "Traceback" not in result.stderr
+def test_unknown_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["frobnicate"])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert "invalid choice" in err and "Traceback" not in err
 
 
 @pytest.mark.slow
@@ -113,14 +131,11 @@ def test_demo_prints_a_summary_and_nothing_else(tmp_path: Path) -> None:
     assert count >= 30
 
 
-def test_demo_port_in_use_is_one_line(tmp_path: Path) -> None:
-    import socket
-
+@pytest.mark.usefixtures("harness_api")
+def test_demo_port_in_use_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        result = newsflow("demo", "--port", str(port), "--db", str(tmp_path / "d.duckdb"))
-    assert result.returncode == 1
-    assert result.stderr.strip() == f"error: --port {port}: Address already in use"
-    assert "Traceback" not in result.stdout + result.stderr
+        assert main(["demo", "--port", str(port), "--db", str(tmp_path / "d.duckdb")]) == 1
+    assert one_line(capsys) == f"error: --port {port}: Address already in use"

@@ -16,7 +16,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from newsflow.demo.site import SiteServer, demo_feeds_toml
+from newsflow.demo.catalogue import demo_feeds_toml
+from newsflow.demo.site import SiteServer
 from newsflow.flows.ingest import ingest
 from newsflow.schemas.models import FeedBatch, FeedCheck, IngestErrorRecord, RunCounts
 from newsflow.tasks.storage.load import load_batch

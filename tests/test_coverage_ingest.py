@@ -5,7 +5,8 @@ from __future__ import annotations
 import duckdb
 import pytest
 
-from newsflow.demo.site import SiteServer, demo_feeds_toml
+from newsflow.demo.catalogue import demo_feeds_toml
+from newsflow.demo.site import SiteServer
 from newsflow.flows.ingest import ingest
 from newsflow.schemas.lexicon import DEFAULT_LEXICON
 from tests.conftest import make_settings

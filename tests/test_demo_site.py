@@ -17,14 +17,14 @@ from urllib.parse import urlsplit
 import feedparser
 import pytest
 
-from newsflow.demo.site import (
+from newsflow.demo.catalogue import (
     DEMO_FEEDS,
     MISSING_PAGE,
     DemoFeed,
-    SiteServer,
     demo_feeds_toml,
     load_manifest,
 )
+from newsflow.demo.site import SiteServer
 
 MANIFEST = load_manifest()
 # Loopback only: never let an http_proxy variable route these requests elsewhere.

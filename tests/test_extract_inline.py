@@ -41,14 +41,16 @@ def test_a_document_past_its_deadline_is_interrupted_and_the_next_one_extracted(
         )
         + "</article></body></html>"
     )
-    started = time.monotonic()
+    # CPU time of this process, which other processes' load does not stretch: trafilatura
+    # alone would spend about ten seconds of it on the huge page.
+    started = time.process_time()
     results = dict(
         InlineExtractor(deadline=0.5).extract_many([("huge", huge), ("good", page_text(CASES[0]))])
     )
     huge_result = results["huge"]
     assert isinstance(huge_result, ItemError) and huge_result.kind == "timeout"
     assert not isinstance(results["good"], ItemError)
-    assert time.monotonic() - started < 5
+    assert time.process_time() - started < 5
 
 
 def test_calls_within_the_deadline_leave_no_interruption_behind() -> None:

@@ -338,9 +338,11 @@ def test_content_length_over_the_cap_is_refused_unread(server: LoopbackServer) -
 
     server.routes["/huge"] = huge
     started = time.monotonic()
-    with fetcher(max_bytes=MiB) as fetch:
+    with fetcher(max_bytes=MiB, read_timeout=HANDLER_BUDGET * 4) as fetch:
         assert fetch_error(fetch, server.url("/huge")).kind == "too_large"
-    assert time.monotonic() - started < 1
+    # Reading the body would wait for the server, which holds the connection for the handler
+    # budget: refused from the header, the fetch ends well inside it.
+    assert time.monotonic() - started < HANDLER_BUDGET
 
 
 def test_body_shorter_than_content_length_is_connection_error(server: LoopbackServer) -> None:
@@ -361,17 +363,16 @@ def test_trickling_server_is_cut_by_the_total_deadline(
     # A byte every 0.5 s never trips the 1 s read timeout; only the deadline stops it.
     with fetcher(read_timeout=1, total_deadline=1.5) as fetch:
         error = fetch_error(fetch, server.url("/slow"))
-    assert 1.4 < time.monotonic() - started < 3
+    # Never before the deadline; and far before the trickle's own end (100 bytes, 50 s).
+    assert 1.5 <= time.monotonic() - started < 25
     assert (error.kind, "deadline" in str(error)) == ("timeout", True)
 
 
 def test_response_cut_at_the_total_deadline_is_not_retried(server: LoopbackServer) -> None:
     server.routes["/slow"] = trickle_body
-    started = time.monotonic()
     with fetcher(read_timeout=1, total_deadline=1.0, retries=2) as fetch:
         assert fetch_error(fetch, server.url("/slow")).kind == "timeout"
     assert len(server.hits) == 1
-    assert time.monotonic() - started < 2
 
 
 @pytest.fixture
@@ -398,10 +399,10 @@ def silent_port() -> Iterator[int]:
 
 
 def test_server_that_never_answers_times_out(silent_port: int) -> None:
-    started = time.monotonic()
+    # Had the read timeout not fired, the server closing after its budget would end the
+    # fetch as a connection error, not a timeout.
     with fetcher(read_timeout=0.5) as fetch:
         assert fetch_error(fetch, f"http://127.0.0.1:{silent_port}/").kind == "timeout"
-    assert time.monotonic() - started < 2
 
 
 def test_refused_connection_is_connection_error() -> None:
@@ -484,10 +485,10 @@ def test_long_retry_after_raises_at_once(
 ) -> None:
     server.routes["/busy"] = failing_then_ok(99, status, {"Retry-After": retry_after()})
     started = time.monotonic()
-    with fetcher(retries=2, max_retry_wait=10) as fetch:
+    with fetcher(retries=2, max_retry_wait=60) as fetch:
         error = fetch_error(fetch, server.url("/busy"))
-    # Not waited for: far below max_retry_wait (10 s), with room for a loaded CI machine.
-    assert time.monotonic() - started < 5
+    # Not waited for, not even up to max_retry_wait: far below it.
+    assert time.monotonic() - started < 30
     assert len(server.hits) == 1
     assert error.kind == f"http_{status}"
     assert error.retry_after == pytest.approx(3600, abs=5)

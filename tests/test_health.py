@@ -248,11 +248,14 @@ def test_health_listing_tells_the_whole_story(db: Database) -> None:
     assert {n: h.status for n, h in rows.items()} == {
         "f0": "gone",
         "f1": "active",
-        "f2": "unlisted",
+        "f2": "active",
         "f3": "new",
         "f4": "disabled",
     }
     assert rows["f0"].last_error == "http_410: boom"
+    # Dropped from the file: its health kept, marked as not in the file.
+    assert not rows["f2"].in_file and rows["f2"].last_success_at == NOW
+    assert all(rows[n].in_file for n in ("f0", "f1", "f3", "f4"))
     assert rows["f1"].last_error is None and rows["f1"].last_success_at == NOW
     with db.session() as con:
         assert set_feed_status(con, "f0", "active") == [gone.url]

@@ -56,10 +56,9 @@ def test_only_regular_files_inside_the_folder_are_read(tmp_path: Path) -> None:
     (posts / "sub").mkdir()
     (posts / "sub" / "inside.md").symlink_to(posts / "good.md")  # a link within: read
 
-    started = time.monotonic()
+    # Reading /dev/zero or opening the FIFO would never end: the timeout mark catches that.
     titles, errors = read_folder(posts)
 
-    assert time.monotonic() - started < 5
     assert titles == ["Good", "Good"]
     assert errors == [
         ("fifo.md", "not_regular_file", "post"),
@@ -103,12 +102,12 @@ def test_site_configurations_are_bounded(tmp_path: Path) -> None:
 def test_front_matter_alias_bombs_are_refused_while_composed() -> None:
     from newsflow.schemas.errors import ItemError
 
-    started = time.monotonic()
+    started = time.process_time()
     with pytest.raises(ItemError) as exc:
         parse_front_matter("yaml", LAUGHS)
     assert exc.value.kind == "invalid_front_matter"
     assert "aliases" in str(exc.value)
-    assert time.monotonic() - started < 1
+    assert time.process_time() - started < 1  # CPU time; the expanded tree would take minutes
     # A few aliases, as real configurations use them, are fine.
     assert parse_front_matter("yaml", "a: &x [1, 2]\nb: *x\n") == {"a": [1, 2], "b": [1, 2]}
 
@@ -121,9 +120,9 @@ def test_post_text_is_linear_up_to_the_file_cap(unit: str) -> None:
     cap bounds the whole (~5 s for the emphasis case on an idle machine)."""
     seconds = []
     for size in (MAX_POST_BYTES // 4, MAX_POST_BYTES):
-        started = time.monotonic()
+        started = time.process_time()  # CPU time: other processes' load does not stretch it
         post_text(unit * (size // len(unit)))
-        seconds.append(time.monotonic() - started)
+        seconds.append(time.process_time() - started)
     assert seconds[1] < 8 * max(seconds[0], 0.05), seconds
     assert seconds[1] < 90, seconds
 
@@ -133,7 +132,7 @@ def test_template_tags_are_stripped_in_one_pass() -> None:
     assert strip_template_tags("{{ open " + "x" * 600 + " }} tail") == (
         "{{ open " + "x" * 600 + " }} tail"
     )
-    started = time.monotonic()
+    started = time.process_time()
     # 14 MB: the regex it replaces took 14 s per MiB of these
     assert strip_template_tags("{{" * 7_000_000) == "{{" * 7_000_000
-    assert time.monotonic() - started < 2
+    assert time.process_time() - started < 10  # CPU time; the old regex: ~190 s

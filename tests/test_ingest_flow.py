@@ -14,7 +14,8 @@ from prefect.cache_policies import NO_CACHE
 from prefect.futures import wait
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from newsflow.demo.site import MISSING_PAGE, SiteServer, demo_feeds_toml, load_manifest
+from newsflow.demo.catalogue import MISSING_PAGE, demo_feeds_toml, load_manifest
+from newsflow.demo.site import SiteServer
 from newsflow.flows.ingest import completed_groups, ingest
 from newsflow.schemas.config import Settings
 from newsflow.tasks.extraction.normalize import canonical_url

@@ -15,7 +15,8 @@ import duckdb
 import pytest
 from distributed import Client, LocalCluster
 
-from newsflow.demo.site import SiteServer, demo_feeds_toml
+from newsflow.demo.catalogue import demo_feeds_toml
+from newsflow.demo.site import SiteServer
 from newsflow.flows.ingest import ingest
 from newsflow.flows.load import load_staged, run_load
 from newsflow.runtime import runners

@@ -15,7 +15,8 @@ import psutil
 import pytest
 import yaml
 
-from newsflow.demo.site import SiteServer, demo_feeds_toml
+from newsflow.demo.catalogue import demo_feeds_toml
+from newsflow.demo.site import SiteServer
 from newsflow.runtime.prefect_env import local_server_healthy
 from newsflow.runtime.serve import DEPLOYMENTS_FILE, fill_parameters, read_deployments
 from newsflow.tasks.storage.store import Database

@@ -15,6 +15,7 @@ import pyarrow as pa
 import pytest
 from filelock import FileLock
 
+from newsflow.cli.main import main
 from newsflow.flows.load import run_load
 from newsflow.runtime.runners import chunk_size
 from newsflow.schemas.config import FeedConfig, ScaleOptions, Settings, Shard
@@ -42,7 +43,7 @@ from newsflow.tasks.storage.stage import (
 )
 from newsflow.tasks.storage.store import Database
 from tests.conftest import NEWSFLOW, make_settings, wait_for
-from tests.test_cli import ROOT, newsflow
+from tests.test_cli import ROOT
 from tests.test_load import article
 
 
@@ -145,9 +146,9 @@ def test_shards_are_the_same_in_every_process() -> None:
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
-        ({"shard": "3/3"}, "shard: no shard 3/3"),
-        ({"shard": "-1/3"}, "shard must be I/N"),
-        ({"shard": "two"}, "shard must be I/N"),
+        ({"shard": "3/3"}, "--shard: no shard 3/3"),
+        ({"shard": "-1/3"}, "--shard: not I/N"),
+        ({"shard": "two"}, "--shard: not I/N"),
         ({"runner": "local", "dask_address": "tcp://127.0.0.1:8786"}, "needs --runner dask"),
     ],
 )
@@ -276,7 +277,7 @@ def test_a_loader_killed_midway_loads_nothing_twice(tmp_path: Path) -> None:
 
 def test_a_staged_run_needs_no_database(tmp_path: Path, settings: Settings) -> None:
     """The CLI checks a staged run's inputs without opening (or creating) the database."""
-    from newsflow.cli.main import check_inputs
+    from newsflow.cli.commands import check_inputs
 
     settings.feeds_path.write_text("feeds = []\n", encoding="utf-8")
     check_inputs(settings, stage_dir=str(tmp_path / "stage"))
@@ -288,20 +289,23 @@ def test_a_staged_run_needs_no_database(tmp_path: Path, settings: Settings) -> N
     ("args", "message"),
     [
         (["load", "--stage-dir", "{tmp}/nowhere"], "error: stage folder not found: "),
-        (["run", "--shard", "3/3"], "error: shard: no shard 3/3"),
+        (["run", "--shard", "3/3"], "error: --shard: no shard 3/3"),
         (["run", "--runner", "local", "--dask-address", "tcp://127.0.0.1:1"], "error: --dask"),
     ],
 )
-def test_bad_scale_arguments_are_one_line(tmp_path: Path, args: list[str], message: str) -> None:
+def test_bad_scale_arguments_are_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
     feeds = tmp_path / "feeds.toml"
     feeds.write_text("feeds = []\n", encoding="utf-8")
     args = [a.replace("{tmp}", str(tmp_path)) for a in args]
     if args[0] == "run":
         args += ["--feeds", str(feeds)]
-    result = newsflow(*args, "--db", str(tmp_path / "x.duckdb"))
-    assert result.returncode == 1
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(message), result.stderr
+    assert main([*args, "--db", str(tmp_path / "x.duckdb")]) == 1
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(message), captured.err
+    assert captured.out == ""
     assert not (tmp_path / "x.duckdb").exists()
 
 

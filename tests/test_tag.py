@@ -3,7 +3,6 @@ files, speed."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -12,7 +11,6 @@ from newsflow.schemas.errors import ConfigError
 from newsflow.schemas.lexicon import DEFAULT_LEXICON, load_gazetteer, load_lexicon
 from newsflow.tasks.coverage.doc_titles import DocTyper, find_doc_titles
 from newsflow.tasks.coverage.tag import PREFECTURE, Tagger, load_tagger
-from tests.labelled import read_labelled
 
 
 @pytest.fixture(scope="module")
@@ -247,19 +245,3 @@ def test_tagger_is_rebuilt_when_the_lexicon_changes(tmp_path: Path) -> None:
         encoding="utf-8",
     )
     assert topics(load_tagger(path), "", "沙盒试点") == {"pilot_zone"}
-
-
-# --- speed ----------------------------------------------------------------------------------
-
-
-def test_tags_thousands_of_articles_per_second(tagger: Tagger) -> None:
-    items = read_labelled()
-    # About 2,000 characters each, the length of a typical news article.
-    texts = [(i.name, i.title, (i.body + "\n") * 6) for i in items] * 20
-    best = 0.0
-    for _ in range(3):
-        started = time.perf_counter()
-        for article_id, title, body in texts:
-            tagger.tag(article_id, title, body)
-        best = max(best, len(texts) / (time.perf_counter() - started))
-    assert best >= 1000, f"{best:.0f} articles/s"

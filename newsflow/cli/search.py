@@ -1,8 +1,8 @@
 """`newsflow search`, `newsflow trend` and `newsflow reindex`: parsers, commands, rendering.
 
 The commands open the database read-only (a database from before the index is indexed once,
-with progress shown, as an older file is migrated), call tasks/search, and print. Helpers of
-newsflow/cli/main.py are imported inside the commands: main imports this module to register it.
+with progress shown, as an older file is migrated), call tasks/search, and print;
+newsflow/cli/parser.py registers them.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING
 from rich.table import Table
 from rich.text import Text
 
+from newsflow.cli.commands import settings_from_args
+from newsflow.cli.render import out, progress_bar
 from newsflow.cli.text import visible
 
 if TYPE_CHECKING:
@@ -68,7 +70,6 @@ def _add_db_and_days(p: argparse.ArgumentParser, *, until: bool) -> None:
 
 def _open_indexed(settings: Settings) -> Database:
     """The database, read-only, with every stored article in the index."""
-    from newsflow.cli.main import progress_bar
     from newsflow.tasks.progress import report_progress
     from newsflow.tasks.search.query import ensure_index
     from newsflow.tasks.storage.store import Database
@@ -80,7 +81,6 @@ def _open_indexed(settings: Settings) -> Database:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from newsflow.cli.main import settings_from_args
     from newsflow.schemas.config import SearchRequest
     from newsflow.schemas.models import DateWindow
     from newsflow.tasks.search.query import search
@@ -101,7 +101,6 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def print_search_json(result: SearchResult) -> None:
-    from newsflow.cli.main import out
 
     for hit in result.hits:
         record = hit.model_dump(mode="json")
@@ -122,7 +121,6 @@ def highlighted(snippet: str) -> Text:
 
 
 def print_search(result: SearchResult) -> None:
-    from newsflow.cli.main import out
 
     if not result.hits:
         out.print("no matches")
@@ -144,7 +142,6 @@ def print_search(result: SearchResult) -> None:
 
 
 def cmd_trend(args: argparse.Namespace) -> int:
-    from newsflow.cli.main import settings_from_args
     from newsflow.schemas.config import TrendRequest
     from newsflow.schemas.models import DateWindow
     from newsflow.tasks.search.query import trends
@@ -171,7 +168,6 @@ def sparkline(values: list[int]) -> str:
 
 
 def print_trend_json(found: list[Trend]) -> None:
-    from newsflow.cli.main import out
 
     for trend in found:
         for point in trend.points:
@@ -180,7 +176,6 @@ def print_trend_json(found: list[Trend]) -> None:
 
 
 def print_trend(found: list[Trend]) -> None:
-    from newsflow.cli.main import out
 
     if not any(p.articles for t in found for p in t.points):
         out.print("no matches")
@@ -210,7 +205,6 @@ def print_trend(found: list[Trend]) -> None:
 
 
 def cmd_reindex(args: argparse.Namespace) -> int:
-    from newsflow.cli.main import out, progress_bar, settings_from_args
     from newsflow.tasks.progress import report_progress
     from newsflow.tasks.search.index import rebuild_index
     from newsflow.tasks.storage.store import Database

@@ -10,12 +10,14 @@ lean: the services a one-shot run never uses (scheduler, late runs, triggers, ev
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
+import urllib.error
 import urllib.request
 from collections.abc import Mapping, MutableMapping
 
-from newsflow.schemas.errors import ConfigError
+from newsflow.schemas.errors import ConfigError, ServerError
 
 LOCAL_SERVER_HOST = "127.0.0.1"
 LOCAL_SERVER_PORT = 4200
@@ -80,6 +82,48 @@ def local_server_healthy(api_url: str, timeout: float = 0.3) -> bool:
             return resp.status == 200
     except OSError:
         return False
+
+
+def check_api_reachable(api_url: str, timeout: float = 10.0) -> None:
+    """A configured server that cannot be reached is one line before any flow starts (Prefect
+    would retry, then print a traceback a hundred lines long). Any HTTP answer will do: Prefect
+    Cloud's workspace URL has no /health of its own."""
+    try:
+        with urllib.request.urlopen(f"{api_url}/health", timeout=timeout):
+            pass
+    except urllib.error.HTTPError:
+        pass
+    except (OSError, ValueError) as exc:  # URLError is an OSError; ValueError: not a URL
+        reason = getattr(exc, "reason", exc)
+        raise ServerError(
+            f"the Prefect server at {api_url} (PREFECT_API_URL) does not answer: {reason}"
+        ) from exc
+
+
+# What `newsflow run --runner dask` imports: the `scale` extra.
+SCALE_MODULES = ("distributed", "prefect_dask")
+
+
+def missing_modules(names: tuple[str, ...] = SCALE_MODULES) -> list[str]:
+    """Those of `names` that cannot be imported here, found without importing them
+    (distributed reads its log level from the environment when it is imported)."""
+    missing = []
+    for name in names:
+        try:
+            found = importlib.util.find_spec(name) is not None
+        except (ImportError, ValueError):  # ValueError: None in sys.modules, a blocked import
+            found = False
+        if not found:
+            missing.append(name)
+    return missing
+
+
+def check_scale_extra() -> None:
+    if missing := missing_modules():
+        raise ConfigError(
+            f"--runner dask needs the scale extra ({', '.join(missing)} not installed): "
+            "pip install 'newsflow[scale]'"
+        )
 
 
 def quiet_prefect(env: MutableMapping[str, str]) -> None:

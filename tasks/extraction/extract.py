@@ -46,6 +46,7 @@ from newsflow.schemas.models import ExtractedPage, ParsedFeed, Response
 from newsflow.tasks.extraction.body import choose_body
 from newsflow.tasks.extraction.metadata.authors import clean_authors
 from newsflow.tasks.extraction.metadata.choose import PageMetadata, date_fields, read_metadata
+from newsflow.tasks.extraction.mode import use_fast_mode
 from newsflow.tasks.search.segment import index_terms
 from newsflow.tasks.sources.feeds import parse_feed
 
@@ -60,10 +61,10 @@ _NO_DATE_SEARCH = {"extensive_search": False, "original_date": True, "outputform
 _HTML_LANG_RE = re.compile(rb"<html[^>]*\blang\s*=\s*[\"']?([A-Za-z]{2,3})", re.IGNORECASE)
 
 
-def extract_page(url: str, html: str) -> ExtractedPage:
+def extract_page(url: str, html: str, fast: bool | None = None) -> ExtractedPage:
     """trafilatura and the metadata stage on decoded HTML, comments excluded; raises ItemError
     when no text is found. The page is parsed once: the metadata stage reads the tree before
-    trafilatura cleans it."""
+    trafilatura cleans it. `fast`: trafilatura's fast mode, decided per page when None (mode.py)."""
     tree = load_html(html)
     found = read_metadata(tree, url) if tree is not None else PageMetadata()
     doc = trafilatura.bare_extraction(
@@ -73,6 +74,7 @@ def extract_page(url: str, html: str) -> ExtractedPage:
         include_tables=True,
         with_metadata=True,
         deduplicate=False,
+        fast=use_fast_mode(tree) if fast is None else fast,
         # trafilatura's date is not used (the metadata stage dates the page): keep htmldate
         # from its costly and guessing search.
         date_extraction_params=_NO_DATE_SEARCH,

@@ -10,7 +10,7 @@ feed gone until someone re-enables it. Every state is visible in `newsflow feeds
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
@@ -173,24 +173,27 @@ class FeedHealth:
 
     url: str
     name: str | None
-    status: str  # active, failing, gone, disabled; new (never checked); unlisted (not in file)
+    status: str  # active, failing, gone, disabled; new (never checked)
     last_success_at: datetime | None = None
     next_check_at: datetime | None = None
     consecutive_failures: int = 0
     last_error: str | None = None  # "kind: message" while the feed is in trouble
     busy: bool = False
     retry_after_until: datetime | None = None
+    # False for a feed the database knows and the feeds file no longer lists: kept with its
+    # health as it was, not polled.
+    in_file: bool = True
 
 
-_ORDER = {"gone": 0, "failing": 1, "disabled": 2, "unlisted": 3, "new": 4, "active": 5}
+_ORDER = {"gone": 0, "failing": 1, "disabled": 2, "new": 3, "active": 4}
 
 
 def feed_health(con: duckdb.DuckDBPyConnection, feeds_file: FeedsFile | None) -> list[FeedHealth]:
     """Every feed of the database and of the feeds file, the troubled ones first.
 
     The file says what will be polled: a feed disabled there is `disabled`, one it lists that
-    was never checked is `new`, and one the database knows but the file no longer lists is
-    `unlisted` (kept, not polled).
+    was never checked is `new`, and one the database knows but the file no longer lists keeps
+    its stored health and status, marked `in_file=False` (kept, not polled).
     """
     rows = con.execute(
         """
@@ -208,12 +211,19 @@ def feed_health(con: duckdb.DuckDBPyConnection, feeds_file: FeedsFile | None) ->
     for url, row in stored.items():
         feed = listed.get(url) if listed is not None else None
         if listed is not None and feed is None:
-            row = FeedHealth(url, row.name, "unlisted", row.last_success_at)
+            row = replace(row, in_file=False)
         elif feed is not None and not feed.enabled:
             row = FeedHealth(url, feed.name or row.name, "disabled", row.last_success_at)
         health.append(row)
     for url, feed in (listed or {}).items():
         if url not in stored:
             health.append(FeedHealth(url, feed.name, "new" if feed.enabled else "disabled"))
-    health.sort(key=lambda h: (_ORDER.get(h.status, 0), -h.consecutive_failures, h.name or h.url))
+    health.sort(
+        key=lambda h: (
+            not h.in_file,
+            _ORDER.get(h.status, 0),
+            -h.consecutive_failures,
+            h.name or h.url,
+        )
+    )
     return health

@@ -6,19 +6,21 @@ import re
 from pathlib import Path
 from urllib.parse import urldefrag
 
-from newsflow.schemas.errors import ConfigError
+from newsflow.schemas.errors import ConfigError, ItemError
 from newsflow.schemas.models import FeedEntry, IngestErrorRecord
+from newsflow.tasks.sources.bounded import read_regular_file
 
 # A comment is a whole line, or follows whitespace: `#` inside a URL is its fragment.
 _COMMENT_RE = re.compile(r"(?:^|\s)#.*$")
 
 
-def read_url_file(path: Path) -> tuple[list[FeedEntry], list[IngestErrorRecord]]:
+def read_url_file(path: Path, max_bytes: int) -> tuple[list[FeedEntry], list[IngestErrorRecord]]:
     """Entries for the file's URLs (each once, in order) and an error row per line that is not
-    an http(s) URL."""
+    an http(s) URL. The file is read as other local inputs are: a regular file (no FIFO, no
+    device) of at most `max_bytes`."""
     try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
+        text = read_regular_file(path, path.parent, max_bytes).decode("utf-8-sig")
+    except (OSError, UnicodeDecodeError, ItemError) as exc:
         raise ConfigError(f"cannot read URL file {path}: {exc}") from exc
     urls: dict[str, None] = {}
     errors = []

@@ -99,7 +99,10 @@ def replacing(target: Path) -> Iterator[Path]:
     """A new file in target's folder, created exclusively under a name of its own, renamed
     over `target` when the block ends (and removed when it fails). A symlink or any file at
     `target` is replaced, not written through."""
-    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as exc:  # a read-only folder or file system, a full disk
+        raise ConfigError(f"cannot write in {target.parent}: {exc.strerror or exc}") from exc
     os.close(fd)
     temporary = Path(name)
     temporary.chmod(0o666 & ~_UMASK)  # as a plainly created file; mkstemp makes it 0600

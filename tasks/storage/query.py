@@ -1,5 +1,5 @@
-"""Reading stored articles back, for export and re-extraction: a window's filter, the ids of
-the articles to re-extract, and rows as `Article` records."""
+"""Reading stored articles back, for export, re-extraction and the demo: a window's filter,
+the ids of the articles to re-extract, rows as `Article` records, the newest articles."""
 
 from __future__ import annotations
 
@@ -61,3 +61,15 @@ def read_articles(
 
 def articles_by_id(con: duckdb.DuckDBPyConnection, ids: Sequence[str]) -> list[Article]:
     return list(read_articles(con, "article_id IN (SELECT unnest(?::VARCHAR[]))", [list(ids)]))
+
+
+def latest_articles(
+    con: duckdb.DuckDBPyConnection, limit: int, tz: str
+) -> list[tuple[str | None, str, str | None, str]]:
+    """The newest articles as (published, in `tz` to the minute; source; language; title)."""
+    rows = con.execute(
+        "SELECT strftime(published_at AT TIME ZONE ?, '%Y-%m-%d %H:%M'), source, language, "
+        "title FROM articles ORDER BY published_at DESC NULLS LAST LIMIT ?",
+        [tz, limit],
+    ).fetchall()
+    return [tuple(r) for r in rows]  # type: ignore[misc]

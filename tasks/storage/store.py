@@ -16,11 +16,12 @@ so their items count as new and are fetched again as the feeds come due.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
@@ -30,12 +31,14 @@ from filelock import FileLock, Timeout
 
 from newsflow.schemas.ddl import MIGRATIONS, SCHEMA_VERSION_DDL
 from newsflow.schemas.errors import DatabaseError
+from newsflow.tasks.progress import notify
 
 LOGGER = logging.getLogger(__name__)
 
 # DuckDB's messages for a write-ahead log it cannot replay, and for a file another process holds.
 _WAL_DAMAGE = re.compile(r"replaying WAL|corrupt WAL", re.IGNORECASE)
 _LOCKED = re.compile(r"could not set lock|conflicting lock", re.IGNORECASE)
+_DUCKDB_HOLDER = re.compile(r"\(PID (\d+)\)")
 
 # filelock is re-entrant per object but not across threads of one process: serialize those here.
 _THREAD_LOCKS: dict[Path, threading.RLock] = {}
@@ -78,13 +81,7 @@ class Database:
             return
         deadline = time.monotonic() + self.lock_timeout
         with _thread_lock(self.path):
-            try:
-                self._file_lock.acquire(timeout=self.lock_timeout)
-            except Timeout as exc:
-                raise DatabaseError(
-                    f"database {self.path} is busy: another newsflow process held it for "
-                    f"{self.lock_timeout:.0f} s"
-                ) from exc
+            self._acquire_file_lock()
             try:
                 con = self._connect(deadline)
                 try:
@@ -96,6 +93,37 @@ class Database:
                     con.close()
             finally:
                 self._file_lock.release()
+
+    def _acquire_file_lock(self) -> None:
+        """Take the cross-process lock, saying at once whom we wait for when another process
+        holds it; then leave our pid in the lock file for whoever waits next."""
+        try:
+            self._create_parent()
+            # Read before trying: some filelock versions truncate the file when they open it.
+            holder = _lock_holder(self._file_lock.lock_file)
+            try:
+                self._file_lock.acquire(blocking=False)
+            except Timeout:
+                notify(f"waiting for {self.path}, held by {holder}…")
+                self._file_lock.acquire(timeout=self.lock_timeout)
+        except Timeout as exc:
+            raise DatabaseError(
+                f"database {self.path} is busy: another newsflow process held it for "
+                f"{self.lock_timeout:.0f} s"
+            ) from exc
+        except OSError as exc:
+            raise DatabaseError(f"cannot open database {self.path}: {_reason(exc)}") from exc
+        with suppress(OSError):  # only a waiter's message would lack the pid
+            Path(self._file_lock.lock_file).write_text(str(os.getpid()), encoding="ascii")
+
+    def _create_parent(self) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError) as exc:
+            blocking = next(p for p in (self.path, *self.path.parents) if p.exists())
+            raise DatabaseError(
+                f"cannot open database {self.path}: {blocking} is a file, not a folder"
+            ) from exc
 
     @contextmanager
     def _read_session(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -128,10 +156,9 @@ class Database:
         return {v for v, _, _ in MIGRATIONS} - done
 
     def _connect(self, deadline: float, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-        if not read_only:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
         delay = 0.05
         wal_moved = False
+        told = False
         while True:
             try:
                 return duckdb.connect(str(self.path), read_only=read_only)
@@ -148,7 +175,11 @@ class Database:
                         f"database {self.path} is locked by another process "
                         f"(gave up after {self.lock_timeout:.0f} s)"
                     ) from exc
-                LOGGER.info("database %s is locked by another process; waiting", self.path)
+                if not told:
+                    pid = _DUCKDB_HOLDER.search(str(exc))
+                    holder = f"pid {pid[1]}" if pid else "another process"
+                    notify(f"waiting for {self.path}, held by {holder}…")
+                    told = True
                 time.sleep(delay)
                 delay = min(delay * 2, 2.0)
 
@@ -172,6 +203,19 @@ class Database:
             str(exc).splitlines()[0][:300],
             moved,
         )
+
+
+def _lock_holder(lock_file: str) -> str:
+    """Who holds the lock, from the pid its holder left in the file."""
+    try:
+        pid = Path(lock_file).read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        pid = ""
+    return f"pid {pid}" if pid.isdigit() else "another process"
+
+
+def _reason(exc: OSError) -> str:
+    return f"{exc.strerror} ({exc.filename})" if exc.strerror and exc.filename else str(exc)
 
 
 def applied_migrations(con: duckdb.DuckDBPyConnection) -> set[int]:

@@ -125,8 +125,9 @@ def test_feed_deadline_ends_a_feed_whose_pages_block(
     assert kinds.count("feed_timeout") == 1
     assert set(kinds) == {"timeout", "feed_timeout"}
     assert kinds.count("timeout") <= 12  # only what was in flight before the deadline
-    # Without the feed deadline: 24 trickling pages, 4 at a time, 2 s each = 12 s.
-    assert first.seconds < FEED_DEADLINE + TOTAL_DEADLINE + 4
+    # The single feed_timeout row shows the feed deadline ended the feed (without it: 24
+    # trickling pages, 4 at a time, 2 s each, all recorded as timeouts); a bound on the run's
+    # seconds would only add a way to fail on a loaded machine.
     first.assert_loaded_in_full(healthy)
 
 
