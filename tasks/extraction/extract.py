@@ -44,6 +44,7 @@ from newsflow.schemas.errors import ItemError
 from newsflow.schemas.kinds import Kind, Stage
 from newsflow.schemas.models import ExtractedPage, ParsedFeed, Response
 from newsflow.tasks.extraction.body import choose_body
+from newsflow.tasks.extraction.derive import Derivation
 from newsflow.tasks.extraction.metadata.authors import clean_authors
 from newsflow.tasks.extraction.metadata.choose import PageMetadata, date_fields, read_metadata
 from newsflow.tasks.sources.feeds import parse_feed
@@ -98,6 +99,13 @@ def extract_page(url: str, html: str) -> ExtractedPage:
     )
 
 
+def extract_article(url: str, html: str, derive: Derivation | None) -> ExtractedPage:
+    """extract_page, then the per-article work on its text (tags, fingerprint: `derive`) in
+    the same worker, so that the flow process does not do it (tasks/extraction/derive.py)."""
+    page = extract_page(url, html)
+    return derive(page) if derive is not None else page
+
+
 def _split(value: Any) -> list[str]:
     if not value:
         return []
@@ -148,11 +156,13 @@ class Extractor:
         *,
         parse_deadline: float = 60.0,
         memory_limit: int | None = None,
+        derive: Derivation | None = None,
     ) -> None:
         self.workers = max(1, workers)
         self.deadline = deadline
         self.parse_deadline = parse_deadline
         self.memory_limit = memory_limit
+        self.derive = derive
         self._pool: ProcessPool | None = None
         self._lock = threading.Lock()
 
@@ -200,7 +210,12 @@ class Extractor:
                 yield url, _feed_timeout(url)
                 continue
             queued.append(
-                (url, pool.schedule(extract_page, args=(url, html), timeout=self.deadline))
+                (
+                    url,
+                    pool.schedule(
+                        extract_article, args=(url, html, self.derive), timeout=self.deadline
+                    ),
+                )
             )
             if len(queued) >= _QUEUED_PER_WORKER * self.workers:
                 yield oldest()
@@ -337,9 +352,12 @@ class InlineExtractor:
     """Extractor's interface, working in the calling thread, one document at a time: for
     processes that are the parallelism themselves (Dask workers)."""
 
-    def __init__(self, deadline: float, *, parse_deadline: float = 60.0) -> None:
+    def __init__(
+        self, deadline: float, *, parse_deadline: float = 60.0, derive: Derivation | None = None
+    ) -> None:
         self.deadline = deadline
         self.parse_deadline = parse_deadline
+        self.derive = derive
         _warm_worker(None)
         _quiet_swallowed_overruns()
 
@@ -371,7 +389,12 @@ class InlineExtractor:
                 continue
             deadline = self.deadline if left is None else min(self.deadline, left)
             try:
-                yield url, self._run(url, Stage.EXTRACT, deadline, extract_page, url, html)
+                yield (
+                    url,
+                    self._run(
+                        url, Stage.EXTRACT, deadline, extract_article, url, html, self.derive
+                    ),
+                )
             except ItemError as exc:
                 cut = left is not None and left < self.deadline and exc.kind == "timeout"
                 yield url, _feed_timeout(url) if cut else exc
