@@ -1,9 +1,11 @@
 """Extract: article text and metadata from HTML with trafilatura, in a process pool.
 
 Extraction is the CPU-bound stage (~20–30 ms a page), so it runs in worker processes, one per
-core; feed parsing (feedparser) runs in the same pool. pebble's pool is used rather than
-concurrent.futures because it can kill the one worker whose document overran its deadline and
-replace it, where ProcessPoolExecutor can only be torn down whole.
+core; feed parsing (feedparser) runs in the same pool, and so does the per-article work on an
+extracted page's text (tags, fingerprint: tasks/extraction/derive.py, `extract_article`).
+pebble's pool is used rather than concurrent.futures because it can kill the one worker whose
+document overran its deadline and replace it, where ProcessPoolExecutor can only be torn down
+whole.
 
 Every document is bounded: in time by its deadline (the worker is killed past it), in memory
 by the workers' address-space limit (a document that needs more fails with MemoryError, as
