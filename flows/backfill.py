@@ -55,6 +55,7 @@ from newsflow.tasks.pipeline.backfill import (
 )
 from newsflow.tasks.pipeline.feed import (
     EntryOrigin,
+    derivation,
     feed_origin,
 )
 from newsflow.tasks.progress import report_progress
@@ -232,7 +233,9 @@ def run_backfill(settings: Settings, request: BackfillRequest) -> BackfillSummar
     try:
         with (
             Fetcher(feeds_file.fetch_limits(settings.fetch), feeds_file.hosts) as fetcher,
-            Extractor(settings.extract_workers, settings.extract_deadline) as extractor,
+            Extractor(
+                settings.extract_workers, settings.extract_deadline, derive=derivation(settings)
+            ) as extractor,
         ):
             run = _Run(
                 BackfillContext(settings, request, feeds_file, db, fetcher, extractor), summary

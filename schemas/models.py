@@ -87,6 +87,29 @@ class ParsedFeed(BaseModel):
     generator: str | None = None
 
 
+class Derived(BaseModel):
+    """Coverage tags and the body's dedup fingerprint of one article, made from its title and
+    body where its page was extracted (newsflow.tasks.extraction.derive). The loader takes them
+    only while they are what it would compute: the same title and body (`text_key`), tagger
+    (`tagger`) and fingerprint scheme (`version`); otherwise it computes them itself."""
+
+    # Bytes travel as base64 in JSON (a staged batch's `derived` column).
+    model_config = ConfigDict(ser_json_bytes="base64", val_json_bytes="base64")
+
+    version: str
+    text_key: str
+    tagger: str
+    # Rows of the tag tables without their article_id (newsflow.tasks.coverage.tag).
+    topics: list[tuple[str, list[str], int, int, float]] = []
+    regions: list[tuple[str, str, str, int]] = []
+    docs: list[tuple[str, str, int]] = []
+    orgs: list[tuple[str, str, int]] = []
+    # None for a body too short to compare (newsflow.tasks.dedup.fingerprint.BodyPrint).
+    body_key: str | None = None
+    shingles: bytes | None = None  # sorted unique uint32 shingle hashes
+    signature: bytes | None = None  # uint32 MinHash values
+
+
 class ExtractedPage(BaseModel):
     """What trafilatura and the metadata stage found on a page."""
 
@@ -111,6 +134,8 @@ class ExtractedPage(BaseModel):
     # The text's index terms, space-separated (newsflow.tasks.search.segment.index_terms),
     # made here in the worker so that the single writer does not segment.
     search_terms: str = ""
+    # Tags and fingerprint of the article the page most likely makes, made in the worker.
+    derived: Derived | None = None
 
 
 class Article(BaseModel):
@@ -200,6 +225,8 @@ class ArticleBatch(BaseModel):
     # How many of seen_again were recognized by their GUID alone; the rest by their URL.
     seen_again_by_guid: int = 0
     errors: list[IngestErrorRecord] = []
+    # By article_id: what the extraction workers derived from the articles' pages.
+    derived: dict[str, Derived] = {}
     entries_seen: int = 0
     pages_downloaded: int = 0
     # Not written, only reported: items dated outside the backfill's window, and files of an

@@ -26,7 +26,8 @@ from werkzeug import Request, Response
 
 from newsflow.schemas.models import FeedBatch, FeedCheck, FeedEntry, RunCounts, article_id_for
 from newsflow.tasks.dedup.layers import lookup_known, split_known
-from newsflow.tasks.extraction.extract import extract_page
+from newsflow.tasks.extraction.derive import Derivation, derived_of
+from newsflow.tasks.extraction.extract import extract_article
 from newsflow.tasks.extraction.normalize import build_feed_article, canonical_url
 from newsflow.tasks.storage.load import load_batch
 from newsflow.tasks.storage.runs import finish_run, start_run
@@ -96,29 +97,35 @@ def read_items(directory: Path = DEDUP_FIXTURES / "items") -> list[Item]:
     return items
 
 
-def load_items(db: Database, items: list[Item]) -> list[RunCounts]:
-    """Every run of the set, feed by feed; returns each run's counts."""
+def load_items(
+    db: Database, items: list[Item], derive: Derivation | None = None
+) -> list[RunCounts]:
+    """Every run of the set, feed by feed; returns each run's counts. With `derive`, pages get
+    their tags and fingerprints as an extraction worker makes them; else the loader does."""
     totals = []
     for run in sorted({i.run for i in items}):
         run_id = start_run(db, "dedup-eval", {"run": run})
         counts = RunCounts()
         in_run = sorted((i for i in items if i.run == run), key=lambda i: (i.feed, i.name))
         for feed, feed_items in itertools.groupby(in_run, key=lambda i: i.feed):
-            counts += load_batch(db, run_id, feed_batch(db, feed, list(feed_items)))
+            counts += load_batch(db, run_id, feed_batch(db, feed, list(feed_items), derive))
         finish_run(db, run_id, counts)
         totals.append(counts)
     return totals
 
 
-def feed_batch(db: Database, feed: str, items: list[Item]) -> FeedBatch:
+def feed_batch(
+    db: Database, feed: str, items: list[Item], derive: Derivation | None = None
+) -> FeedBatch:
     entries = {i.link: i for i in items}
     with db.session() as con:
         known = lookup_known(con, feed, [i.entry() for i in items])
     split = split_known([i.entry() for i in items], known, SHANGHAI)
-    articles = []
+    articles, pages = [], []
     for entry in split.fresh:
         item = entries[entry.link or ""]
-        page = extract_page(item.link, item.page())
+        page = extract_article(item.link, item.page(), derive)
+        pages.append(page)
         article, _ = build_feed_article(
             entry,
             page,
@@ -135,6 +142,7 @@ def feed_batch(db: Database, feed: str, items: list[Item]) -> FeedBatch:
         articles=articles,
         seen_again=split.seen_again,
         seen_again_by_guid=split.by_guid,
+        derived=derived_of(articles, pages),
     )
 
 

@@ -8,7 +8,7 @@ import json
 from datetime import datetime
 from pathlib import Path
 
-from newsflow.demo.site import PLACEHOLDER
+from newsflow.demo.catalogue import PLACEHOLDER
 from newsflow.schemas.models import Article, FeedBatch, FeedCheck, article_id_for
 from newsflow.tasks.extraction.extract import extract_page
 from newsflow.tasks.extraction.normalize import page_body

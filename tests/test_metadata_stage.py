@@ -13,6 +13,7 @@ import pytest
 from newsflow.schemas.ddl import LATEST_VERSION, MIGRATIONS, SCHEMA_VERSION_DDL
 from newsflow.schemas.models import Article, ArticleBatch, ExtractedPage, FeedEntry
 from newsflow.tasks.extraction.extract import extract_page
+from newsflow.tasks.extraction.metadata.columns import feed_precision
 from newsflow.tasks.extraction.metadata.dates import parse_stamp
 from newsflow.tasks.extraction.normalize import rebuild_body
 from newsflow.tasks.storage.load import load_articles
@@ -58,6 +59,25 @@ def test_dates_are_read_at_the_precision_they_are_written(
     stamp = parse_stamp(text)
     assert stamp is not None
     assert (stamp.value, stamp.precision) == (value, precision)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "Wed, 01 May 2024 08:00:00 +0800",
+        "1 May 2024 08:00:00 GMT",
+        "Wed, 01 May 24 08:00:00 +0800",
+        "Mon, 01 Jan 1985 01:02:03 GMT",
+        "Wed, 01 Mai 2024 08:00:00 +0200",
+        "Wed, 01 May 2024 08:00 +0800",
+        "2024-05-01T08:00:00+08:00",
+        "2024-05-01",
+    ],
+)
+def test_a_feed_dates_precision_is_read_without_dateparser_as_with_it(raw: str) -> None:
+    """RFC 2822 dates with seconds skip parse_stamp (dateparser: milliseconds an item)."""
+    stamp = parse_stamp(raw)
+    assert feed_precision(raw) == (stamp.precision if stamp else "second")
 
 
 @pytest.mark.parametrize("text", ["2022-13-45", "0000-00-00 00:00:00", "2099-01-01", "1970-01-01"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
@@ -189,6 +190,13 @@ def test_language_and_hash() -> None:
     assert guess_language("The SEC published draft rules") == "en"
     assert guess_language("x", declared="zh-CN") == "zh"
     assert content_hash("Ａ b\nc") == content_hash("a  B c")
+
+
+def test_the_hash_folds_every_whitespace_character_a_regex_space_matches() -> None:
+    spaces = [chr(c) for c in range(0x3100) if re.fullmatch(r"\s", chr(c))]
+    assert len(spaces) > 20  # Unicode's, not only ASCII's
+    assert {content_hash(f"数字{s}人民币") for s in spaces} == {content_hash("数字人民币")}
+    assert content_hash("数字\u200b人民币") != content_hash("数字人民币")  # not a space
 
 
 def _entry(**kw: object) -> FeedEntry:

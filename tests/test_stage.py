@@ -4,6 +4,7 @@ loads each batch exactly once — also when it is killed midway — and the snap
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -28,10 +29,13 @@ from newsflow.schemas.models import (
     RunCounts,
     new_run_id,
 )
+from newsflow.tasks.coverage.tag import load_tagger
 from newsflow.tasks.dedup.layers import lookup_known
+from newsflow.tasks.extraction.derive import derive
 from newsflow.tasks.sources.feeds import parse_feed
 from newsflow.tasks.sources.health import read_feed_states
 from newsflow.tasks.storage.stage import (
+    STAGE_FORMAT,
     Snapshot,
     Stage,
     StagedBatch,
@@ -44,6 +48,7 @@ from newsflow.tasks.storage.stage import (
 from newsflow.tasks.storage.store import Database
 from tests.conftest import NEWSFLOW, make_settings, wait_for
 from tests.test_cli import ROOT
+from tests.test_derive import stored_rows
 from tests.test_load import article
 
 
@@ -51,10 +56,13 @@ def feed_batch(feed: int, first: int, count: int) -> FeedBatch:
     """Feed `feed` carrying articles first … first+count-1, one seen again, one error."""
     url = f"https://feeds.example/{feed}.xml"
     articles = [article(n, feed_url=url) for n in range(first, first + count)]
+    tagger = load_tagger()
     return FeedBatch(
         feed_url=url,
         check=FeedCheck(url=url, ok=True, status_code=200, etag=f'"{feed}"', entries_seen=count),
         articles=articles,
+        # What the extraction workers made of all but the last article.
+        derived={a.article_id: derive(a.title, a.body_text, tagger) for a in articles[:-1]},
         seen_again=[(articles[0].article_id, "guid-again")] if articles else [],
         errors=[
             IngestErrorRecord(
@@ -325,4 +333,50 @@ def test_a_staged_article_id_shaped_like_a_path_is_refused(tmp_path: Path) -> No
     with pytest.raises(
         ConfigError, match=r"part .* invalid record \(article_id: .*'\.\./\.\./outside'"
     ):
+        read_part(stage, part)
+
+
+FORMAT_1 = Path(__file__).parent / "fixtures" / "stage" / "format1"
+
+
+def test_a_part_of_the_first_format_loads(tmp_path: Path) -> None:
+    """Staged before the workers' tags and fingerprints travelled with the articles: the loader
+    makes them, and the rows are those of the same batches staged in the current format."""
+    old = Stage(str(shutil.copytree(FORMAT_1, tmp_path / "old")))
+    (part,) = old.committed_parts()
+    staged = read_part(old, part)
+    assert [len(s.batch.articles) for s in staged] == [3, 3]
+    assert all(s.batch.derived == {} for s in staged)
+    tagger = load_tagger()
+    current = Stage(str(tmp_path / "current"), create=True)
+    for s in staged:
+        s.batch.derived = {
+            a.article_id: derive(a.title, a.body_text, tagger) for a in s.batch.articles
+        }
+    write_part(current, part, staged)
+    assert read_part(current, part) == staged
+
+    loaded = []
+    for name, stage in (("old", old), ("current", current)):
+        settings = make_settings(tmp_path / name)
+        summary = run_load(settings, stage.url)
+        assert (summary.batches_loaded, summary.counts.articles_new) == (2, 6)
+        loaded.append(stored_rows(settings.db_path))
+    assert loaded[0]["article_topics"] and loaded[0]["article_bands"]
+    assert loaded[0] == loaded[1]
+
+
+def test_a_part_in_a_newer_format_is_refused(tmp_path: Path) -> None:
+    stage = Stage(str(tmp_path / "stage"), create=True)
+    stage_batches(stage, feeds=1, per_feed=2)
+    (part,) = stage.committed_parts()
+    marker = stage.read_table("parts", part, "batches.parquet")
+    assert marker is not None
+    newer = marker.set_column(
+        marker.schema.get_field_index("format"),
+        "format",
+        pa.array([STAGE_FORMAT + 1] * marker.num_rows, pa.int64()),
+    )
+    stage.write_table(newer, "parts", part, "batches.parquet")
+    with pytest.raises(ConfigError, match=rf"part {part} is in format {STAGE_FORMAT + 1}"):
         read_part(stage, part)

@@ -1,21 +1,21 @@
 """Tag articles for coverage analysis: topics, regions, policy documents, organizations.
 
-Pure functions over title and body text; `newsflow.tasks.storage.load` writes the results (in bulk,
-inside the load transaction) and re-tags stored articles. The data comes from the lexicon and the
+Pure functions over title and body text, run where pages are extracted
+(`newsflow.tasks.extraction.derive`) or, for articles without a page, by the loader;
+`newsflow.tasks.storage.tags` writes the results (in bulk, inside the load transaction) and
+re-tags stored articles. The data comes from the lexicon and the
 gazetteer (`schemas/lexicon.py`); one `Tagger` is built per pair of files and reused.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections import Counter, defaultdict
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import NamedTuple
-
-import pyarrow as pa
 
 from newsflow.schemas.errors import ConfigError
 from newsflow.schemas.lexicon import (
@@ -135,6 +135,9 @@ class Tagger:
 
     def __init__(self, lexicon: Lexicon, gazetteer: Gazetteer) -> None:
         self.lexicon = lexicon
+        # Names what this tagger finds: tags made elsewhere with the same version are its own.
+        data = f"{lexicon.model_dump_json()}\x1e{gazetteer.model_dump_json()}"
+        self.version = hashlib.blake2b(data.encode("utf-8"), digest_size=8).hexdigest()
         topic_terms: dict[str, list[str]] = defaultdict(list)
         for topic, config in lexicon.topics.items():
             for term in config.terms:
@@ -259,65 +262,3 @@ def _mtime(path: Path) -> int:
         return path.stat().st_mtime_ns
     except OSError:
         return 0  # load_* reports the missing file
-
-
-# --- Arrow tables for the bulk writes in newsflow.tasks.storage.load -----------------------
-
-TAG_SCHEMAS: dict[str, pa.Schema] = {
-    "article_topics": pa.schema(
-        [
-            ("article_id", pa.string()),
-            ("topic", pa.string()),
-            ("terms", pa.list_(pa.string())),
-            ("hits", pa.int32()),
-            ("title_hits", pa.int32()),
-            ("score", pa.float64()),
-        ]
-    ),
-    "article_regions": pa.schema(
-        [
-            ("article_id", pa.string()),
-            ("region", pa.string()),
-            ("province", pa.string()),
-            ("level", pa.string()),
-            ("hits", pa.int32()),
-        ]
-    ),
-    "article_policy_docs": pa.schema(
-        [
-            ("article_id", pa.string()),
-            ("doc_title", pa.string()),
-            ("doc_type", pa.string()),
-            ("hits", pa.int32()),
-        ]
-    ),
-    "article_orgs": pa.schema(
-        [
-            ("article_id", pa.string()),
-            ("org", pa.string()),
-            ("country", pa.string()),
-            ("hits", pa.int32()),
-        ]
-    ),
-}
-_FIELDS = {
-    "article_topics": "topics",
-    "article_regions": "regions",
-    "article_policy_docs": "docs",
-    "article_orgs": "orgs",
-}
-
-
-def tag_tables(tags: Sequence[ArticleTags]) -> dict[str, pa.Table]:
-    """One Arrow table per tag table, rows of all the articles together."""
-    tables = {}
-    for table, attr in _FIELDS.items():
-        schema = TAG_SCHEMAS[table]
-        columns: list[list[object]] = [[] for _ in schema]
-        for article in tags:
-            for row in getattr(article, attr):
-                columns[0].append(article.article_id)
-                for i, value in enumerate(row, start=1):
-                    columns[i].append(value)
-        tables[table] = pa.table(columns, schema=schema)
-    return tables

@@ -344,17 +344,18 @@ MINHASH_SEED = 1
 LSH_VERSION = 1
 
 
-@cache
-def _permutations() -> npt.NDArray[np.uint64]:
-    # Imported on first use: datasketch imports scipy (~0.4 s), which a run that loads no
-    # article (an unchanged run) need not pay.
-    from datasketch import MinHash
-
-    minhash = MinHash(num_perm=NUM_PERM, seed=MINHASH_SEED, scheme="affine32")
-    return minhash.permutations  # type: ignore[no-any-return]
-
-
 _U32 = np.uint32
+
+
+@cache
+def _permutations() -> npt.NDArray[np.uint32]:
+    """datasketch's affine32 permutations for MINHASH_SEED, drawn as MinHash draws them
+    (tests/test_dedup.py compares the signatures): importing datasketch imports scipy, ~0.7 s
+    and ~55 MiB in every process that fingerprints (each extraction worker)."""
+    generator = np.random.RandomState(MINHASH_SEED)
+    a = generator.randint(0, 1 << 31, NUM_PERM, dtype=_U32) * _U32(2) + _U32(1)
+    b = generator.randint(0, 1 << 32, NUM_PERM, dtype=_U32)
+    return np.array([a, b])
 
 
 def _fmix32(h: npt.NDArray[np.uint32]) -> npt.NDArray[np.uint32]:
@@ -464,22 +465,41 @@ class Fingerprint:
     buckets: npt.NDArray[np.int64] | None  # LSH band hashes
 
 
-def fingerprint_articles(articles: Sequence[Article]) -> list[Fingerprint]:
-    found = _shingles_and_keys([_story_lines(a.body_text, a.title) for a in articles])
+@dataclass(frozen=True)
+class BodyPrint:
+    """What of a Fingerprint reads the body (all but the title key): the part the extraction
+    workers make (newsflow.tasks.extraction.derive). None fields for a body too short."""
+
+    body_key: str | None
+    shingles: Shingles | None
+    signature: Signature | None
+
+
+def body_prints(texts: Sequence[tuple[str, str]]) -> list[BodyPrint]:
+    """Body prints of (title, body) pairs: the story text's key, shingles and MinHash."""
+    found = _shingles_and_keys([_story_lines(body, title) for title, body in texts])
     sets = [s if len(s) >= MIN_SHINGLES else None for s, _ in found]
     usable = [i for i, s in enumerate(sets) if s is not None]
     signatures = minhash_signatures([sets[i] for i in usable])  # type: ignore[misc]
-    of = {
-        i: (sig, b) for i, sig, b in zip(usable, signatures, band_hashes(signatures), strict=True)
-    }
+    signed = dict(zip(usable, signatures, strict=True))
     return [
-        Fingerprint(
-            title_key(a),
-            found[i][1] if sets[i] is not None else None,
-            sets[i],
-            *of.get(i, (None, None)),
-        )
-        for i, a in enumerate(articles)
+        BodyPrint(key if shingles is not None else None, shingles, signed.get(i))
+        for i, ((_, key), shingles) in enumerate(zip(found, sets, strict=True))
+    ]
+
+
+def fingerprint_articles(
+    articles: Sequence[Article], bodies: Sequence[BodyPrint] | None = None
+) -> list[Fingerprint]:
+    """The articles' fingerprints; `bodies`: their body prints, when made already."""
+    if bodies is None:
+        bodies = body_prints([(a.title, a.body_text) for a in articles])
+    signed = [(i, b.signature) for i, b in enumerate(bodies) if b.signature is not None]
+    stacked = np.stack([s for _, s in signed]) if signed else np.empty((0, NUM_PERM), _U32)
+    buckets = dict(zip([i for i, _ in signed], band_hashes(stacked), strict=True))
+    return [
+        Fingerprint(title_key(a), b.body_key, b.shingles, b.signature, buckets.get(i))
+        for i, (a, b) in enumerate(zip(articles, bodies, strict=True))
     ]
 
 

@@ -13,7 +13,8 @@ first one, the story takes that article's id.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import NamedTuple
@@ -55,6 +56,18 @@ def entry_article_id(entry: FeedEntry) -> str | None:
         return None
 
 
+@contextmanager
+def listed(con: duckdb.DuckDBPyConnection, name: str, values: Iterable[str]) -> Iterator[None]:
+    """`values` as table `name` (one column, `value`) while in use. Not a list parameter:
+    without pandas installed, DuckDB's client tries `import pandas` twice for each element of
+    one, ~0.1 ms apiece (measured), several times what the query costs."""
+    con.register(name, pa.table({"value": pa.array(list(values), pa.string())}))
+    try:
+        yield
+    finally:
+        con.unregister(name)
+
+
 @dataclass
 class KnownIndex:
     """What the database already holds of one feed's entries."""
@@ -71,20 +84,22 @@ def lookup_known(
     guids = [e.guid for e in entries if e.guid] if feed_url else []
     known = KnownIndex()
     if ids:
-        rows = con.execute(
-            "SELECT article_id, coalesce(updated_at, published_at) FROM articles "
-            "WHERE article_id IN (SELECT unnest(?::VARCHAR[]))",
-            [ids],
-        ).fetchall()
+        with listed(con, "known_ids", ids):
+            rows = con.execute(
+                "SELECT article_id, coalesce(updated_at, published_at) FROM articles "
+                "WHERE article_id IN (SELECT value FROM known_ids)"
+            ).fetchall()
         known.updated_at = {r[0]: r[1] for r in rows}
     if guids:
-        rows = con.execute(
-            # Only GUIDs whose article was stored: a ref recorded for an article whose page
-            # failed elsewhere must not hide it from the next run.
-            "SELECT f.guid, f.article_id FROM article_feeds f JOIN articles a USING (article_id) "
-            "WHERE f.feed_url = ? AND f.guid IN (SELECT unnest(?::VARCHAR[]))",
-            [feed_url, guids],
-        ).fetchall()
+        with listed(con, "known_guids", guids):
+            rows = con.execute(
+                # Only GUIDs whose article was stored: a ref recorded for an article whose
+                # page failed elsewhere must not hide it from the next run.
+                "SELECT f.guid, f.article_id FROM article_feeds f JOIN articles a "
+                "USING (article_id) WHERE f.feed_url = ? "
+                "AND f.guid IN (SELECT value FROM known_guids)",
+                [feed_url],
+            ).fetchall()
         known.guids = {r[0]: r[1] for r in rows}
     return known
 
@@ -286,9 +301,10 @@ def rename_stories(con: duckdb.DuckDBPyConnection, stories: _Stories) -> None:
 
 
 def stored_article_ids(con: duckdb.DuckDBPyConnection, ids: list[str]) -> set[str]:
-    rows = con.execute(
-        "SELECT article_id FROM articles WHERE article_id IN (SELECT unnest(?::VARCHAR[]))", [ids]
-    ).fetchall()
+    with listed(con, "batch_ids", ids):
+        rows = con.execute(
+            "SELECT article_id FROM articles WHERE article_id IN (SELECT value FROM batch_ids)"
+        ).fetchall()
     return {r[0] for r in rows}
 
 
@@ -369,11 +385,11 @@ def find_earlier(
     signatures.update(_stored_signatures(con, {old for _, old in pairs if old not in new_ids}))
     candidates = _ranked_candidates(pairs, signatures)
     titles = _stored_titles_in_window(con, new)
-    bodies = con.execute(
-        "SELECT body_key, arg_min(article_id, dated_at) FROM article_keys "
-        "WHERE body_key IN (SELECT unnest(?::VARCHAR[])) GROUP BY body_key",
-        [[fp.body_key for _, fp in new if fp.body_key]],
-    ).fetchall()
+    with listed(con, "batch_body_keys", [fp.body_key for _, fp in new if fp.body_key]):
+        bodies = con.execute(
+            "SELECT body_key, arg_min(article_id, dated_at) FROM article_keys "
+            "WHERE body_key IN (SELECT value FROM batch_body_keys) GROUP BY body_key"
+        ).fetchall()
     considered = {old for ranked in candidates.values() for old, _ in ranked} - new_ids
     title_ids = {aid for _, aid in titles}
     named = {a.duplicate_of for a, _ in new if a.duplicate_of}
@@ -505,11 +521,11 @@ def _stored_signatures(
 ) -> dict[str, Signature | None]:
     if not ids:
         return {}
-    rows = con.execute(
-        "SELECT article_id, minhash FROM article_keys "
-        "WHERE article_id IN (SELECT unnest(?::VARCHAR[]))",
-        [sorted(ids)],
-    ).fetchall()
+    with listed(con, "wanted_ids", sorted(ids)):
+        rows = con.execute(
+            "SELECT article_id, minhash FROM article_keys "
+            "WHERE article_id IN (SELECT value FROM wanted_ids)"
+        ).fetchall()
     return {r[0]: np.frombuffer(r[1], dtype=np.uint32) if r[1] else None for r in rows}
 
 
@@ -519,15 +535,15 @@ def _stored_articles(
     """Stored articles by id; `stories` learns when their stories were first published."""
     if not ids:
         return {}
-    rows = con.execute(
-        "SELECT a.article_id, coalesce(a.story_id, a.article_id), "
-        "coalesce(a.duplicate_of, a.article_id), coalesce(a.published_at, a.first_seen_at), "
-        "coalesce(first.published_at, first.first_seen_at) "
-        "FROM articles a LEFT JOIN articles first "
-        "ON first.article_id = coalesce(a.story_id, a.article_id) "
-        "WHERE a.article_id IN (SELECT unnest(?::VARCHAR[]))",
-        [sorted(ids)],
-    ).fetchall()
+    with listed(con, "wanted_ids", sorted(ids)):
+        rows = con.execute(
+            "SELECT a.article_id, coalesce(a.story_id, a.article_id), "
+            "coalesce(a.duplicate_of, a.article_id), coalesce(a.published_at, a.first_seen_at), "
+            "coalesce(first.published_at, first.first_seen_at) "
+            "FROM articles a LEFT JOIN articles first "
+            "ON first.article_id = coalesce(a.story_id, a.article_id) "
+            "WHERE a.article_id IN (SELECT value FROM wanted_ids)"
+        ).fetchall()
     for _, story_id, _, _, opened in rows:
         if opened is not None:
             stories.opened[story_id] = opened
@@ -538,11 +554,11 @@ def _read_shingles(con: duckdb.DuckDBPyConnection, matches: _Matches, ids: set[s
     """Shingles of these stored articles, from their bodies: the only bodies read."""
     if not ids:
         return
-    rows = con.execute(
-        "SELECT article_id, title, body_text FROM articles "
-        "WHERE article_id IN (SELECT unnest(?::VARCHAR[]))",
-        [sorted(ids)],
-    ).fetchall()
+    with listed(con, "wanted_ids", sorted(ids)):
+        rows = con.execute(
+            "SELECT article_id, title, body_text FROM articles "
+            "WHERE article_id IN (SELECT value FROM wanted_ids)"
+        ).fetchall()
     sets = body_shingles([(body or "", title) for _, title, body in rows])
     for (article_id, _, _), shingles in zip(rows, sets, strict=True):
         matches.by_id[article_id].shingles = shingles

@@ -1,9 +1,11 @@
 """Extract: article text and metadata from HTML with trafilatura, in a process pool.
 
 Extraction is the CPU-bound stage (~20–30 ms a page), so it runs in worker processes, one per
-core; feed parsing (feedparser) runs in the same pool. pebble's pool is used rather than
-concurrent.futures because it can kill the one worker whose document overran its deadline and
-replace it, where ProcessPoolExecutor can only be torn down whole.
+core; feed parsing (feedparser) runs in the same pool, and so does the per-article work on an
+extracted page's text (tags, fingerprint: tasks/extraction/derive.py, `extract_article`).
+pebble's pool is used rather than concurrent.futures because it can kill the one worker whose
+document overran its deadline and replace it, where ProcessPoolExecutor can only be torn down
+whole.
 
 Every document is bounded: in time by its deadline (the worker is killed past it), in memory
 by the workers' address-space limit (a document that needs more fails with MemoryError, as
@@ -44,6 +46,7 @@ from newsflow.schemas.errors import ItemError
 from newsflow.schemas.kinds import Kind, Stage
 from newsflow.schemas.models import ExtractedPage, ParsedFeed, Response
 from newsflow.tasks.extraction.body import choose_body
+from newsflow.tasks.extraction.derive import Derivation
 from newsflow.tasks.extraction.metadata.authors import clean_authors
 from newsflow.tasks.extraction.metadata.choose import PageMetadata, date_fields, read_metadata
 from newsflow.tasks.extraction.mode import use_fast_mode
@@ -102,6 +105,13 @@ def extract_page(url: str, html: str, fast: bool | None = None) -> ExtractedPage
     )
 
 
+def extract_article(url: str, html: str, derive: Derivation | None) -> ExtractedPage:
+    """extract_page, then the per-article work on its text (tags, fingerprint: `derive`) in
+    the same worker, so that the flow process does not do it (tasks/extraction/derive.py)."""
+    page = extract_page(url, html)
+    return derive(page) if derive is not None else page
+
+
 def _split(value: Any) -> list[str]:
     if not value:
         return []
@@ -152,11 +162,13 @@ class Extractor:
         *,
         parse_deadline: float = 60.0,
         memory_limit: int | None = None,
+        derive: Derivation | None = None,
     ) -> None:
         self.workers = max(1, workers)
         self.deadline = deadline
         self.parse_deadline = parse_deadline
         self.memory_limit = memory_limit
+        self.derive = derive
         self._pool: ProcessPool | None = None
         self._lock = threading.Lock()
 
@@ -204,7 +216,12 @@ class Extractor:
                 yield url, _feed_timeout(url)
                 continue
             queued.append(
-                (url, pool.schedule(extract_page, args=(url, html), timeout=self.deadline))
+                (
+                    url,
+                    pool.schedule(
+                        extract_article, args=(url, html, self.derive), timeout=self.deadline
+                    ),
+                )
             )
             if len(queued) >= _QUEUED_PER_WORKER * self.workers:
                 yield oldest()
@@ -341,9 +358,12 @@ class InlineExtractor:
     """Extractor's interface, working in the calling thread, one document at a time: for
     processes that are the parallelism themselves (Dask workers)."""
 
-    def __init__(self, deadline: float, *, parse_deadline: float = 60.0) -> None:
+    def __init__(
+        self, deadline: float, *, parse_deadline: float = 60.0, derive: Derivation | None = None
+    ) -> None:
         self.deadline = deadline
         self.parse_deadline = parse_deadline
+        self.derive = derive
         _warm_worker(None)
         _quiet_swallowed_overruns()
 
@@ -375,7 +395,12 @@ class InlineExtractor:
                 continue
             deadline = self.deadline if left is None else min(self.deadline, left)
             try:
-                yield url, self._run(url, Stage.EXTRACT, deadline, extract_page, url, html)
+                yield (
+                    url,
+                    self._run(
+                        url, Stage.EXTRACT, deadline, extract_article, url, html, self.derive
+                    ),
+                )
             except ItemError as exc:
                 cut = left is not None and left < self.deadline and exc.kind == "timeout"
                 yield url, _feed_timeout(url) if cut else exc

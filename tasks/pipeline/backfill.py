@@ -32,6 +32,7 @@ from newsflow.schemas.sources import SourceConfig
 from newsflow.tasks.containment import internal_error
 from newsflow.tasks.coverage.tag import load_tagger
 from newsflow.tasks.dedup.layers import lookup_known, split_known
+from newsflow.tasks.extraction.derive import derived_of
 from newsflow.tasks.extraction.extract import Extractor
 from newsflow.tasks.extraction.normalize import parse_date_or_none, rebuild_body
 from newsflow.tasks.fetching.fetch import Fetcher
@@ -170,6 +171,7 @@ def _collect_pages(
         errors=errors,
         entries_seen=len(entries),
         pages_downloaded=downloaded,
+        derived=derived_of(articles, pages.values()),
     )
     return keep_window(batch, ctx.window), [article_id for article_id, _ in split.seen_again]
 
@@ -200,6 +202,9 @@ def _reextract_batch(ctx: BackfillContext, ids: Sequence[str]) -> ArticleBatch:
                 batch.articles.append(rebuild_body(article, page, ctx.settings.tz))
             except ItemError as exc:
                 failure = exc
+            else:
+                if page.derived is not None:  # taken where the stored title is the page's
+                    batch.derived[article.article_id] = page.derived
         if failure is not None:
             batch.errors.append(
                 IngestErrorRecord(

@@ -25,6 +25,7 @@ from newsflow.schemas.config import FeedConfig, FeedsFile, Settings
 from newsflow.schemas.errors import ItemError
 from newsflow.schemas.models import (
     Article,
+    Derived,
     ExtractedPage,
     FeedBatch,
     FeedCheck,
@@ -35,6 +36,7 @@ from newsflow.schemas.models import (
 from newsflow.schemas.sources import SourceConfig
 from newsflow.tasks.containment import internal_error, unexpected
 from newsflow.tasks.dedup.layers import entry_article_id, lookup_known, split_known
+from newsflow.tasks.extraction.derive import Derivation, derived_of
 from newsflow.tasks.extraction.extract import Extractor, InlineExtractor
 from newsflow.tasks.extraction.normalize import build_feed_article
 from newsflow.tasks.fetching.fetch import FEED_ACCEPT, Fetcher, is_transient
@@ -198,6 +200,8 @@ class FreshEntries:
     downloaded: int
     # Entries not stored that the next run may still get: keep no validators then.
     deferred: int
+    # What the extraction workers derived from the articles' pages, by article_id.
+    derived: dict[str, Derived]
 
     @classmethod
     def of(
@@ -238,7 +242,13 @@ class FreshEntries:
         # items left for it; without them it refetches the feed and downloads just those.
         deferred = left_for_next_run(fresh, pages, page_errors)
         return cls(
-            articles, errors, split.seen_again + elsewhere, split.by_guid, downloaded, deferred
+            articles,
+            errors,
+            split.seen_again + elsewhere,
+            split.by_guid,
+            downloaded,
+            deferred,
+            derived_of(articles, pages.values()),
         )
 
     def batch(
@@ -252,6 +262,7 @@ class FreshEntries:
             seen_again_by_guid=self.seen_again_by_guid,
             errors=errors,
             pages_downloaded=self.downloaded,
+            derived=self.derived,
         )
 
 
@@ -412,6 +423,11 @@ class FeedJob:
         return f"newsflow-known-{self.run_id}"
 
 
+def derivation(settings: Settings) -> Derivation:
+    """The extraction workers' per-article work, with the run's lexicon and gazetteer."""
+    return Derivation(settings.lexicon_path, settings.gazetteer_path)
+
+
 def open_feed_context(
     job: FeedJob, extractor: Extractor | InlineExtractor, known: Reader
 ) -> tuple[FeedContext, ExitStack]:
@@ -453,7 +469,9 @@ def feed_context(job: FeedJob) -> FeedContext:
             known = Snapshot(from_cluster(job.known_dataset))
             settings = job.settings
             extractor = InlineExtractor(
-                settings.extract_deadline, parse_deadline=settings.parse_deadline
+                settings.extract_deadline,
+                parse_deadline=settings.parse_deadline,
+                derive=derivation(settings),
             )
             ctx, resources = open_feed_context(job, extractor, known)
             resources.enter_context(closing(known))
@@ -473,6 +491,7 @@ def hosted_context(job: FeedJob, known: Reader) -> Iterator[None]:
         settings.extract_deadline,
         parse_deadline=settings.parse_deadline,
         memory_limit=settings.worker_memory_limit,
+        derive=derivation(settings),
     )
     opened = open_feed_context(job, extractor, known)
     with _CONTEXTS_LOCK:

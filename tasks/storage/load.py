@@ -13,9 +13,10 @@ from collections.abc import Sequence
 import duckdb
 
 from newsflow.schemas.models import ArticleBatch, FeedBatch, RunCounts, StagedRef
-from newsflow.tasks.coverage.tag import ArticleTags, Tagger
-from newsflow.tasks.dedup.fingerprint import Fingerprint, fingerprint_articles
+from newsflow.tasks.coverage.tag import ArticleTags, Tagger, load_tagger
+from newsflow.tasks.dedup.fingerprint import Fingerprint
 from newsflow.tasks.dedup.layers import LayerCounts, cluster_new_articles, unique_articles
+from newsflow.tasks.extraction.derive import article_facts
 from newsflow.tasks.search.index import index_articles
 from newsflow.tasks.storage.articles import (
     dates_differ,
@@ -27,7 +28,7 @@ from newsflow.tasks.storage.articles import (
 from newsflow.tasks.storage.feed_health import record_feed_check
 from newsflow.tasks.storage.runs import record_errors, record_loaded_batch
 from newsflow.tasks.storage.store import Database
-from newsflow.tasks.storage.tags import tag_articles, write_tags
+from newsflow.tasks.storage.tags import write_tags
 from newsflow.tasks.storage.transaction import transaction
 
 
@@ -45,13 +46,13 @@ def load_batch(
     """Write one feed's contribution in one transaction; returns what it added.
 
     New and updated articles are tagged for coverage analysis (default: the packaged lexicon
-    and gazetteer); the tags are computed before the lock is taken and written with the
+    and gazetteer) and fingerprinted for dedup: by the extraction workers as a rule
+    (`batch.derived`), here before the lock is taken otherwise. The tags are written with the
     articles, so a batch's articles never exist untagged. A `staged` batch is recorded as
     loaded in the same transaction, and one loaded before adds nothing (zero counts).
     """
     articles = unique_articles(batch.articles)
-    tags = tag_articles(articles, tagger)
-    prints = fingerprint_articles(articles)
+    tags, prints = article_facts(articles, batch.derived, tagger or load_tagger())
     with db.session() as con, transaction(con):
         if staged is not None and not record_loaded_batch(con, staged, run_id, batch.feed_url):
             return RunCounts()
@@ -93,8 +94,7 @@ def load_articles(
             unchanged -= dates_differ(con, articles)
     changed = [a for a in articles if a.article_id not in unchanged]
     again = [(a.article_id, a.guid) for a in articles if a.article_id in unchanged]
-    tags = tag_articles(changed, tagger)
-    prints = fingerprint_articles(changed)
+    tags, prints = article_facts(changed, batch.derived, tagger or load_tagger())
     with db.session() as con, transaction(con):
         counts = write_articles(
             con,

@@ -4,9 +4,11 @@ A staged run (`newsflow run --stage-dir DIR`) opens no database: a worker on ano
 cannot open a DuckDB file that the loader writes. It writes its feed batches in parts:
 
     DIR/parts/<part>/articles.parquet   the batches' articles (the `articles` columns) + batch_id
+                                        + derived (the workers' tags and fingerprint, JSON)
     DIR/parts/<part>/refs.parquet       (batch_id, article_id, guid) of entries seen again
     DIR/parts/<part>/errors.parquet     the batches' ingest_errors rows + batch_id
-    DIR/parts/<part>/batches.parquet    one row per feed batch: ids, feed, the feed check
+    DIR/parts/<part>/batches.parquet    one row per feed batch: ids, feed, the feed check,
+                                        and the format its part is written in
 
 A part holds up to PART_FEEDS feed batches (fewer files than one set per feed: most polls are
 a bare 304). batches.parquet is written last, under a temporary name then renamed, so a part
@@ -41,7 +43,14 @@ import pyarrow.parquet as pq
 from pydantic import ValidationError
 
 from newsflow.schemas.errors import ConfigError
-from newsflow.schemas.models import Article, FeedBatch, FeedCheck, IngestErrorRecord, utcnow
+from newsflow.schemas.models import (
+    Article,
+    Derived,
+    FeedBatch,
+    FeedCheck,
+    IngestErrorRecord,
+    utcnow,
+)
 from newsflow.tasks.storage.articles import articles_table
 from newsflow.tasks.storage.store import migrate
 
@@ -56,6 +65,9 @@ PART_SECONDS = 60.0
 SNAPSHOT_DAYS = 30
 
 _MARKER = "batches.parquet"
+# The parts' format, in every row of batches.parquet. 1 (no such column): articles without the
+# `derived` column, whose batches the loader tags and fingerprints itself. 2: with it.
+STAGE_FORMAT = 2
 # What a staged run asks the database, as the snapshot keeps it (`?` is the window's start).
 _SNAPSHOT_QUERIES = {
     "feeds": "SELECT * FROM feeds",
@@ -160,7 +172,16 @@ def _articles(batches: Sequence[StagedBatch]) -> pa.Table | None:
     if not articles:
         return None
     ids = [s.batch_id for s in batches for _ in s.batch.articles]
-    return articles_table(articles).append_column("batch_id", pa.array(ids, pa.string()))
+    derived = [
+        found.model_dump_json() if (found := s.batch.derived.get(a.article_id)) else None
+        for s in batches
+        for a in s.batch.articles
+    ]
+    return (
+        articles_table(articles)
+        .append_column("batch_id", pa.array(ids, pa.string()))
+        .append_column("derived", pa.array(derived, pa.string()))
+    )
 
 
 def _rows(rows: Iterator[dict[str, Any]]) -> pa.Table | None:
@@ -179,7 +200,10 @@ def _batch_row(staged: StagedBatch) -> dict[str, Any]:
         "checked_at": batch.check.checked_at,
         # The rest of the batch as pydantic writes it: new fields travel without a new column.
         "check": batch.check.model_dump_json(),
-        "batch": batch.model_dump_json(exclude={"check", "articles", "seen_again", "errors"}),
+        "batch": batch.model_dump_json(
+            exclude={"check", "articles", "seen_again", "errors", "derived"}
+        ),
+        "format": STAGE_FORMAT,
     }
 
 
@@ -242,12 +266,20 @@ def read_part(stage: Stage, part: str) -> list[StagedBatch]:
 
 def _read_part(stage: Stage, part: str) -> list[StagedBatch]:
     marker = _marker(stage, part)
-    articles: dict[str, list[Article]] = {}
-    for row in _pylist(stage.read_table("parts", part, "articles.parquet")):
-        extra = row.pop("extra")
-        articles.setdefault(row.pop("batch_id"), []).append(
-            Article.model_validate(row | {"extra": json.loads(extra) if extra else {}})
+    written = max(marker.column("format").to_pylist()) if "format" in marker.column_names else 1
+    if written > STAGE_FORMAT:
+        raise ConfigError(
+            f"{stage.url}: part {part} is in format {written}, newer than this newsflow reads "
+            f"({STAGE_FORMAT}); load it with the newsflow that staged it"
         )
+    articles: dict[str, list[Article]] = {}
+    derived: dict[str, dict[str, Derived]] = {}
+    for row in _pylist(stage.read_table("parts", part, "articles.parquet")):
+        extra, made, batch_id = row.pop("extra"), row.pop("derived", None), row.pop("batch_id")
+        article = Article.model_validate(row | {"extra": json.loads(extra) if extra else {}})
+        articles.setdefault(batch_id, []).append(article)
+        if made:
+            derived.setdefault(batch_id, {})[article.article_id] = Derived.model_validate_json(made)
     refs: dict[str, list[tuple[str, str | None]]] = {}
     for row in _pylist(stage.read_table("parts", part, "refs.parquet")):
         refs.setdefault(row["batch_id"], []).append((row["article_id"], row["guid"]))
@@ -264,6 +296,7 @@ def _read_part(stage: Stage, part: str) -> list[StagedBatch]:
                 "articles": articles.get(bid, []),
                 "seen_again": refs.get(bid, []),
                 "errors": errors.get(bid, []),
+                "derived": derived.get(bid, {}),
             }
         )
         staged.append(StagedBatch(bid, row["run_id"], row["name"], row["source"], batch))

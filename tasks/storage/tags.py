@@ -9,16 +9,68 @@ from typing import NamedTuple
 import duckdb
 import pyarrow as pa
 
-from newsflow.schemas.models import Article
-from newsflow.tasks.coverage.tag import ArticleTags, Tagger, load_tagger, tag_tables
+from newsflow.tasks.coverage.tag import ArticleTags, Tagger
 from newsflow.tasks.storage.store import Database
 from newsflow.tasks.storage.transaction import transaction
 
+TAG_SCHEMAS: dict[str, pa.Schema] = {
+    "article_topics": pa.schema(
+        [
+            ("article_id", pa.string()),
+            ("topic", pa.string()),
+            ("terms", pa.list_(pa.string())),
+            ("hits", pa.int32()),
+            ("title_hits", pa.int32()),
+            ("score", pa.float64()),
+        ]
+    ),
+    "article_regions": pa.schema(
+        [
+            ("article_id", pa.string()),
+            ("region", pa.string()),
+            ("province", pa.string()),
+            ("level", pa.string()),
+            ("hits", pa.int32()),
+        ]
+    ),
+    "article_policy_docs": pa.schema(
+        [
+            ("article_id", pa.string()),
+            ("doc_title", pa.string()),
+            ("doc_type", pa.string()),
+            ("hits", pa.int32()),
+        ]
+    ),
+    "article_orgs": pa.schema(
+        [
+            ("article_id", pa.string()),
+            ("org", pa.string()),
+            ("country", pa.string()),
+            ("hits", pa.int32()),
+        ]
+    ),
+}
+_FIELDS = {
+    "article_topics": "topics",
+    "article_regions": "regions",
+    "article_policy_docs": "docs",
+    "article_orgs": "orgs",
+}
 
-def tag_articles(articles: Sequence[Article], tagger: Tagger | None) -> list[ArticleTags]:
-    """Coverage tags of the articles (default tagger: the packaged lexicon and gazetteer)."""
-    tagger = tagger or load_tagger()
-    return [tagger.tag(a.article_id, a.title, a.body_text) for a in articles]
+
+def tag_tables(tags: Sequence[ArticleTags]) -> dict[str, pa.Table]:
+    """One Arrow table per tag table, rows of all the articles together."""
+    tables = {}
+    for table, attr in _FIELDS.items():
+        schema = TAG_SCHEMAS[table]
+        columns: list[list[object]] = [[] for _ in schema]
+        for article in tags:
+            for row in getattr(article, attr):
+                columns[0].append(article.article_id)
+                for i, value in enumerate(row, start=1):
+                    columns[i].append(value)
+        tables[table] = pa.table(columns, schema=schema)
+    return tables
 
 
 def write_tags(con: duckdb.DuckDBPyConnection, tags: Sequence[ArticleTags]) -> None:

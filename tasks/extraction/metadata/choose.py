@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import TypedDict
 
 from lxml.html import HtmlElement
 
@@ -127,7 +128,16 @@ def _contradicts(published: Stamp, updated: Stamp | None) -> bool:
     return published.value.date() > updated.value.date()
 
 
-def date_fields(found: PageMetadata) -> dict[str, str | None]:
+class DateFields(TypedDict):
+    date: str | None
+    date_precision: str | None
+    date_source: str | None
+    updated: str | None
+    updated_precision: str | None
+    origin_source: str | None
+
+
+def date_fields(found: PageMetadata) -> DateFields:
     """ExtractedPage's date fields: text to the stated precision (crosses to the flow process)."""
     published, updated = found.published, found.updated
     return {
