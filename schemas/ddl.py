@@ -4,6 +4,9 @@ A database file records the migrations applied to it in `schema_version`; openin
 applies the ones it lacks, in order, in place. Never edit a released migration: add one.
 Numbers are claimed per issue and can land out of order (3 before 2), so each migration stands
 on migration 1 alone and a file that has 3 but not 2 gets 2 later.
+
+Over 450 lines for a reason: the migrations are one ordered list, and views and macros are
+defined next to the tables they read.
 """
 
 from __future__ import annotations

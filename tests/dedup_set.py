@@ -25,7 +25,7 @@ import yaml
 from werkzeug import Request, Response
 
 from newsflow.schemas.models import FeedBatch, FeedCheck, FeedEntry, RunCounts, article_id_for
-from newsflow.tasks.dedup.layers import lookup_known, split_known
+from newsflow.tasks.dedup.known import lookup_known, split_known
 from newsflow.tasks.extraction.derive import Derivation, derived_of
 from newsflow.tasks.extraction.extract import extract_article
 from newsflow.tasks.extraction.normalize import build_feed_article, canonical_url

@@ -31,7 +31,7 @@ from newsflow.tasks.dedup.fingerprint import (
     similarity,
     story_text,
 )
-from newsflow.tasks.dedup.layers import lookup_known, split_known
+from newsflow.tasks.dedup.known import lookup_known, split_known
 from newsflow.tasks.extraction.normalize import canonical_url, content_hash
 from newsflow.tasks.storage.load import load_batch
 from newsflow.tasks.storage.runs import finish_run, start_run

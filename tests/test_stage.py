@@ -30,7 +30,7 @@ from newsflow.schemas.models import (
     new_run_id,
 )
 from newsflow.tasks.coverage.tag import load_tagger
-from newsflow.tasks.dedup.layers import lookup_known
+from newsflow.tasks.dedup.known import lookup_known
 from newsflow.tasks.extraction.derive import derive
 from newsflow.tasks.sources.feeds import parse_feed
 from newsflow.tasks.sources.health import read_feed_states

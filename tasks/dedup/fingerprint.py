@@ -12,6 +12,9 @@ suit its script, MinHash signatures and LSH band hashes, vectorized with numpy o
   signature equals `datasketch.MinHash(...).update_batch(shingles)`; computed here in bulk they
   cost ~21 µs an article against ~210 µs for a MinHash object per article (measured on the
   benchmark's articles), which hashes its input one value at a time.
+
+Over 450 lines for a reason: shingling, the MinHash signature and the LSH bands must agree on
+one set of constants and one normalization of the text; split, they could drift apart.
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ from newsflow.schemas.models import (
 from newsflow.schemas.sources import SourceConfig
 from newsflow.tasks.containment import internal_error
 from newsflow.tasks.coverage.tag import load_tagger
-from newsflow.tasks.dedup.layers import lookup_known, split_known
+from newsflow.tasks.dedup.known import lookup_known, split_known
 from newsflow.tasks.extraction.derive import derived_of
 from newsflow.tasks.extraction.extract import Extractor
 from newsflow.tasks.extraction.normalize import parse_date_or_none, rebuild_body

@@ -2,7 +2,11 @@
 drop entries already known, download and extract pages, normalize them to Articles; and the
 Prefect task that runs it for a chunk of feeds, in a thread of the flow process or on a Dask
 worker (newsflow/runtime/runners.py). Declared sources (tasks/pipeline/declared.py) share its
-steps from their entries on (FreshEntries), so the one path stays in one module."""
+steps from their entries on (FreshEntries), so the one path stays in one module.
+
+Over 450 lines for a reason: it is the one per-feed path both flows share, step by step; the
+steps themselves are in the stage packages it calls.
+"""
 
 from __future__ import annotations
 
@@ -35,7 +39,7 @@ from newsflow.schemas.models import (
 )
 from newsflow.schemas.sources import SourceConfig
 from newsflow.tasks.containment import internal_error, unexpected
-from newsflow.tasks.dedup.layers import entry_article_id, lookup_known, split_known
+from newsflow.tasks.dedup.known import entry_article_id, lookup_known, split_known
 from newsflow.tasks.extraction.derive import Derivation, derived_of
 from newsflow.tasks.extraction.extract import Extractor, InlineExtractor
 from newsflow.tasks.extraction.normalize import build_feed_article

@@ -15,7 +15,8 @@ import duckdb
 from newsflow.schemas.models import ArticleBatch, FeedBatch, RunCounts, StagedRef
 from newsflow.tasks.coverage.tag import ArticleTags, Tagger, load_tagger
 from newsflow.tasks.dedup.fingerprint import Fingerprint
-from newsflow.tasks.dedup.layers import LayerCounts, cluster_new_articles, unique_articles
+from newsflow.tasks.dedup.known import unique_articles
+from newsflow.tasks.dedup.layers import LayerCounts, cluster_new_articles
 from newsflow.tasks.extraction.derive import article_facts
 from newsflow.tasks.search.index import index_articles
 from newsflow.tasks.storage.articles import (
