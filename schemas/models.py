@@ -88,10 +88,11 @@ class ParsedFeed(BaseModel):
 
 
 class Derived(BaseModel):
-    """Coverage tags and the body's dedup fingerprint of one article, made from its title and
-    body where its page was extracted (newsflow.tasks.extraction.derive). The loader takes them
-    only while they are what it would compute: the same title and body (`text_key`), tagger
-    (`tagger`) and fingerprint scheme (`version`); otherwise it computes them itself."""
+    """Coverage tags, the body's dedup fingerprint and its search terms of one article, made
+    from its title and body where its page was extracted (newsflow.tasks.extraction.derive).
+    The loader takes them only while they are what it would compute: the same title and body
+    (`text_key`), tagger (`tagger`) and fingerprint scheme (`version`); otherwise it computes
+    them itself."""
 
     # Bytes travel as base64 in JSON (a staged batch's `derived` column).
     model_config = ConfigDict(ser_json_bytes="base64", val_json_bytes="base64")
@@ -108,6 +109,9 @@ class Derived(BaseModel):
     body_key: str | None = None
     shingles: bytes | None = None  # sorted unique uint32 shingle hashes
     signature: bytes | None = None  # uint32 MinHash values
+    # The body's index terms, space-separated (newsflow.tasks.search.segment.index_terms); None
+    # in a staged part written before they were made here.
+    body_terms: str | None = None
 
 
 class ExtractedPage(BaseModel):
@@ -131,9 +135,6 @@ class ExtractedPage(BaseModel):
     categories: list[str] = []
     tags: list[str] = []
     text: str = ""
-    # The text's index terms, space-separated (newsflow.tasks.search.segment.index_terms),
-    # made here in the worker so that the single writer does not segment.
-    search_terms: str = ""
     # Tags and fingerprint of the article the page most likely makes, made in the worker.
     derived: Derived | None = None
 
@@ -181,9 +182,6 @@ class Article(BaseModel):
     published_date: date | None = None  # the calendar date in the source's zone
     # The outlet the story was taken from (来源), apart from the author and the carrying site.
     origin_source: str | None = None
-    # Not a column: body_text's index terms when an extraction worker made them (None: the
-    # writer segments). Excluded from dumps, so it never reaches a table or a staged file.
-    search_terms: str | None = Field(default=None, exclude=True)
 
 
 class IngestErrorRecord(BaseModel):

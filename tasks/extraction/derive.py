@@ -1,13 +1,16 @@
-"""Per-article CPU where the page is extracted: coverage tags and the body's dedup fingerprint.
+"""Per-article CPU where the page is extracted: coverage tags, the body's dedup fingerprint and
+its search terms.
 
 On two cores the flow process's CPU is taken straight from extraction (docs/ARCHITECTURE.md,
 "data flow"), so what is computed from an article's text runs in the extraction worker (a
 process of the pool, or a Dask worker's thread), right after extraction, and comes back with
 the page (`ExtractedPage.derived`). The pipeline hands it on in the batch
-(`ArticleBatch.derived`, by article_id) and the loader takes it (`article_facts`) for every
-article whose title and body are the ones it was made from. The rest — articles made from the
-feed's text, posts, declared sources' detail pages, a re-extraction whose stored title differs
-from the page's — the loader tags and fingerprints itself, with the same functions.
+(`ArticleBatch.derived`, by article_id) and the loader takes it (`article_facts`,
+`article_terms`) for every article whose title and body are the ones it was made from. The
+rest — articles made from the feed's text, posts, declared sources' detail pages, a
+re-extraction whose stored title differs from the page's — the loader tags, fingerprints and
+segments itself, with the same functions: so an article's index terms never depend on which of
+the two made them (`newsflow reindex` segments the stored body too).
 
 The worker sees the page, not the feed's entry: it takes the title and body that normalize
 gives when the entry's title agrees with the page's, the usual case. Where they differ the
@@ -48,6 +51,7 @@ from newsflow.tasks.dedup.fingerprint import (
     fingerprint_articles,
 )
 from newsflow.tasks.extraction.normalize import clean_title, page_body
+from newsflow.tasks.search.segment import index_terms
 
 LOGGER = logging.getLogger(__name__)
 
@@ -73,7 +77,7 @@ def text_key(title: str, body: str) -> str:
 
 
 def derive(title: str, body: str, tagger: Tagger) -> Derived:
-    """Tags and body print of an article with this title and body."""
+    """Tags, body print and body terms of an article with this title and body."""
     tags = tagger.tag("", title, body)
     (found,) = body_prints([(title, body)])
     return Derived.model_validate(
@@ -88,6 +92,7 @@ def derive(title: str, body: str, tagger: Tagger) -> Derived:
             "body_key": found.body_key,
             "shingles": found.shingles.tobytes() if found.shingles is not None else None,
             "signature": found.signature.tobytes() if found.signature is not None else None,
+            "body_terms": index_terms(body),
         }
     )
 
@@ -150,10 +155,26 @@ def article_facts(
     return [t for t in tags if t is not None], fingerprint_articles(articles, done)
 
 
-def _fitting(made: Derived | None, article: Article, tagger: Tagger) -> Derived | None:
-    if made is None or made.version != SCHEME or made.tagger != tagger.version:
+def article_terms(articles: Sequence[Article], derived: Mapping[str, Derived]) -> list[str]:
+    """Each article's body terms: the worker's where they were made from this very title and
+    body, segmented here otherwise (before the writer's lock is taken)."""
+    terms = []
+    for article in articles:
+        made = _made_from(derived.get(article.article_id), article)
+        worker = made.body_terms if made is not None else None
+        terms.append(worker if worker is not None else index_terms(article.body_text))
+    return terms
+
+
+def _made_from(made: Derived | None, article: Article) -> Derived | None:
+    if made is None or made.version != SCHEME:
         return None
     return made if made.text_key == text_key(article.title, article.body_text) else None
+
+
+def _fitting(made: Derived | None, article: Article, tagger: Tagger) -> Derived | None:
+    fits = _made_from(made, article)
+    return fits if fits is not None and fits.tagger == tagger.version else None
 
 
 def _tags(article_id: str, made: Derived) -> ArticleTags:

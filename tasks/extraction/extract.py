@@ -50,7 +50,6 @@ from newsflow.tasks.extraction.derive import Derivation
 from newsflow.tasks.extraction.metadata.authors import clean_authors
 from newsflow.tasks.extraction.metadata.choose import PageMetadata, date_fields, read_metadata
 from newsflow.tasks.extraction.mode import use_fast_mode
-from newsflow.tasks.search.segment import index_terms
 from newsflow.tasks.sources.feeds import parse_feed
 
 LOGGER = logging.getLogger(__name__)
@@ -100,7 +99,6 @@ def extract_page(url: str, html: str, fast: bool | None = None) -> ExtractedPage
         categories=_split(meta.get("categories")),
         tags=_split(meta.get("tags")),
         text=text,
-        search_terms=index_terms(text),
         **date_fields(found),
     )
 

@@ -409,8 +409,6 @@ def build_feed_article(
         summary=summary[:2000] if summary else None,
         body_text=body,
         body_source=body_source,
-        # The worker's terms are of the page's text (its title line included, if any).
-        search_terms=shown.search_terms if body_source == "page" else None,
         content_hash=content_hash(body) if body else "",
         first_seen_at=now,
         last_seen_at=now,

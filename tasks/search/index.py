@@ -2,7 +2,7 @@
 
 Called inside every article load (tasks/storage/load.py, `write_articles`) with the batch's
 articles, and by `newsflow reindex`. The work is set-based: each article's terms travel as one
-space-separated string (segmented in the extraction worker where there was one), and DuckDB
+space-separated string (the extraction worker's where it segmented this very body), and DuckDB
 splits, unnests, counts and inserts them in a few statements — no Python loop per term.
 
 A term's id is DuckDB's 64-bit `hash(term)`, which the query macros compute alike: no
@@ -84,23 +84,19 @@ DROP TABLE search_sorted;
 _TEMP_TABLES = ("search_batch", "search_old", "search_batch_terms")
 
 
-def body_terms(article: Article) -> str:
-    """The body's terms: the extraction worker's when it made them, else segmented here."""
-    if article.search_terms is not None:
-        return article.search_terms
-    return index_terms(article.body_text)
-
-
-def index_articles(con: duckdb.DuckDBPyConnection, articles: Sequence[Article]) -> int:
-    """Index these stored articles (call after their upsert, in its transaction); returns how
-    many were (re)indexed — those indexed with the same title and body already are not."""
+def index_articles(
+    con: duckdb.DuckDBPyConnection, articles: Sequence[Article], body_terms: Sequence[str]
+) -> int:
+    """Index these stored articles (call after their upsert, in its transaction) with their
+    bodies' terms (tasks/extraction/derive.py, `article_terms`); returns how many were
+    (re)indexed — those indexed with the same title and body already are not."""
     if not articles:
         return 0
     batch = pa.table(
         {
             "article_id": [a.article_id for a in articles],
             "title_terms": [index_terms(a.title) for a in articles],
-            "body_terms": [body_terms(a) for a in articles],
+            "body_terms": list(body_terms),
         }
     )
     return write_terms(con, batch)

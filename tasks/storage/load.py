@@ -17,7 +17,7 @@ from newsflow.tasks.coverage.tag import ArticleTags, Tagger, load_tagger
 from newsflow.tasks.dedup.fingerprint import Fingerprint
 from newsflow.tasks.dedup.known import unique_articles
 from newsflow.tasks.dedup.layers import LayerCounts, cluster_new_articles
-from newsflow.tasks.extraction.derive import article_facts
+from newsflow.tasks.extraction.derive import article_facts, article_terms
 from newsflow.tasks.search.index import index_articles
 from newsflow.tasks.storage.articles import (
     dates_differ,
@@ -47,18 +47,20 @@ def load_batch(
     """Write one feed's contribution in one transaction; returns what it added.
 
     New and updated articles are tagged for coverage analysis (default: the packaged lexicon
-    and gazetteer) and fingerprinted for dedup: by the extraction workers as a rule
-    (`batch.derived`), here before the lock is taken otherwise. The tags are written with the
-    articles, so a batch's articles never exist untagged. A `staged` batch is recorded as
-    loaded in the same transaction, and one loaded before adds nothing (zero counts).
+    and gazetteer), fingerprinted for dedup and segmented for search: by the extraction
+    workers as a rule (`batch.derived`), here before the lock is taken otherwise. The tags are
+    written with the articles, so a batch's articles never exist untagged. A `staged` batch is
+    recorded as loaded in the same transaction, and one loaded before adds nothing (zero
+    counts).
     """
     articles = unique_articles(batch.articles)
     tags, prints = article_facts(articles, batch.derived, tagger or load_tagger())
+    terms = article_terms(articles, batch.derived)
     with db.session() as con, transaction(con):
         if staged is not None and not record_loaded_batch(con, staged, run_id, batch.feed_url):
             return RunCounts()
         counts = write_articles(
-            con, run_id, batch.model_copy(update={"articles": articles}), tags, prints
+            con, run_id, batch.model_copy(update={"articles": articles}), tags, prints, terms
         )
         batch.check.entries_new = counts.articles_new
         record_feed_check(
@@ -96,6 +98,7 @@ def load_articles(
     changed = [a for a in articles if a.article_id not in unchanged]
     again = [(a.article_id, a.guid) for a in articles if a.article_id in unchanged]
     tags, prints = article_facts(changed, batch.derived, tagger or load_tagger())
+    terms = article_terms(changed, batch.derived)
     with db.session() as con, transaction(con):
         counts = write_articles(
             con,
@@ -105,6 +108,7 @@ def load_articles(
             ),
             tags,
             prints,
+            terms,
         )
     repeats = len(batch.articles) - len(articles)
     return counts + RunCounts(entries_seen=batch.entries_seen, duplicates=repeats, dup_url=repeats)
@@ -116,15 +120,17 @@ def write_articles(
     batch: ArticleBatch,
     tags: Sequence[ArticleTags],
     prints: Sequence[Fingerprint],
+    terms: Sequence[str],
 ) -> RunCounts:
     """A batch's articles (each once) with their stories, their tags, feed refs and errors;
-    call inside a transaction. `prints` are the articles' fingerprints, made before the lock
-    was taken (pure CPU work: other writers wait less)."""
+    call inside a transaction. `prints` are the articles' fingerprints and `terms` their
+    bodies' index terms, made before the lock was taken (pure CPU work: other writers wait
+    less)."""
     layers = cluster_new_articles(con, batch.articles, list(prints))
     new, updated, unchanged = upsert_articles(con, batch.articles)
     if batch.restated_dates:
         restate_dates(con, batch.articles)
-    index_articles(con, batch.articles)
+    index_articles(con, batch.articles, terms)
     write_tags(con, tags)
     if batch.feed_url:
         refs = [(a.article_id, a.guid) for a in batch.articles] + list(batch.seen_again)

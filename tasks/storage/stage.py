@@ -4,7 +4,8 @@ A staged run (`newsflow run --stage-dir DIR`) opens no database: a worker on ano
 cannot open a DuckDB file that the loader writes. It writes its feed batches in parts:
 
     DIR/parts/<part>/articles.parquet   the batches' articles (the `articles` columns) + batch_id
-                                        + derived (the workers' tags and fingerprint, JSON)
+                                        + derived (the workers' tags, fingerprint and
+                                        search terms, JSON)
     DIR/parts/<part>/refs.parquet       (batch_id, article_id, guid) of entries seen again
     DIR/parts/<part>/errors.parquet     the batches' ingest_errors rows + batch_id
     DIR/parts/<part>/batches.parquet    one row per feed batch: ids, feed, the feed check,

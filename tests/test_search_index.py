@@ -1,0 +1,82 @@
+"""The index of an article does not depend on the path that wrote it: a load with the
+extraction workers' terms, a load without them and `newsflow reindex` give the same postings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from newsflow.schemas.models import Article, Derived, FeedBatch, FeedCheck, FeedEntry
+from newsflow.tasks.extraction.derive import Derivation, article_terms
+from newsflow.tasks.extraction.extract import extract_article
+from newsflow.tasks.extraction.normalize import build_feed_article
+from newsflow.tasks.search.index import rebuild_index
+from newsflow.tasks.search.segment import index_terms
+from newsflow.tasks.storage.load import load_batch
+from newsflow.tasks.storage.runs import start_run
+from newsflow.tasks.storage.store import Database
+from tests.search_corpus import corpus_batch
+
+FEED = "https://news.example/feed.xml"
+URL = "https://news.example/2025/hk-stablecoin.html"
+TITLE = "香港立法会通过稳定币条例草案"
+PARAGRAPHS = [
+    "香港立法会周三三读通过《稳定币条例草案》，发行以法定货币为锚的稳定币须向金管局申领牌照。",
+    "条例将于今年八月生效，金管局表示首批牌照数量有限，申请人须证明储备资产足额且可随时赎回。",
+    "业界认为，条例为数字资产在香港的发展提供了清晰框架，也为跨境支付带来新的选择。",
+]
+# The <h1> inside <article>: trafilatura keeps it as the text's first line, which the
+# article's body (normalize.page_body) drops.
+PAGE = (
+    f"<html><head><title>{TITLE}</title></head><body><article><h1>{TITLE}</h1>"
+    + "".join(f"<p>{p * 2}</p>" for p in PARAGRAPHS)
+    + "</article></body></html>"
+)
+
+
+def titled_page_article() -> tuple[Article, Derived]:
+    """The article a feed item makes of PAGE, and what the extraction worker derived."""
+    page = extract_article(URL, PAGE, Derivation())
+    entry = FeedEntry(feed_url=FEED, link=URL, guid=URL, title=TITLE)
+    article, _ = build_feed_article(
+        entry, page, source="news", feed_title=None, language=None, feed_categories=[],
+        tz=ZoneInfo("Asia/Shanghai"),
+    )  # fmt: skip
+    assert page.text.startswith(TITLE + "\n") and not article.body_text.startswith(TITLE)
+    assert page.derived is not None
+    return article, page.derived
+
+
+def postings(db: Database) -> list[tuple[str, int, int, int]]:
+    with db.session() as con:
+        return con.execute(
+            "SELECT d.article_id, d.terms, p.term_id, p.tf "
+            "FROM search_postings p JOIN search_docs d USING (doc_id) ORDER BY ALL"
+        ).fetchall()
+
+
+def test_the_worker_terms_are_taken_only_for_the_body_they_were_made_from() -> None:
+    article, made = titled_page_article()
+    assert article_terms([article], {article.article_id: made}) == [made.body_terms]
+    assert made.body_terms == index_terms(article.body_text)
+    edited = article.model_copy(update={"body_text": article.body_text + "\n更正：八月改为九月。"})
+    assert article_terms([edited], {article.article_id: made}) == [index_terms(edited.body_text)]
+
+
+def test_a_loaded_article_and_a_reindexed_one_have_the_same_postings(tmp_path: Path) -> None:
+    named, derived = corpus_batch()
+    article, made = titled_page_article()
+    articles = [*named.values(), article]
+    derived[article.article_id] = made
+    by_path = {}
+    for path, worker in (("workers", derived), ("writer", {})):
+        db = Database(tmp_path / f"{path}.duckdb")
+        check = FeedCheck(url=FEED, ok=True, status_code=200, entries_seen=len(articles))
+        batch = FeedBatch(feed_url=FEED, check=check, articles=articles, derived=worker)
+        load_batch(db, start_run(db, "test", {}), batch)
+        loaded = postings(db)
+        rebuild_index(db)
+        assert postings(db) == loaded, path
+        by_path[path] = loaded
+    assert by_path["workers"] == by_path["writer"]
+    assert {row[0] for row in by_path["workers"]} == {a.article_id for a in articles}
