@@ -515,6 +515,93 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         ORDER BY m.score DESC, m.article_id;
         """,
     ),
+    (
+        10,
+        "full-text search: term positions, phrases matched from the index",
+        """
+        -- Each posting keeps its term's places in the article, so that a phrase is matched
+        -- from the postings (terms at consecutive places) instead of by reading candidates'
+        -- text. The index is emptied: the first read command reindexes (with progress), and
+        -- loads index their own articles meanwhile.
+        DROP TABLE search_postings;
+        CREATE TABLE search_postings (
+            term_id     UBIGINT NOT NULL,         -- hash(term)
+            doc_id      INTEGER NOT NULL,
+            tf          USMALLINT NOT NULL,       -- 3 × title + body occurrences
+            positions   INTEGER[] NOT NULL        -- places: the title's from 0, the body's after
+        );
+        DELETE FROM search_docs;
+
+        -- `seq`: the part's terms in order, repeats kept, for phrases.
+        CREATE OR REPLACE MACRO search_query_parts(query) AS TABLE
+        WITH raw AS (
+            SELECT unnest(regexp_extract_all(substr(coalesce(query, ''), 1, 1000),
+                                             '-?"[^"]*"|[^\\s"]+')) AS raw
+        ), parts AS (
+            SELECT row_number() OVER () AS part,
+                   starts_with(raw, '-') AS neg,
+                   contains(raw, '"') AS phrase,
+                   trim(regexp_replace(lower(ltrim(raw, '-')), '["\\s]+', ' ', 'g')) AS text
+            FROM raw
+        )
+        SELECT part, neg, phrase, text, list_distinct(search_tokens(text)) AS terms,
+               search_tokens(text) AS seq
+        FROM parts WHERE len(search_tokens(text)) > 0;
+
+        -- As in migration 9, but a phrase of several terms matches where its terms sit at
+        -- consecutive places (stopwords, which are not indexed, take no place).
+        CREATE OR REPLACE MACRO search_matches(query) AS TABLE
+        WITH parts AS (
+            FROM search_query_parts(query)
+        ), ids AS (
+            SELECT DISTINCT part, neg, hash(unnest(terms)) AS term_id FROM parts
+        ), wanted AS (
+            SELECT DISTINCT term_id FROM ids WHERE NOT neg
+        ), hits AS (
+            SELECT term_id, doc_id, tf FROM search_postings
+            WHERE term_id IN (SELECT term_id FROM wanted)
+        ), df AS (
+            SELECT term_id, count(*) AS df FROM hits GROUP BY term_id
+        ), stats AS (
+            SELECT count(*) AS n, avg(terms) AS avg_terms FROM search_docs
+        ), scored AS (
+            SELECT h.doc_id,
+                   sum(ln(1 + (s.n - df.df + 0.5) / (df.df + 0.5)) * h.tf * 2.2
+                       / (h.tf + 1.2 * (0.25 + 0.75 * d.terms / s.avg_terms))) AS score
+            FROM hits h JOIN df USING (term_id) JOIN search_docs d USING (doc_id), stats s
+            GROUP BY h.doc_id
+            HAVING count(*) = (SELECT count(*) FROM wanted)
+        ), negative AS (
+            SELECT part, term_id, count(*) OVER (PARTITION BY part) AS size
+            FROM ids WHERE neg
+        ), excluded AS (
+            SELECT p.doc_id FROM search_postings p JOIN negative n USING (term_id)
+            GROUP BY p.doc_id, n.part HAVING count(*) = any_value(n.size)
+        ), phrase_terms AS (
+            -- Each term of a phrase at its offset in the phrase.
+            SELECT part, len(seq) AS size, hash(unnest(seq)) AS term_id,
+                   unnest(range(len(seq))) AS offset
+            FROM parts WHERE phrase AND NOT neg AND len(seq) > 1
+        ), phrased AS (
+            -- A phrase starts at s in a candidate when each of its terms is at s + offset: the
+            -- places shifted back by their offsets intersect (per article, not per place).
+            SELECT doc_id FROM (
+                SELECT t.part, p.doc_id, any_value(t.size) AS size, count(*) AS found,
+                       list(list_transform(p.positions, x -> x - t.offset)) AS starts
+                FROM search_postings p JOIN phrase_terms t USING (term_id)
+                WHERE p.term_id IN (SELECT term_id FROM phrase_terms)
+                  AND p.doc_id IN (SELECT doc_id FROM scored)
+                GROUP BY t.part, p.doc_id
+            )
+            WHERE found = size AND len(list_reduce(starts, (a, b) -> list_intersect(a, b))) > 0
+            GROUP BY doc_id
+            HAVING count(*) = (SELECT count(DISTINCT part) FROM phrase_terms)
+        )
+        SELECT d.article_id, s.score FROM scored s JOIN search_docs d USING (doc_id)
+        WHERE s.doc_id NOT IN (SELECT doc_id FROM excluded)
+          AND (NOT EXISTS (FROM phrase_terms) OR s.doc_id IN (SELECT doc_id FROM phrased));
+        """,
+    ),
 ]
 
 LATEST_VERSION = max(version for version, _, _ in MIGRATIONS)

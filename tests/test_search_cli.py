@@ -170,6 +170,25 @@ def test_a_database_from_before_the_index_indexes_on_first_search(
         assert con.execute("SELECT count(*) FROM search_docs").fetchone() == (93,)
 
 
+def test_an_index_without_positions_is_rebuilt_on_first_search(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "v9.duckdb"
+    with duckdb.connect(str(path)) as con:  # migration 9's index: postings without positions
+        migrate(con, [m for m in MIGRATIONS if m[0] < 10])
+        upsert_articles(con, list(corpus().values()))
+        con.execute(
+            "INSERT INTO search_docs SELECT row_number() OVER (), article_id, 1, 0 FROM articles"
+        )
+        con.execute("INSERT INTO search_postings SELECT 1, doc_id, 1 FROM search_docs")
+    code, out, _ = run(capsys, "search", '"区块链先导区"', "--json", "--db", str(path))
+    assert code == 0
+    assert json.loads(out.splitlines()[0])["title"].startswith("多地区块链先导区建设提速")
+    with duckdb.connect(str(path), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM search_docs").fetchone() == (93,)
+        assert con.execute("SELECT min(len(positions)) FROM search_postings").fetchone() == (1,)
+
+
 def test_the_duckdb_shell_searches_with_the_stored_macro(db_path: Path) -> None:
     shell = shutil.which("duckdb", path=str(Path(sys.executable).parent))
     assert shell is not None, "no duckdb shell beside this Python: pip install -e ."

@@ -80,3 +80,36 @@ def test_a_loaded_article_and_a_reindexed_one_have_the_same_postings(tmp_path: P
         by_path[path] = loaded
     assert by_path["workers"] == by_path["writer"]
     assert {row[0] for row in by_path["workers"]} == {a.article_id for a in articles}
+
+
+def load(db: Database, articles: list[Article]) -> None:
+    check = FeedCheck(url=FEED, ok=True, status_code=200, entries_seen=len(articles))
+    batch = FeedBatch(feed_url=FEED, check=check, articles=articles)
+    load_batch(db, start_run(db, "test", {}), batch)
+
+
+def article(n: int, title: str, body: str) -> Article:
+    url = f"https://news.example/{n}"
+    return Article(article_id=f"{n:016x}", url=url, canonical_url=url, title=title, body_text=body)
+
+
+def test_a_phrase_matches_its_terms_in_consecutive_places_only(tmp_path: Path) -> None:
+    db = Database(tmp_path / "news.duckdb")
+    load(db, [
+        article(1, "数字人民币试点扩大", "The central bank said so."),
+        article(2, "报道", "数字人与人民币无关。The bank of the central district."),
+        article(3, "Central bank notes", "数字人民币"),
+        article(4, "报道", "The central banking rules."),
+    ])  # fmt: skip
+    with db.session() as con:
+
+        def found(query: str) -> list[str]:
+            rows = con.execute("SELECT article_id FROM search_matches(?) ORDER BY 1", [query])
+            return [r[0][-1] for r in rows.fetchall()]
+
+        assert found('"数字人民币"') == ["1", "3"]
+        assert found("数字人民币") == ["1", "2", "3"]  # all four bigrams, in any places
+        assert found('"central bank"') == ["1", "3"]  # the title's terms count, stemmed
+        assert found('"bank central"') == ["2"]  # "of the" are stopwords: they take no place
+        assert found('"central bank" -"数字人民币"') == []
+        assert found('"人民币 central"') == []  # a title's end and a body's start are apart

@@ -49,15 +49,23 @@ _DROP_OLD = """
 CREATE OR REPLACE TEMP TABLE search_old AS
 SELECT doc_id FROM search_docs WHERE article_id IN (SELECT article_id FROM search_batch)
 """
+# Places: the title's terms from 0, the body's from one past the title's end, so that no phrase
+# spans the two.
 _COUNT_TERMS = f"""
 CREATE OR REPLACE TEMP TABLE search_batch_terms AS
-SELECT doc_id, hash(term) AS term_id, sum(weight)::INTEGER AS tf
+WITH split AS (
+    SELECT doc_id, string_split(title_terms, ' ') AS title, string_split(body_terms, ' ') AS body
+    FROM search_batch JOIN search_batch_in USING (position)
+)
+SELECT doc_id, hash(term) AS term_id, sum(weight)::INTEGER AS tf, list(place) AS positions
 FROM (
-    SELECT doc_id, unnest(string_split(title_terms, ' ')) AS term, {TITLE_WEIGHT} AS weight
-    FROM search_batch JOIN search_batch_in USING (position)
+    SELECT doc_id, unnest(title) AS term, unnest(range(len(title))) AS place,
+           {TITLE_WEIGHT} AS weight
+    FROM split
     UNION ALL
-    SELECT doc_id, unnest(string_split(body_terms, ' ')) AS term, 1 AS weight
-    FROM search_batch JOIN search_batch_in USING (position)
+    SELECT doc_id, unnest(body) AS term, unnest(range(len(title) + 1, len(title) + 1 + len(body))),
+           1
+    FROM split
 )
 WHERE term <> ''
 GROUP BY ALL
@@ -71,7 +79,8 @@ LEFT JOIN (SELECT doc_id, sum(tf) AS terms FROM search_batch_terms GROUP BY ALL)
 # In term order, so that a query's scan skips the row groups whose term range misses its terms.
 _POSTINGS = """
 INSERT INTO search_postings
-SELECT term_id, doc_id, least(tf, 65535) FROM search_batch_terms ORDER BY term_id, doc_id
+SELECT term_id, doc_id, least(tf, 65535), positions FROM search_batch_terms
+ORDER BY term_id, doc_id
 """
 # Loads append sorted batches; one table in term order prunes best (`newsflow reindex`).
 _SORT_POSTINGS = """
