@@ -49,15 +49,30 @@ _DROP_OLD = """
 CREATE OR REPLACE TEMP TABLE search_old AS
 SELECT doc_id FROM search_docs WHERE article_id IN (SELECT article_id FROM search_batch)
 """
-# Places: the title's terms from 0, the body's from one past the title's end, so that no phrase
-# spans the two.
-_COUNT_TERMS = f"""
-CREATE OR REPLACE TEMP TABLE search_batch_terms AS
+
+
+def _term_count(column: str) -> str:
+    # index_terms joins non-empty terms with single spaces: '' holds none, else each is one.
+    return f"(len(string_split({column}, ' ')) - ({column} = '')::INTEGER)"
+
+
+# A document's length: its terms, the title's counted TITLE_WEIGHT times.
+_NEW_DOCS = f"""
+INSERT INTO search_docs
+SELECT b.doc_id, b.article_id,
+       ({TITLE_WEIGHT} * {_term_count("i.title_terms")} + {_term_count("i.body_terms")})::INTEGER,
+       b.signature
+FROM search_batch b JOIN search_batch_in i USING (position)
+"""
+# One posting per (term, document) with its places: the title's terms from 0, the body's from
+# one past the title's end, so that no phrase spans the two.
+_POSTINGS = f"""
+INSERT INTO search_postings
 WITH split AS (
     SELECT doc_id, string_split(title_terms, ' ') AS title, string_split(body_terms, ' ') AS body
     FROM search_batch JOIN search_batch_in USING (position)
 )
-SELECT doc_id, hash(term) AS term_id, sum(weight)::INTEGER AS tf, list(place) AS positions
+SELECT hash(term) AS term_id, doc_id, least(sum(weight), 65535), list(place)
 FROM (
     SELECT doc_id, unnest(title) AS term, unnest(range(len(title))) AS place,
            {TITLE_WEIGHT} AS weight
@@ -68,29 +83,21 @@ FROM (
     FROM split
 )
 WHERE term <> ''
-GROUP BY ALL
-"""
-_NEW_DOCS = """
-INSERT INTO search_docs
-SELECT b.doc_id, b.article_id, coalesce(l.terms, 0)::INTEGER, b.signature
-FROM search_batch b
-LEFT JOIN (SELECT doc_id, sum(tf) AS terms FROM search_batch_terms GROUP BY ALL) l USING (doc_id)
+GROUP BY term, doc_id
 """
 # In term order, so that a query's scan skips the row groups whose term range misses its terms.
-_POSTINGS = """
-INSERT INTO search_postings
-SELECT term_id, doc_id, least(tf, 65535), positions FROM search_batch_terms
-ORDER BY term_id, doc_id
-"""
-# Loads append sorted batches; one table in term order prunes best (`newsflow reindex`).
+_IN_TERM_ORDER = "ORDER BY term_id, doc_id"
+# One table in term order prunes best: written anew (once, where a copy back would write it
+# twice), put in the old one's place, with the columns' NOT NULL that a copy does not keep.
 _SORT_POSTINGS = """
-CREATE OR REPLACE TEMP TABLE search_sorted AS
-SELECT * FROM search_postings ORDER BY term_id, doc_id;
-DELETE FROM search_postings;
-INSERT INTO search_postings FROM search_sorted;
-DROP TABLE search_sorted;
-"""
-_TEMP_TABLES = ("search_batch", "search_old", "search_batch_terms")
+CREATE TABLE search_postings_sorted AS FROM search_postings ORDER BY term_id, doc_id;
+DROP TABLE search_postings;
+ALTER TABLE search_postings_sorted RENAME TO search_postings;
+""" + "".join(
+    f"ALTER TABLE search_postings ALTER COLUMN {c} SET NOT NULL;\n"
+    for c in ("term_id", "doc_id", "tf", "positions")
+)
+_TEMP_TABLES = ("search_batch", "search_old")
 
 
 def index_articles(
@@ -111,8 +118,9 @@ def index_articles(
     return write_terms(con, batch)
 
 
-def write_terms(con: duckdb.DuckDBPyConnection, batch: pa.Table) -> int:
-    """Index a table of (article_id, title_terms, body_terms) of stored articles."""
+def write_terms(con: duckdb.DuckDBPyConnection, batch: pa.Table, *, ordered: bool = True) -> int:
+    """Index a table of (article_id, title_terms, body_terms) of stored articles; `ordered`
+    False leaves the batch's postings out of term order (a bulk index sorts them all after)."""
     batch = batch.append_column("position", pa.array(range(batch.num_rows), pa.int32()))
     con.register("search_batch_in", batch)
     try:
@@ -124,9 +132,8 @@ def write_terms(con: duckdb.DuckDBPyConnection, batch: pa.Table) -> int:
             if con.execute("SELECT count(*) FROM search_old").fetchone() != (0,):
                 con.execute("DELETE FROM search_postings WHERE doc_id IN (FROM search_old)")
                 con.execute("DELETE FROM search_docs WHERE doc_id IN (FROM search_old)")
-            con.execute(_COUNT_TERMS)
             con.execute(_NEW_DOCS)
-            con.execute(_POSTINGS)
+            con.execute(_POSTINGS + (_IN_TERM_ORDER if ordered else ""))
     finally:
         con.unregister("search_batch_in")
         for table in _TEMP_TABLES:
@@ -189,6 +196,8 @@ def index_unindexed(
 
     With `workers` > 1 and more than one chunk to do, chunks are segmented in that many
     processes (as extraction workers segment pages) while this process writes the ones done.
+    More than one chunk is written out of term order and all postings are sorted once at the
+    end (cheaper than sorting each chunk, and what queries need after many chunks).
     """
     with db.session() as con:
         total = unindexed_count(con)
@@ -204,8 +213,9 @@ def index_unindexed(
             yield rows
 
     done = 0
+    bulk = total > chunk_size
     with ExitStack() as stack:
-        if workers > 1 and total > chunk_size:
+        if workers > 1 and bulk:
             pool = stack.enter_context(
                 ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("forkserver"))
             )
@@ -214,10 +224,13 @@ def index_unindexed(
             tables = map(segment_rows, chunks())
         for table in tables:
             with db.session() as con, transaction(con):
-                write_terms(con, table)
+                write_terms(con, table, ordered=not bulk)
             done += table.num_rows
             if progress:
                 progress(done, max(done, total))
+    if bulk:
+        with db.session() as con:
+            sort_postings(con)
     return done
 
 
@@ -255,9 +268,7 @@ def rebuild_index(
         for table in ("search_postings", "search_docs"):
             con.execute(f"DELETE FROM {table}")
         con.execute("UPDATE search_state SET hash_probe = hash('newsflow')")
-    articles = index_unindexed(db, chunk_size, progress, workers)
-    with db.session() as con:
-        sort_postings(con)
+    articles = index_unindexed(db, chunk_size, progress, workers)  # ends in term order
     with db.session() as con:
         terms = con.execute("SELECT count(DISTINCT term_id) FROM search_postings").fetchone()
         postings = con.execute("SELECT count(*) FROM search_postings").fetchone()

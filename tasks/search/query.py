@@ -8,6 +8,7 @@ The query travels as a parameter, never inside the SQL text.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -173,13 +174,14 @@ def ensure_index(db: Database, progress: Callable[[int, int], None] | None = Non
         stale = hash_changed(con)
         missing = unindexed_count(con)
     writer = Database(db.path, db.lock_timeout)
+    workers = os.cpu_count() or 1  # segmentation in processes, as `newsflow reindex` does
     if stale:  # another DuckDB release hashes terms differently: the old ids are useless
         LOGGER.warning("DuckDB's hash() changed since the index was written; rebuilding it")
-        return rebuild_index(writer, progress=progress).articles
+        return rebuild_index(writer, progress=progress, workers=workers).articles
     if not missing:
         return 0
     LOGGER.info("indexing %d articles for search (once)", missing)
-    return index_unindexed(writer, progress=progress)
+    return index_unindexed(writer, progress=progress, workers=workers)
 
 
 class StoryHit(BaseModel):

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
+from operator import add
 
 # Han ideographs: CJK extension A, the unified block, compatibility ideographs. Written as
 # characters so that the same class reads alike in Python's re and DuckDB's RE2.
@@ -25,7 +26,7 @@ HAN = "㐀-䶿一-鿿豈-﫿"
 LATIN = "0-9a-zà-ɏ"
 TOKEN_PATTERN = f"[{HAN}]+|[{LATIN}]+(?:[-.][{LATIN}]+)*"
 _TOKEN_RE = re.compile(TOKEN_PATTERN)
-_HAN_RE = re.compile(f"[{HAN}]+")
+_LAST_LATIN = "ɏ"  # every Han character sorts after the Latin class's last
 _STEMMABLE_RE = re.compile("[a-z]{4,}")
 
 STOPWORDS = frozenset(
@@ -51,19 +52,16 @@ def stem(word: str) -> str:
 
 def tokens(text: str) -> list[str]:
     """The index terms of a text, in order, repeats kept."""
-    out: list[str] = []
-    for token in _TOKEN_RE.findall(text.lower()):
-        if _HAN_RE.fullmatch(token):
-            if len(token) == 1:
-                out.append(token)
-            else:
-                out.extend([token[i : i + 2] for i in range(len(token) - 1)])
-        elif token not in STOPWORDS:
-            out.append(stem(token))  # cached: news repeats its words
-    return out
+    return index_terms(text).split()
 
 
 def index_terms(text: str) -> str:
     """The terms of a text as one space-separated string: what an extraction worker hands to
     the writer (a string pickles and validates far faster than a list of thousands)."""
-    return " ".join(tokens(text))
+    out: list[str] = []
+    for token in _TOKEN_RE.findall(text.lower()):
+        if token[0] > _LAST_LATIN:  # a Han run: its bigrams, joined in C (map, add)
+            out.append(" ".join(map(add, token, token[1:])) if len(token) > 1 else token)
+        elif token not in STOPWORDS:
+            out.append(stem(token))  # cached: news repeats its words
+    return " ".join(out)
