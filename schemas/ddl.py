@@ -593,7 +593,10 @@ MIGRATIONS: list[tuple[int, str, str]] = [
                   AND p.doc_id IN (SELECT doc_id FROM scored)
                 GROUP BY t.part, p.doc_id
             )
-            WHERE found = size AND len(list_reduce(starts, (a, b) -> list_intersect(a, b))) > 0
+            -- (list_has_any, cheaper than an intersection, decides the common two-term phrase)
+            WHERE found = size
+              AND CASE WHEN size = 2 THEN list_has_any(starts[1], starts[2])
+                       ELSE len(list_reduce(starts, (a, b) -> list_intersect(a, b))) > 0 END
             GROUP BY doc_id
             HAVING count(*) = (SELECT count(DISTINCT part) FROM phrase_terms)
         )
