@@ -578,26 +578,33 @@ MIGRATIONS: list[tuple[int, str, str]] = [
             SELECT p.doc_id FROM search_postings p JOIN negative n USING (term_id)
             GROUP BY p.doc_id, n.part HAVING count(*) = any_value(n.size)
         ), phrase_terms AS (
-            -- Each term of a phrase at its offset in the phrase.
+            -- Each term of a phrase with its offset in the phrase (`shift`).
             SELECT part, len(seq) AS size, hash(unnest(seq)) AS term_id,
-                   unnest(range(len(seq))) AS offset
+                   unnest(range(len(seq))) AS shift
             FROM parts WHERE phrase AND NOT neg AND len(seq) > 1
-        ), phrased AS (
-            -- A phrase starts at s in a candidate when each of its terms is at s + offset: the
-            -- places shifted back by their offsets intersect (per article, not per place).
-            SELECT doc_id FROM (
-                SELECT t.part, p.doc_id, any_value(t.size) AS size, count(*) AS found,
-                       list(list_transform(p.positions, x -> x - t.offset)) AS starts
-                FROM search_postings p JOIN phrase_terms t USING (term_id)
-                WHERE p.term_id IN (SELECT term_id FROM phrase_terms)
-                  AND p.doc_id IN (SELECT doc_id FROM scored)
-                GROUP BY t.part, p.doc_id
+        ), phrase_postings AS (
+            SELECT t.part, t.size, t.shift, p.doc_id, p.positions
+            FROM search_postings p JOIN phrase_terms t USING (term_id)
+            WHERE p.term_id IN (SELECT term_id FROM phrase_terms)
+              AND p.doc_id IN (SELECT doc_id FROM scored)
+        ), phrase_found AS (
+            -- A phrase starts at s in a candidate when each of its terms is at s + offset. Of
+            -- two terms: the second's places, one back, meet the first's (a join, cheapest).
+            SELECT a.part, a.doc_id
+            FROM phrase_postings a JOIN phrase_postings b USING (part, doc_id)
+            WHERE a.size = 2 AND a.shift = 0 AND b.shift = 1
+              AND list_has_any(a.positions, list_transform(b.positions, x -> x - 1))
+            UNION ALL
+            -- Of more: every term's places, shifted back by its offset, intersect.
+            SELECT part, doc_id FROM (
+                SELECT part, doc_id, any_value(size) AS size, count(*) AS found,
+                       list(list_transform(positions, x -> x - shift)) AS starts
+                FROM phrase_postings WHERE size > 2
+                GROUP BY part, doc_id
             )
-            -- (list_has_any, cheaper than an intersection, decides the common two-term phrase)
-            WHERE found = size
-              AND CASE WHEN size = 2 THEN list_has_any(starts[1], starts[2])
-                       ELSE len(list_reduce(starts, (a, b) -> list_intersect(a, b))) > 0 END
-            GROUP BY doc_id
+            WHERE found = size AND len(list_reduce(starts, (a, b) -> list_intersect(a, b))) > 0
+        ), phrased AS (
+            SELECT doc_id FROM phrase_found GROUP BY doc_id
             HAVING count(*) = (SELECT count(DISTINCT part) FROM phrase_terms)
         )
         SELECT d.article_id, s.score FROM scored s JOIN search_docs d USING (doc_id)
