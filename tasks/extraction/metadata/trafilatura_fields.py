@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+from lxml.etree import XPath
 from lxml.html import HtmlElement
 from trafilatura.metadata import (
     META_URL,
@@ -30,6 +31,25 @@ from trafilatura.metadata import (
 from trafilatura.settings import Document
 
 LOGGER = logging.getLogger(__name__)
+
+# Every condition of trafilatura's AUTHOR_XPATHS needs one of these in a class, id, rel, itemprop,
+# data-component or data-testid value (its comparisons are case-sensitive, so lower-casing only
+# widens the test), or an <author> or <rel> element.
+_AUTHOR_HINTS = (
+    *("author", "byl", "bbl", "username", "screenname", "writer", "channel-name"),
+    *("zuozhe", "bianji", "xiaobian", "submitted-by", "posted-by", "journalist-name"),
+)
+_AUTHOR_ATTRIBUTES = XPath("//@class|//@id|//@rel|//@itemprop|//@data-component|//@data-testid")
+_AUTHOR_ELEMENTS = XPath("boolean(//author|//rel)")
+# extract_catstags keeps only links whose href matches /categor(y|ies|s)?/ or /tag(s)?/; for
+# categories it falls back on these metas.
+_TERM_LINKS = {
+    "category": XPath("boolean(//a[contains(@href, '/categor')])"),
+    "tag": XPath("boolean(//a[contains(@href, '/tag')])"),
+}
+_SECTION_METAS = XPath(
+    "boolean(.//head//meta[@property='article:section' or contains(@name, 'subject')][@content])"
+)
 
 
 @dataclass
@@ -57,13 +77,13 @@ def trafilatura_fields(
         LOGGER.warning("error in JSON metadata extraction: %s", err)
     if need_title and not doc.title:
         doc.title = extract_title(tree)
-    if need_author and not doc.author:
+    if need_author and not doc.author and _may_name_an_author(tree):
         doc.author = extract_author(tree)
     _sitename(tree, url, doc)
     if not doc.categories:
-        doc.categories = extract_catstags("category", tree)
+        doc.categories = _page_terms("category", tree)
     if not doc.tags:
-        doc.tags = extract_catstags("tag", tree)
+        doc.tags = _page_terms("tag", tree)
     doc.clean_and_trim()
     return TrafilaturaFields(
         title=doc.title if need_title else None,
@@ -85,6 +105,17 @@ def _listed(value: object) -> list[str]:
     if isinstance(value, list | tuple):
         return [str(v).strip() for v in value if str(v).strip()]
     return [str(value).strip()]
+
+
+def _may_name_an_author(tree: HtmlElement) -> bool:
+    values = " ".join(_AUTHOR_ATTRIBUTES(tree)).lower()
+    return any(hint in values for hint in _AUTHOR_HINTS) or bool(_AUTHOR_ELEMENTS(tree))
+
+
+def _page_terms(kind: str, tree: HtmlElement) -> list[str]:
+    if _TERM_LINKS[kind](tree) or (kind == "category" and _SECTION_METAS(tree)):
+        return extract_catstags(kind, tree)
+    return []
 
 
 def _sitename(tree: HtmlElement, url: str, doc: Document) -> None:
