@@ -17,6 +17,7 @@ together on the fixture corpus.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterable
 from functools import lru_cache
 
 # Han ideographs: CJK extension A, the unified block, compatibility ideographs. Written as
@@ -49,15 +50,20 @@ def stem(word: str) -> str:
     return word
 
 
-def tokens(text: str) -> list[str]:
-    """The index terms of a text, in order, repeats kept."""
+def bigrams(run: str) -> list[str]:
+    """A run of Chinese characters as its overlapping bigrams; one character stays itself."""
+    if len(run) == 1:
+        return [run]
+    return [run[i : i + 2] for i in range(len(run) - 1)]
+
+
+def tokens(text: str, split_han: Callable[[str], Iterable[str]] = bigrams) -> list[str]:
+    """The index terms of a text, in order, repeats kept. `split_han` segments each run of
+    Chinese characters; the index uses bigrams, benchmarks/segmenters.py tries others."""
     out: list[str] = []
     for token in _TOKEN_RE.findall(text.lower()):
         if _HAN_RE.fullmatch(token):
-            if len(token) == 1:
-                out.append(token)
-            else:
-                out.extend([token[i : i + 2] for i in range(len(token) - 1)])
+            out.extend(split_han(token))
         elif token not in STOPWORDS:
             out.append(stem(token))  # cached: news repeats its words
     return out
