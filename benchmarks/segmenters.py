@@ -17,18 +17,18 @@ import is skipped with a note.
   of both sets (the synthetic text is random words of random characters, which a dictionary
   does not know: its size and speed figures are jieba's worst case, the fixture's its usual);
 - relevance: the judged queries of tests/fixtures/search/judged.toml over the search tests'
-  corpus, precision@10 computed as tests/test_search_relevance.py does (its `JUDGED` and
-  `precision_at_10`, imported), recall@10 of the Chinese queries, and whether the seed
-  article ranks first for "区块链先导区".
+  corpus, ranked and scored as tests/test_search_relevance.py does (its `JUDGED`, `top_tens`
+  and `precision_at_10`, imported): precision@10, recall@10 of the Chinese queries, and
+  whether the seed article ranks first for "区块链先导区".
 
 How the swap is done, in this process only: for each candidate a scratch database is loaded
 through `tests/search_corpus.load_corpus` (the relevance test's path: real extraction, then
 `load_batch`) with the `index_terms` that `tasks/extraction/extract.py` and
 `tasks/search/index.py` imported replaced by the candidate's; then, on that connection only,
-the stored `search_tokens` macro is replaced by a Python function that segments the query with
-the same candidate. `search_query_parts`, `search_matches` (BM25, k1 1.2, b 0.75, title × 3)
-and `search_articles` run unchanged, so every candidate is ranked by the product's SQL,
-phrases and exclusions included. The bigram row uses the stored macros as shipped.
+a temporary macro `search_tokens` shadows the stored one and segments the query with the same
+candidate (a Python function). `search_query_parts`, `search_matches` (BM25, k1 1.2,
+b 0.75, title × 3) and `search_articles` run unchanged, so every candidate is ranked by the
+product's SQL, phrases and exclusions included. The bigram row uses the stored macros as shipped.
 
 Timings on a shared 2-core machine are noisy; compare the rows of one run.
 """
@@ -54,7 +54,7 @@ from newsflow.schemas.models import Article
 from newsflow.tasks.search.segment import bigrams, tokens
 from newsflow.tasks.storage.store import Database
 from tests.search_corpus import corpus, load_corpus
-from tests.test_search_relevance import JUDGED, precision_at_10
+from tests.test_search_relevance import JUDGED, precision_at_10, top_tens
 
 Splitter = Callable[[str], Iterable[str]]
 SEED_QUERY = "区块链先导区"
@@ -148,15 +148,7 @@ def ranked(db_path: Path, split: Splitter) -> dict[str, list[str]]:
             con.execute(
                 "CREATE OR REPLACE TEMP MACRO search_tokens(text) AS candidate_tokens(text)"
             )
-        return {
-            j["q"]: [
-                names[r[0]]
-                for r in con.execute(
-                    "SELECT article_id FROM search_articles(?, max_results := 10)", [j["q"]]
-                ).fetchall()
-            ]
-            for j in JUDGED
-        }
+        return top_tens(con, names)
 
 
 def relevance(found: dict[str, list[str]], row: Row) -> dict[str, float]:
