@@ -194,19 +194,20 @@ def print_tables(rows: dict[str, Row], n_synthetic: int, n_fixture: int) -> None
 def print_differences(
     scores: dict[str, dict[str, float]], found: dict[str, dict[str, list[str]]]
 ) -> None:
-    print("\njudged queries whose precision@10 or top result differs:")
-    names = list(scores)
+    """The judged queries whose outcome (precision@10, matches, first result) differs, with
+    the candidates that share an outcome on one line."""
+    print("\njudged queries whose outcome differs: precision@10 / matches [first result]")
     for j in JUDGED:
         q = j["q"]
-        tops = {found[n][q][0] if found[n][q] else "-" for n in names}
-        if len({scores[n][q] for n in names}) > 1 or len(tops) > 1:
-            figures = ", ".join(
-                f"{n.split(' (')[0]} {scores[n][q]:.2f}/{len(found[n][q])} "
-                f"[{found[n][q][0] if found[n][q] else '-'}]"
-                for n in names
-            )
-            print(f"  {q}: {figures}")
-    print("  (precision@10 / results found [first result])")
+        outcomes: dict[str, list[str]] = {}
+        for name in scores:
+            top = found[name][q]
+            outcome = f"{scores[name][q]:.2f}/{len(top)} [{top[0] if top else '-'}]"
+            outcomes.setdefault(outcome, []).append(name.split(" (")[0])
+        if len(outcomes) > 1:
+            print(f"  {q}")
+            for outcome, names in outcomes.items():
+                print(f"    {outcome:38} {', '.join(names)}")
 
 
 def main() -> None:
