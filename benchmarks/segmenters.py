@@ -87,7 +87,7 @@ def candidates() -> tuple[dict[str, Splitter], list[str]]:
         found[f"{module} precise"] = getattr(lib, cut)
         found[f"{module} search"] = getattr(lib, search)
     for split in found.values():
-        list(split("区块链先导区"))  # a lazily loaded dictionary loads before the clock runs
+        list(split(SEED_QUERY))  # a lazily loaded dictionary loads before the clock runs
     return found, skipped
 
 
