@@ -110,7 +110,8 @@ def collect_and_write(
     target: Target,
 ) -> tuple[RunCounts, int]:
     """Run the due feeds' tasks on the chosen runner; write their batches as they come back,
-    a few hundred articles a write (HeldBatches). Returns the counts and how many articles the batches held."""
+    a few hundred articles a write (HeldBatches). Returns the counts and how many articles
+    the batches held."""
     counts = RunCounts()
     collected = 0
     by_url = {f.url: f for f in due}
