@@ -5,7 +5,7 @@ navigation, sidebars, related links, comments, scripts) spread over many feeds, 
 fixed latency per response, and reports:
 
 - end to end: articles per second of `newsflow run` as a user runs it (a subprocess, Prefect
-  start-up included), and its peak memory (the process and its workers);
+  start-up included), and its peak memory (the process and its workers; PSS, and RSS summed);
 - the extraction-only limit: trafilatura over the same pages, already in memory, in a process
   pool of the same size;
 - a naive baseline: sequential feedparser + fetch + extract + one INSERT per row;
@@ -31,6 +31,7 @@ import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import duckdb
 import feedparser
@@ -179,28 +180,40 @@ def _role(proc: psutil.Process) -> str:
 POLL_INTERVAL = 0.25
 
 
-def run_cli(args: list[str], env: dict[str, str]) -> tuple[float, int, str, dict[str, float]]:
-    """Run the CLI; return (seconds, peak RSS of our processes, stdout, CPU seconds by role)."""
+class Memory(NamedTuple):
+    """Peaks over a run's processes, in bytes. RSS summed counts the pages the workers share
+    with the forkserver and each other (libraries, imported modules) once per process; PSS
+    divides each shared page among its sharers, so its sum is what the run takes from the
+    machine."""
+
+    rss: int
+    pss: int
+
+
+def run_cli(args: list[str], env: dict[str, str]) -> tuple[float, Memory, str, dict[str, float]]:
+    """Run the CLI; return (seconds, peak memory of our processes, stdout, CPU seconds by role)."""
     me = psutil.Process()
     my_cpu = sum(me.cpu_times()[:2])
     start = time.perf_counter()
     proc = psutil.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    peak = 0
+    peak = Memory(0, 0)
     cpu: dict[int, tuple[str, float]] = {}
     while True:
-        rss = 0
+        rss = pss = 0
         try:
             for p in [proc, *proc.children(recursive=True)]:
                 role = cpu[p.pid][0] if p.pid in cpu else _role(p)
                 cpu[p.pid] = (role, sum(p.cpu_times()[:2]))
                 # The Prefect server a one-shot run starts is orchestration, not our pipeline.
                 if role != "prefect server":
-                    rss += p.memory_info().rss
+                    memory = p.memory_full_info()
+                    rss += memory.rss
+                    pss += memory.pss
         except psutil.Error:
             pass
-        peak = max(peak, rss)
-        # Each look at the processes costs ~1.7 ms of CPU, taken from the run it measures:
-        # four a second (not twenty) keep that under 0.5 % of a core. The wait ends the
+        peak = Memory(max(peak.rss, rss), max(peak.pss, pss))
+        # Each look at the processes costs a few ms of CPU, taken from the run it measures:
+        # four a second (not twenty) keep that under 1 % of a core. The wait ends the
         # moment the run does, so the clock stops then.
         try:
             proc.wait(timeout=POLL_INTERVAL)
@@ -361,7 +374,10 @@ def measure(
     print(f"  of which start-up:       {startup_s:6.1f} s  (a run with no feed due)")
     print(f"  work alone:              {work_s:6.1f} s  {stored / work_s:7.1f} articles/s")
     print(f"second, unchanged run:     {second_s:6.1f} s  ({pages_second} pages downloaded)")
-    print(f"peak memory (run + workers): {peak / 2**20:.0f} MiB")
+    print(
+        f"peak memory (run + workers): {peak.pss / 2**20:.0f} MiB PSS, "
+        f"{peak.rss / 2**20:.0f} MiB RSS summed (shared pages counted in every process)"
+    )
     print("CPU seconds of the first run: " + ", ".join(f"{k} {v:.1f}" for k, v in cpu.items()))
     flow_cpu = cpu.get("newsflow process", 0.0) * 2000 / max(stored, 1)
     print(f"newsflow process per 2,000 articles: {flow_cpu:.1f} CPU-s   (target <= 5)")
@@ -374,7 +390,7 @@ def measure(
         f"unchanged / first run:        {second_s / first_s:.1%}   (target <= 5% attached), "
         f"start-up apart: {max(second_s - startup_s, 0) / work_s:.1%}"
     )
-    print(f"peak memory:                  {peak / 2**20:.0f} MiB (target <= 700 MiB)")
+    print(f"peak memory:                  {peak.pss / 2**20:.0f} MiB PSS (target <= 700 MiB)")
     if "errors: 0" not in out or "articles: 0 new" not in out2:
         print("warning: unexpected summaries:\n" + out + out2)
     print()

@@ -16,8 +16,10 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from newsflow.demo.catalogue import MISSING_PAGE, demo_feeds_toml, load_manifest
 from newsflow.demo.site import SiteServer
-from newsflow.flows.ingest import completed_groups, ingest
+from newsflow.flows import ingest as ingest_module
+from newsflow.flows.ingest import HeldBatches, completed_groups, ingest
 from newsflow.schemas.config import Settings
+from newsflow.schemas.models import FeedBatch
 from newsflow.tasks.extraction.normalize import canonical_url
 from tests.conftest import make_settings
 
@@ -164,3 +166,42 @@ def test_tasks_that_finish_together_are_written_together() -> None:
     alone, together = finish_together()
     assert alone == [[0]]
     assert len(together) == 1 and sorted(together[0]) == [1, 2, 3, 4, 5]
+
+
+def test_a_quiet_wait_yields_an_empty_group_so_held_batches_are_written() -> None:
+    """A slow feed does not hold back the batches of the feeds that finished before it."""
+
+    @flow
+    def one_slow() -> list[list[int]]:
+        gate = threading.Event()
+        with ThreadPoolTaskRunner(max_workers=4) as runner:
+            quick = runner.submit(_after, {"gate": None, "value": 0})
+            slow = runner.submit(_after, {"gate": gate, "value": 1})
+            groups = completed_groups([quick, slow], idle=0.2)
+            seen = [[f.result() for f in next(groups)], [f.result() for f in next(groups)]]
+            gate.set()
+            seen += [[f.result() for f in group] for group in groups]
+        return seen
+
+    assert one_slow() == [[0], [], [1]]
+
+
+def _batch(articles: int) -> FeedBatch:
+    # Only the number of articles matters to HeldBatches.
+    return FeedBatch.model_construct(articles=[object()] * articles, feed_url="f")
+
+
+def test_held_batches_wait_for_enough_articles_time_or_the_last_task(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    held = HeldBatches()
+    assert not held.due(last=True)  # nothing held, nothing to write
+    held.add([_batch(3)])
+    assert not held.due(last=False)
+    assert held.due(last=True)
+    held.add([_batch(ingest_module.WRITE_ARTICLES - 3)])
+    assert held.due(last=False)
+    assert [len(b.articles) for b in held.take()] == [3, ingest_module.WRITE_ARTICLES - 3]
+    held.add([_batch(0)])  # a feed that gave nothing new still records its check
+    monkeypatch.setattr(ingest_module, "WRITE_AFTER_SECONDS", 0.0)
+    assert held.due(last=False)

@@ -95,6 +95,28 @@ def test_first_seen_kept_and_content_refreshed(db: Database) -> None:
     assert row == (first_seen, "新标题", "新的正文。")
 
 
+def test_an_updated_article_loses_the_tags_its_old_text_had(db: Database) -> None:
+    # The first load of new articles skips the tag tables' deletes; a load that updates one
+    # (beside a new one) must still replace its rows.
+    run = start_run(db, "test", {})
+    load_batch(db, run, batch([article(1, body="香港金管局发布稳定币发行人发牌制度。")]))
+
+    def tagged(n: int) -> int:
+        with db.session() as con:
+            row = con.execute(
+                "SELECT count(*) FROM article_topics t JOIN articles a USING (article_id) "
+                "WHERE a.guid = ?",
+                [f"guid-{n}"],
+            ).fetchone()
+        return row[0] if row else 0
+
+    assert tagged(1) > 0
+    counts = load_batch(db, run, batch([article(1, body="今日天气晴朗。"), article(2)]))
+    assert (counts.articles_new, counts.articles_updated) == (1, 1)
+    assert tagged(1) == 0
+    assert tagged(2) > 0
+
+
 WIRE = "中国人民银行今日发布公告称，数字人民币试点范围将在现有基础上再增加十个城市。"
 OTHER = "香港证监会周四晚间宣布，已向两家虚拟资产交易平台批出牌照，允许其服务零售投资者。"
 

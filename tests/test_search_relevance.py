@@ -7,6 +7,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pytest
 
 from newsflow.tasks.storage.store import Database
@@ -17,21 +18,27 @@ JUDGED: list[dict[str, Any]] = tomllib.loads(
 )["query"]
 
 
+def top_tens(con: duckdb.DuckDBPyConnection, names: dict[str, str]) -> dict[str, list[str]]:
+    """Each judged query's top ten by `search_articles`, as article names (benchmarks/
+    segmenters.py ranks its candidates with this too)."""
+    return {
+        j["q"]: [
+            names[r[0]]
+            for r in con.execute(
+                "SELECT article_id FROM search_articles(?, max_results := 10)", [j["q"]]
+            ).fetchall()
+        ]
+        for j in JUDGED
+    }
+
+
 @pytest.fixture(scope="module")
 def ranked(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[str]]:
     """Each judged query's top ten, as article names."""
     db = Database(tmp_path_factory.mktemp("judged") / "news.duckdb")
     names = load_corpus(db)
     with db.session() as con:
-        return {
-            j["q"]: [
-                names[r[0]]
-                for r in con.execute(
-                    "SELECT article_id FROM search_articles(?, max_results := 10)", [j["q"]]
-                ).fetchall()
-            ]
-            for j in JUDGED
-        }
+        return top_tens(con, names)
 
 
 def precision_at_10(found: list[str], relevant: list[str]) -> float:

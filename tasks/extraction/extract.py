@@ -49,6 +49,10 @@ from newsflow.tasks.extraction.body import choose_body
 from newsflow.tasks.extraction.derive import Derivation
 from newsflow.tasks.extraction.metadata.authors import clean_authors
 from newsflow.tasks.extraction.metadata.choose import PageMetadata, date_fields, read_metadata
+from newsflow.tasks.extraction.metadata.trafilatura_fields import (
+    TrafilaturaFields,
+    trafilatura_fields,
+)
 from newsflow.tasks.extraction.mode import use_fast_mode
 from newsflow.tasks.sources.feeds import parse_feed
 
@@ -59,45 +63,45 @@ _TASKS_PER_WORKER = 500
 # Documents of one feed waiting in the pool, per worker.
 _QUEUED_PER_WORKER = 2
 T = TypeVar("T")
-_NO_DATE_SEARCH = {"extensive_search": False, "original_date": True, "outputformat": "%Y-%m-%d"}
 _HTML_LANG_RE = re.compile(rb"<html[^>]*\blang\s*=\s*[\"']?([A-Za-z]{2,3})", re.IGNORECASE)
 
 
 def extract_page(url: str, html: str, fast: bool | None = None) -> ExtractedPage:
     """trafilatura and the metadata stage on decoded HTML, comments excluded; raises ItemError
-    when no text is found. The page is parsed once: the metadata stage reads the tree before
-    trafilatura cleans it. `fast`: trafilatura's fast mode, decided per page when None (mode.py)."""
+    when no text is found. The page is parsed once: the metadata stages read the tree before
+    trafilatura cleans (a copy of) it. `fast`: trafilatura's fast mode, decided per page when
+    None (mode.py)."""
     tree = load_html(html)
     found = read_metadata(tree, url) if tree is not None else PageMetadata()
+    # trafilatura's own metadata pass is not run (with_metadata=False): trafilatura_fields.py
+    # runs the part of it whose fields are used.
     doc = trafilatura.bare_extraction(
         tree if tree is not None else html,
         url=url,
         include_comments=False,
         include_tables=True,
-        with_metadata=True,
         deduplicate=False,
         fast=use_fast_mode(tree) if fast is None else fast,
-        # trafilatura's date is not used (the metadata stage dates the page): keep htmldate
-        # from its costly and guessing search.
-        date_extraction_params=_NO_DATE_SEARCH,
     )
-    # Without as_dict trafilatura 2 returns a Document (the dict form is deprecated).
-    meta: dict[str, Any] = doc.as_dict() if isinstance(doc, Document) else {}
-    text = choose_body((meta.get("text") or "").strip(), tree)
+    text = choose_body((doc.text or "").strip() if isinstance(doc, Document) else "", tree)
     if not text:
         raise ItemError(Kind.EXTRACT_EMPTY, "no article text found on the page", url=url)
+    more = (
+        trafilatura_fields(tree, url, need_title=not found.title, need_author=not found.authors)
+        if tree is not None
+        else TrafilaturaFields()
+    )
     lang = _HTML_LANG_RE.search(html[:4096].encode("utf-8", "ignore"))
     return ExtractedPage(
         url=url,
-        title=found.title or meta.get("title") or None,
-        author=", ".join(found.authors or clean_authors([[meta.get("author") or ""]], set()))
-        or None,
-        image=meta.get("image") or None,
-        language=meta.get("language") or (lang.group(1).decode().lower() if lang else None),
-        sitename=meta.get("sitename") or found.sitename or None,
-        description=meta.get("description") or None,
-        categories=_split(meta.get("categories")),
-        tags=_split(meta.get("tags")),
+        title=found.title or more.title or None,
+        author=", ".join(found.authors or clean_authors([[more.author or ""]], set())) or None,
+        image=more.image or None,
+        language=lang.group(1).decode().lower() if lang else None,
+        sitename=more.sitename or found.sitename or None,
+        description=more.description or None,
+        categories=more.categories,
+        tags=more.tags,
         text=text,
         **date_fields(found),
     )
@@ -108,14 +112,6 @@ def extract_article(url: str, html: str, derive: Derivation | None) -> Extracted
     the same worker, so that the flow process does not do it (tasks/extraction/derive.py)."""
     page = extract_page(url, html)
     return derive(page) if derive is not None else page
-
-
-def _split(value: Any) -> list[str]:
-    if not value:
-        return []
-    if isinstance(value, str):
-        return [v.strip() for v in value.split(",") if v.strip()]
-    return [str(v).strip() for v in value if str(v).strip()]
 
 
 def _warm_worker(memory_limit: int | None) -> None:

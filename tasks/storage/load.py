@@ -131,7 +131,7 @@ def write_articles(
     if batch.restated_dates:
         restate_dates(con, batch.articles)
     index_articles(con, batch.articles, terms)
-    write_tags(con, tags)
+    write_tags(con, tags, new=updated + unchanged == 0)
     if batch.feed_url:
         refs = [(a.article_id, a.guid) for a in batch.articles] + list(batch.seen_again)
         record_feed_refs(con, batch.feed_url, refs)

@@ -73,17 +73,23 @@ def tag_tables(tags: Sequence[ArticleTags]) -> dict[str, pa.Table]:
     return tables
 
 
-def write_tags(con: duckdb.DuckDBPyConnection, tags: Sequence[ArticleTags]) -> None:
-    """Replace these articles' rows in the four tag tables. Call inside a transaction."""
+def write_tags(
+    con: duckdb.DuckDBPyConnection, tags: Sequence[ArticleTags], *, new: bool = False
+) -> None:
+    """Replace these articles' rows in the four tag tables. Call inside a transaction. `new`:
+    none of the articles was stored before this transaction, so there are no rows to delete
+    (a delete reads the whole tag table: most of a first load's tag writing)."""
     if not tags:
         return
     ids = pa.table({"article_id": [t.article_id for t in tags]})
     con.register("batch_tag_ids", ids)
     try:
         for table, rows in tag_tables(tags).items():
-            con.execute(
-                f"DELETE FROM {table} WHERE article_id IN (SELECT article_id FROM batch_tag_ids)"
-            )
+            if not new:
+                con.execute(
+                    f"DELETE FROM {table} "
+                    "WHERE article_id IN (SELECT article_id FROM batch_tag_ids)"
+                )
             if rows.num_rows:
                 con.register("batch_tags", rows)
                 try:
