@@ -137,7 +137,7 @@ def main() -> int:
         outcomes, feed_kinds, item_kinds, unaccounted = account(db)
     print(
         f"{len(files)} feeds · exit {child.returncode} · traceback: {'Traceback' in out + err} · "
-        f"{seconds:.0f} s · peak RSS {watch.peak / 2**20:.0f} MiB (newsflow, workers, Prefect)"
+        f"{seconds:.0f} s · PSS {watch.peak / 2**20:.0f} MiB (newsflow, workers, Prefect)"
     )
     for name, counts in (
         ("outcome", outcomes),

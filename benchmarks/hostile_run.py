@@ -66,7 +66,7 @@ def main() -> int:
         print(f"{len(web.hostile)} hostile and {len(web.healthy)} healthy feeds on {server.url()}")
         run, code, printed = newsflow_run(feeds, Path(tmp) / "allowed.duckdb", allow_private=True)
         print(printed.rstrip())
-        print(f"exit {code} · {run.seconds:.1f} s · peak RSS {run.peak_rss / 2**20:.0f} MiB")
+        print(f"exit {code} · {run.seconds:.1f} s · PSS {run.peak_memory / 2**20:.0f} MiB")
         problems = check(web, run)
         if code != 0 or "Traceback" in printed:
             problems.append(f"exit {code}, traceback: {'Traceback' in printed}")

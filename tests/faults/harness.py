@@ -135,9 +135,11 @@ def add_healthy_feed(
 
 
 class MemoryWatch:
-    """Peak resident memory of a process (this one by default) and all its descendants
-    (extraction workers, a Prefect server), sampled every 50 ms while in the `with` block;
-    `workers` keeps the largest pool worker's RSS at each sample."""
+    """Peak memory of a process (this one by default) and all its descendants (extraction
+    workers, a Prefect server), sampled every 50 ms while in the `with` block, as PSS: the
+    pool's workers share the forkserver's pages (libraries, modules imported before the
+    fork), which summed RSS counts once per process. `workers` keeps the largest pool
+    worker's RSS at each sample."""
 
     def __init__(self, pid: int | None = None) -> None:
         self.pid = pid
@@ -160,8 +162,9 @@ class MemoryWatch:
             total, workers = 0, [0]
             for proc in [me, *me.children(recursive=True)]:
                 with contextlib.suppress(psutil.Error):  # it ended between listing and reading
-                    rss = proc.memory_info().rss
-                    total += rss
+                    memory = proc.memory_full_info()
+                    rss = memory.rss
+                    total += memory.pss
                     parent = proc.parent()  # pool workers are the forkserver's children
                     if parent is not None and _forkserver(parent):
                         workers.append(rss)
@@ -182,7 +185,7 @@ class FaultRun:
     summary: RunSummary
     db_path: Path
     seconds: float
-    peak_rss: int  # of the whole process tree
+    peak_memory: int  # PSS of the whole process tree (MemoryWatch)
     worker_rss: list[int]  # of the largest pool worker, sample by sample
 
     def query(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
