@@ -191,17 +191,14 @@ def _batch(articles: int) -> FeedBatch:
     return FeedBatch.model_construct(articles=[object()] * articles, feed_url="f")
 
 
-def test_held_batches_wait_for_enough_articles_time_or_the_last_task(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_held_batches_wait_for_enough_articles_or_time(monkeypatch: pytest.MonkeyPatch) -> None:
     held = HeldBatches()
-    assert not held.due(last=True)  # nothing held, nothing to write
+    assert not held.due()  # nothing held, nothing to write
     held.add([_batch(3)])
-    assert not held.due(last=False)
-    assert held.due(last=True)
+    assert not held.due()
     held.add([_batch(ingest_module.WRITE_ARTICLES - 3)])
-    assert held.due(last=False)
+    assert held.due()
     assert [len(b.articles) for b in held.take()] == [3, ingest_module.WRITE_ARTICLES - 3]
     held.add([_batch(0)])  # a feed that gave nothing new still records its check
     monkeypatch.setattr(ingest_module, "WRITE_AFTER_SECONDS", 0.0)
-    assert held.due(last=False)
+    assert held.due()
