@@ -104,7 +104,8 @@ class Settings(BaseModel):
     # The same for parsing one feed (up to max_bytes of XML) with feedparser.
     parse_deadline: float = 60.0
     # Address-space limit of each worker (Linux); a document needing more fails as too_large.
-    # A worker takes ~70 MiB idle; a 2 MB page ~150 MiB; feedparser on a 10 MB feed ~230 MiB.
+    # A worker's address space is ~150 MiB idle (68 resident); parsing a 5 MB feed of 50,000
+    # items peaks at ~270 MiB.
     worker_memory_limit: int = 320 * 1024 * 1024
     # Wall-clock bound on one feed's pages (downloads and extraction). What is not done by then
     # is left for the next run (one feed_timeout row), so no feed can hold a run for long.

@@ -24,6 +24,7 @@ import contextlib
 import ctypes
 import logging
 import multiprocessing
+import os
 import re
 import resource
 import sys
@@ -119,7 +120,7 @@ def _warm_worker(memory_limit: int | None) -> None:
     logging.getLogger("trafilatura").setLevel(logging.CRITICAL)
     logging.getLogger("htmldate").setLevel(logging.CRITICAL)
     if memory_limit:
-        # Address space, the one limit Linux enforces on malloc; a worker uses ~60 MiB idle.
+        # Address space, the one limit Linux enforces on malloc; ~150 MiB of it idle.
         resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
 
 
@@ -134,6 +135,12 @@ def _left(until: float | None) -> float | None:
 def _workers_context() -> multiprocessing.context.ForkServerContext:
     # forkserver: workers are forked from a clean server process that has imported this
     # module, not from the caller with its Prefect threads (fork after threads can deadlock).
+    # numpy (MinHash) loads OpenBLAS, which starts a thread per core with its own buffers:
+    # ~20 MiB of address space each, counted against the workers' memory limit (a worker on
+    # 2 cores idled at 186 MiB of 320, 146 with one thread; the more cores, the less room for
+    # pages). MinHash uses no BLAS. The forkserver, which imports numpy for the workers, is
+    # started with this environment.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(["newsflow.tasks.extraction.extract"])
     return context
