@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from newsflow.schemas.ddl import _MATCHES_10
 from newsflow.schemas.models import Article, Derived, FeedBatch, FeedCheck, FeedEntry
 from newsflow.tasks.extraction.derive import Derivation, article_terms
 from newsflow.tasks.extraction.extract import extract_article
@@ -15,7 +16,7 @@ from newsflow.tasks.search.segment import index_terms
 from newsflow.tasks.storage.load import load_batch
 from newsflow.tasks.storage.runs import start_run
 from newsflow.tasks.storage.store import Database
-from tests.search_corpus import corpus_batch
+from tests.search_corpus import corpus_batch, load_corpus
 
 FEED = "https://news.example/feed.xml"
 URL = "https://news.example/2025/hk-stablecoin.html"
@@ -113,3 +114,38 @@ def test_a_phrase_matches_its_terms_in_consecutive_places_only(tmp_path: Path) -
         assert found('"bank central"') == ["2"]  # "of the" are stopwords: they take no place
         assert found('"central bank" -"数字人民币"') == []
         assert found('"人民币 central"') == []  # a title's end and a body's start are apart
+        # Latin phrases are looked up by their adjacent pairs' postings (migration 11).
+        assert found('"central bank notes"') == ["3"]
+        assert found('"bank said"') == ["1"]
+        assert found('"notes 数字人民币"') == []
+        pairs = "SELECT count(*) FROM search_postings WHERE term_id = hash('central bank')"
+        assert con.execute(pairs).fetchone() == (2,)  # 1 and 3; 4 has 'central banking'
+
+
+def test_latin_phrases_match_as_the_join_of_their_words_places_did(tmp_path: Path) -> None:
+    """Migration 11's pair lookup against migration 10's join of places, on every two- and
+    three-word run of the search corpus's English titles."""
+    db = Database(tmp_path / "news.duckdb")
+    articles = load_corpus(db)
+    with db.session() as con:
+        con.execute(_MATCHES_10.replace("MACRO search_matches(", "MACRO places_matches(", 1))
+        titles = [r[0] for r in con.execute("SELECT title FROM articles").fetchall()]
+        words = [t.split() for t in titles if t.isascii()]
+        phrases = {
+            '"' + " ".join(w[i : i + n]) + '"'
+            for w in words
+            for n in (2, 3)
+            for i in range(len(w) - n + 1)
+        }
+        matched = 0
+        for phrase in sorted(phrases):
+            got = con.execute(
+                "SELECT article_id, score FROM search_matches(?) ORDER BY 1", [phrase]
+            )
+            rows = got.fetchall()
+            want = con.execute(
+                "SELECT article_id, score FROM places_matches(?) ORDER BY 1", [phrase]
+            )
+            assert rows == want.fetchall(), phrase
+            matched += bool(rows)
+    assert len(phrases) > 100 and matched > 100, (len(phrases), matched, len(articles))

@@ -64,8 +64,27 @@ SELECT b.doc_id, b.article_id,
        b.signature
 FROM search_batch b JOIN search_batch_in i USING (position)
 """
+# A term made of Latin letters or digits (not Chinese): UTF-8 orders every such term, whose
+# characters are at most U+024F, before U+3400, the first ideograph a term can hold.
+_LATIN = "{0} < '\u3400'"
+
+
+def _latin_pairs(terms: str, first: str, weight: str) -> str:
+    """Each two adjacent Latin terms of a list as one pair term, 'central bank', at the first
+    one's place (`first` is the list's first place)."""
+    both = f"{_LATIN.format(terms + '[i]')} AND {_LATIN.format(terms + '[i + 1]')}"
+    return f"""
+    SELECT doc_id, unnest(list_transform(range(1, len({terms})),
+               i -> CASE WHEN {both} THEN {terms}[i] || ' ' || {terms}[i + 1] END)),
+           unnest(range({first}, {first} + len({terms}) - 1)), {weight}
+    FROM split"""
+
+
 # One posting per (term, document) with its places: the title's terms from 0, the body's from
-# one past the title's end, so that no phrase spans the two.
+# one past the title's end, so that no phrase spans the two. Adjacent Latin terms also post as
+# a pair (a space inside: no single term's id), so that a phrase of common English words is
+# looked up, not joined from their many places; Chinese phrases' bigrams are rare enough to
+# join. Pairs count in no document's length and no score, only in phrases.
 _POSTINGS = f"""
 INSERT INTO search_postings
 WITH split AS (
@@ -81,8 +100,10 @@ FROM (
     SELECT doc_id, unnest(body) AS term, unnest(range(len(title) + 1, len(title) + 1 + len(body))),
            1
     FROM split
+    UNION ALL{_latin_pairs("title", "0", str(TITLE_WEIGHT))}
+    UNION ALL{_latin_pairs("body", "len(title) + 1", "1")}
 )
-WHERE term <> ''
+WHERE term <> '' AND term IS NOT NULL
 GROUP BY term, doc_id
 """
 # In term order, so that a query's scan skips the row groups whose term range misses its terms.
