@@ -135,11 +135,10 @@ def _left(until: float | None) -> float | None:
 def _workers_context() -> multiprocessing.context.ForkServerContext:
     # forkserver: workers are forked from a clean server process that has imported this
     # module, not from the caller with its Prefect threads (fork after threads can deadlock).
-    # numpy (MinHash) loads OpenBLAS, which starts a thread per core with its own buffers:
-    # ~20 MiB of address space each, counted against the workers' memory limit (a worker on
-    # 2 cores idled at 186 MiB of 320, 146 with one thread; the more cores, the less room for
-    # pages). MinHash uses no BLAS. The forkserver, which imports numpy for the workers, is
-    # started with this environment.
+    # numpy (MinHash) loads OpenBLAS, which starts a thread per core with its own buffers,
+    # all counted against the workers' address-space limit (a worker on 2 cores idled at 186
+    # MiB of 320, 146 with one thread; the more cores, the less room for pages). MinHash uses
+    # no BLAS. The forkserver, which imports numpy for the workers, starts with this setting.
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(["newsflow.tasks.extraction.extract"])
