@@ -87,12 +87,11 @@ _PHRASE_TERMS_10 = """
 """
 _PHRASE_TERMS_11 = """
         ), phrase_seq AS (
-            -- A phrase of Latin words is matched by its adjacent pairs (tasks/search/index.py
-            -- posts them), each pair a term of the phrase; another by its terms.
+            -- A phrase of Latin words (all its pairs are) is matched by its pairs, each a
+            -- term of the phrase; another by its terms.
             SELECT part, CASE
-                WHEN list_bool_and(list_transform(seq, t -> t < '\u3400'))
-                THEN list_transform(range(1, len(seq)), i -> seq[i] || ' ' || seq[i + 1])
-                ELSE seq END AS seq
+                WHEN list_bool_and(list_transform(search_pairs(seq), p -> p IS NOT NULL))
+                THEN search_pairs(seq) ELSE seq END AS seq
             FROM parts WHERE phrase AND NOT neg AND len(seq) > 1
         ), phrase_terms AS (
             -- Each term of a phrase with its offset in the phrase (`shift`).
@@ -671,6 +670,14 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         -- command reindexes (with progress).
         DELETE FROM search_postings;
         DELETE FROM search_docs;
+
+        -- Each two adjacent terms of a list as one pair term, 'central bank', where both are
+        -- Latin (letters or digits: UTF-8 orders every such term, of characters up to U+024F,
+        -- before U+3400, the first ideograph a term can hold), else NULL. The index posts
+        -- them (tasks/search/index.py) and phrases look them up, by this one rule.
+        CREATE MACRO search_pairs(terms) AS list_transform(range(1, len(terms)),
+            i -> CASE WHEN terms[i] < '\u3400' AND terms[i + 1] < '\u3400'
+                      THEN terms[i] || ' ' || terms[i + 1] END);
         """
         + _replaced(
             _MATCHES_10,

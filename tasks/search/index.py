@@ -64,18 +64,13 @@ SELECT b.doc_id, b.article_id,
        b.signature
 FROM search_batch b JOIN search_batch_in i USING (position)
 """
-# A term made of Latin letters or digits (not Chinese): UTF-8 orders every such term, whose
-# characters are at most U+024F, before U+3400, the first ideograph a term can hold.
-_LATIN = "{0} < '\u3400'"
 
 
 def _latin_pairs(terms: str, first: str, weight: str) -> str:
-    """Each two adjacent Latin terms of a list as one pair term, 'central bank', at the first
-    one's place (`first` is the list's first place)."""
-    both = f"{_LATIN.format(terms + '[i]')} AND {_LATIN.format(terms + '[i + 1]')}"
+    """The pair terms of a list (the stored macro search_pairs, migration 11), each at its
+    first term's place (`first` is the list's first place)."""
     return f"""
-    SELECT doc_id, unnest(list_transform(range(1, len({terms})),
-               i -> CASE WHEN {both} THEN {terms}[i] || ' ' || {terms}[i + 1] END)),
+    SELECT doc_id, unnest(search_pairs({terms})),
            unnest(range({first}, {first} + len({terms}) - 1)), {weight}
     FROM split"""
 
