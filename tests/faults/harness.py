@@ -160,7 +160,11 @@ class MemoryWatch:
         me = psutil.Process(self.pid)
         while True:
             total, workers = 0, [0]
-            for proc in [me, *me.children(recursive=True)]:
+            try:
+                tree = [me, *me.children(recursive=True)]
+            except psutil.Error:  # a process ended while psutil walked the tree: next sample
+                tree = []
+            for proc in tree:
                 with contextlib.suppress(psutil.Error):  # it ended between listing and reading
                     memory = proc.memory_full_info()
                     rss = memory.rss
