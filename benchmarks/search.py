@@ -8,12 +8,9 @@ stored in `articles` untimed. Then, in one run:
 
 - segmentation: index terms made in a pool of `--workers` processes, as the extraction
   workers make them (articles/s);
-- writer: those terms written to the index in chunks of 2,000 (`write_terms`, unsorted as a
-  bulk index writes them; articles/s); then the postings sorted by term, as a bulk index ends;
-  and the three in sequence;
 - the build: `rebuild_index` end to end, what `newsflow reindex` and the first read command on
-  an unindexed database run — segmentation in `--workers` processes overlapped with the writes,
-  then the sort (articles/s);
+  an unindexed database run (articles/s), and its two phases: chunks read, segmented and their
+  postings staged as Parquet by `--workers` processes; then all postings loaded in term order;
 - queries: p50/p95 of one-, two- and three-term queries and phrases through `search_matches`
   and `search_articles` (top 10 with snippets);
 - size: the database file's growth from the index, over the bytes of body text;
@@ -50,12 +47,8 @@ import pyarrow as pa
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from newsflow.schemas.models import Article, article_id_for
-from newsflow.tasks.search.index import (
-    index_articles,
-    rebuild_index,
-    sort_postings,
-    write_terms,
-)
+from newsflow.tasks.search.bulk import rebuild_index
+from newsflow.tasks.search.index import index_articles
 from newsflow.tasks.search.segment import index_terms
 from newsflow.tasks.storage.articles import upsert_articles
 from newsflow.tasks.storage.store import Database
@@ -255,25 +248,22 @@ def build(db: Database, batches: list[list[tuple[str, str, str]]], workers: int)
     n = sum(len(b) for b in batches)
     started = time.perf_counter()
     with ProcessPoolExecutor(workers) as pool:
-        tables = list(pool.map(segment_chunk, batches))
+        list(pool.map(segment_chunk, batches))
     segmented = time.perf_counter() - started
-    started = time.perf_counter()
-    for table in tables:
-        with db.session() as con, transaction(con):
-            write_terms(con, table, ordered=False)  # as a bulk index writes, sorting after
-    written = time.perf_counter() - started
-    started = time.perf_counter()
-    with db.session() as con:
-        sort_postings(con)
-    ordered = time.perf_counter() - started
     print(f"segmentation, {workers} processes: {n / segmented:8.0f} articles/s ({segmented:.1f} s)")
-    print(f"index writes (the writer):    {n / written:8.0f} articles/s ({written:.1f} s)")
-    print(f"postings sorted by term:      {ordered:8.1f} s (as `newsflow reindex` ends)")
-    print(f"build, all three in sequence: {n / (segmented + written + ordered):8.0f} articles/s")
+    staged: list[float] = []
+
+    def progress(done: int, total: int) -> None:
+        if done == total:
+            staged.append(time.perf_counter())
+
     started = time.perf_counter()
-    rebuild_index(db, CHUNK, workers=workers)
-    rebuilt = time.perf_counter() - started
-    print(f"rebuild_index, end to end:    {n / rebuilt:8.0f} articles/s ({rebuilt:.1f} s)")
+    rebuild_index(db, CHUNK, progress, workers=workers)
+    ended = time.perf_counter()
+    print(f"  chunks read, segmented, their postings staged: {staged[0] - started:5.1f} s")
+    print(f"  postings loaded in term order:                 {ended - staged[0]:5.1f} s")
+    print(f"rebuild_index, end to end:    {n / (ended - started):8.0f} articles/s "
+          f"({ended - started:.1f} s)")  # fmt: skip
 
 
 QUERIES = {

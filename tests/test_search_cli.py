@@ -16,7 +16,7 @@ import pytest
 from newsflow.cli.main import main
 from newsflow.schemas.ddl import MIGRATIONS
 from newsflow.schemas.models import ArticleBatch
-from newsflow.tasks.search.index import rebuild_index
+from newsflow.tasks.search.bulk import rebuild_index
 from newsflow.tasks.storage.articles import upsert_articles
 from newsflow.tasks.storage.load import load_articles
 from newsflow.tasks.storage.runs import start_run

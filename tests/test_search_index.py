@@ -1,5 +1,6 @@
 """The index of an article does not depend on the path that wrote it: a load with the
-extraction workers' terms, a load without them and `newsflow reindex` give the same postings."""
+extraction workers' terms, a load without them and `newsflow reindex` (a chunk at a time, or in
+bulk, in this process or in worker processes) give the same postings."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from newsflow.schemas.models import Article, Derived, FeedBatch, FeedCheck, Feed
 from newsflow.tasks.extraction.derive import Derivation, article_terms
 from newsflow.tasks.extraction.extract import extract_article
 from newsflow.tasks.extraction.normalize import build_feed_article
-from newsflow.tasks.search.index import rebuild_index
+from newsflow.tasks.search.bulk import rebuild_index
 from newsflow.tasks.search.segment import index_terms
 from newsflow.tasks.storage.load import load_batch
 from newsflow.tasks.storage.runs import start_run
@@ -48,12 +49,18 @@ def titled_page_article() -> tuple[Article, Derived]:
     return article, page.derived
 
 
-def postings(db: Database) -> list[tuple[str, int, int, int]]:
+def postings(db: Database) -> list[tuple[str, int, int, int, list[int]]]:
     with db.session() as con:
         return con.execute(
-            "SELECT d.article_id, d.terms, p.term_id, p.tf "
+            "SELECT d.article_id, d.terms, p.term_id, p.tf, list_sort(p.positions) "
             "FROM search_postings p JOIN search_docs d USING (doc_id) ORDER BY ALL"
         ).fetchall()
+
+
+def in_term_order(db: Database) -> bool:
+    with db.session() as con:
+        stored = con.execute("SELECT term_id, doc_id FROM search_postings").fetchall()
+    return stored == sorted(stored)
 
 
 def test_the_worker_terms_are_taken_only_for_the_body_they_were_made_from() -> None:
@@ -76,8 +83,13 @@ def test_a_loaded_article_and_a_reindexed_one_have_the_same_postings(tmp_path: P
         batch = FeedBatch(feed_url=FEED, check=check, articles=articles, derived=worker)
         load_batch(db, start_run(db, "test", {}), batch)
         loaded = postings(db)
-        rebuild_index(db)
-        assert postings(db) == loaded, path
+        assert in_term_order(db)
+        # One chunk as a load writes it; in bulk here; in bulk in two worker processes.
+        for chunk_size, workers in ((2000, 1), (7, 1), (5, 2)):
+            counts = rebuild_index(db, chunk_size, workers=workers)
+            assert counts.articles == len(articles) and counts.postings == len(loaded)
+            assert postings(db) == loaded, (path, chunk_size, workers)
+            assert in_term_order(db), (path, chunk_size, workers)
         by_path[path] = loaded
     assert by_path["workers"] == by_path["writer"]
     assert {row[0] for row in by_path["workers"]} == {a.article_id for a in articles}
@@ -149,3 +161,29 @@ def test_latin_phrases_match_as_the_join_of_their_words_places_did(tmp_path: Pat
             assert rows == want.fetchall(), phrase
             matched += bool(rows)
     assert len(phrases) > 100 and matched > 100, (len(phrases), matched, len(articles))
+
+
+def test_articles_a_load_indexes_during_a_bulk_index_keep_the_loads_entry(tmp_path: Path) -> None:
+    db = Database(tmp_path / "news.duckdb")
+    first = [article(n, f"Stablecoin report {n}", f"区块链先导区 report {n}") for n in range(12)]
+    load(db, first)
+    # While the index is rebuilt a run loads: an article already read and staged, edited, and
+    # a new one. Their loads index them; the rebuild's final load must not add its own.
+    with db.session() as con:  # the first chunk is read by rowid
+        row = con.execute("SELECT article_id FROM articles WHERE rowid = 0").fetchone()
+    assert row is not None
+    n = int(row[0], 16)
+    edited = article(n, f"Stablecoin report {n}", "数字人民币 revised text")
+    new = article(12, "New report", "central bank digital currency")
+
+    def a_run_loads(done: int, total: int) -> None:
+        if done == 5:  # the first chunk is staged
+            load(db, [edited, new])
+
+    counts = rebuild_index(db, chunk_size=5, progress=a_run_loads)
+    assert counts.articles == 11  # all but the edited one, which its load indexed
+    reference = Database(tmp_path / "reference.duckdb")
+    load(reference, [a if a.article_id != edited.article_id else edited for a in first] + [new])
+    assert postings(db) == postings(reference)
+    assert in_term_order(db)
+    assert not list(tmp_path.glob(".index-*"))  # the staged postings are gone

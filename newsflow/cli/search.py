@@ -206,7 +206,7 @@ def print_trend(found: list[Trend]) -> None:
 
 def cmd_reindex(args: argparse.Namespace) -> int:
     from newsflow.tasks.progress import report_progress
-    from newsflow.tasks.search.index import rebuild_index
+    from newsflow.tasks.search.bulk import rebuild_index
     from newsflow.tasks.storage.store import Database
 
     settings = settings_from_args(args)

@@ -1,9 +1,10 @@
 """Writes of the full-text index: `search_docs` and `search_postings`.
 
 Called inside every article load (tasks/storage/load.py, `write_articles`) with the batch's
-articles, and by `newsflow reindex`. The work is set-based: each article's terms travel as one
-space-separated string (the extraction worker's where it segmented this very body), and DuckDB
-splits, unnests, counts and inserts them in a few statements — no Python loop per term.
+articles; bulk.py indexes what no load did (`newsflow reindex`) with the same SQL. The work is
+set-based: each article's terms travel as one space-separated string (the extraction worker's
+where it segmented this very body), and DuckDB splits, unnests, counts and inserts them in a
+few statements — no Python loop per term.
 
 A term's id is DuckDB's 64-bit `hash(term)`, which the query macros compute alike: no
 dictionary to look up or grow under the writer's lock. (A collision would merge two terms'
@@ -15,20 +16,13 @@ postings first.
 from __future__ import annotations
 
 import logging
-import multiprocessing
-from collections import deque
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
-from contextlib import ExitStack
-from dataclasses import dataclass
+from collections.abc import Sequence
 
 import duckdb
 import pyarrow as pa
 
 from newsflow.schemas.models import Article
 from newsflow.tasks.search.segment import index_terms
-from newsflow.tasks.storage.store import Database
-from newsflow.tasks.storage.transaction import transaction
 
 LOGGER = logging.getLogger(__name__)
 
@@ -56,13 +50,15 @@ def _term_count(column: str) -> str:
     return f"(len(string_split({column}, ' ')) - ({column} = '')::INTEGER)"
 
 
-# A document's length: its terms, the title's counted TITLE_WEIGHT times.
+# A document's length, of a row with title_terms and body_terms: its terms, the title's counted
+# TITLE_WEIGHT times.
+DOC_LENGTH = (
+    f"({TITLE_WEIGHT} * {_term_count('title_terms')} + {_term_count('body_terms')})::INTEGER"
+)
 _NEW_DOCS = f"""
 INSERT INTO search_docs
-SELECT b.doc_id, b.article_id,
-       ({TITLE_WEIGHT} * {_term_count("i.title_terms")} + {_term_count("i.body_terms")})::INTEGER,
-       b.signature
-FROM search_batch b JOIN search_batch_in i USING (position)
+SELECT b.doc_id, b.article_id, {DOC_LENGTH}, b.signature
+FROM search_batch b JOIN search_batch_in USING (position)
 """
 
 
@@ -75,43 +71,49 @@ def _latin_pairs(terms: str, first: str, weight: str) -> str:
     FROM split"""
 
 
-# One posting per (term, document) with its places: the title's terms from 0, the body's from
-# one past the title's end, so that no phrase spans the two. Adjacent Latin terms also post as
-# a pair (a space inside: no single term's id), so that a phrase of common English words is
-# looked up, not joined from their many places; Chinese phrases' bigrams are rare enough to
-# join. Pairs count in no document's length and no score, only in phrases.
-_POSTINGS = f"""
-INSERT INTO search_postings
+def postings_of(source: str) -> str:
+    """The query of the postings of `source`, a query of (doc_id, title_terms, body_terms), in
+    search_postings' columns and types: the writer's, and a bulk index's workers' (bulk.py).
+
+    One posting per (term, document) with its places: the title's terms from 0, the body's
+    from one past the title's end, so that no phrase spans the two. Adjacent Latin terms also
+    post as a pair (a space inside: no single term's id), so that a phrase of common English
+    words is looked up, not joined from their many places; Chinese phrases' bigrams are rare
+    enough to join. Pairs count in no document's length and no score, only in phrases. Terms
+    are hashed before grouping: grouping by integers is cheaper than by strings."""
+    return f"""
 WITH split AS (
     SELECT doc_id, string_split(title_terms, ' ') AS title, string_split(body_terms, ' ') AS body
-    FROM search_batch JOIN search_batch_in USING (position)
+    FROM ({source})
 )
-SELECT hash(term) AS term_id, doc_id, least(sum(weight), 65535), list(place)
+SELECT term_id, doc_id::INTEGER AS doc_id, least(sum(weight), 65535)::USMALLINT AS tf,
+       list(place)::INTEGER[] AS positions
 FROM (
-    SELECT doc_id, unnest(title) AS term, unnest(range(len(title))) AS place,
-           {TITLE_WEIGHT} AS weight
-    FROM split
-    UNION ALL
-    SELECT doc_id, unnest(body) AS term, unnest(range(len(title) + 1, len(title) + 1 + len(body))),
-           1
-    FROM split
-    UNION ALL{_latin_pairs("title", "0", str(TITLE_WEIGHT))}
-    UNION ALL{_latin_pairs("body", "len(title) + 1", "1")}
+    SELECT hash(term) AS term_id, doc_id, weight, place
+    FROM (
+        SELECT doc_id, unnest(title) AS term, unnest(range(len(title))) AS place,
+               {TITLE_WEIGHT} AS weight
+        FROM split
+        UNION ALL
+        SELECT doc_id, unnest(body), unnest(range(len(title) + 1, len(title) + 1 + len(body))), 1
+        FROM split
+        UNION ALL{_latin_pairs("title", "0", str(TITLE_WEIGHT))}
+        UNION ALL{_latin_pairs("body", "len(title) + 1", "1")}
+    )
+    WHERE term <> '' AND term IS NOT NULL
 )
-WHERE term <> '' AND term IS NOT NULL
-GROUP BY term, doc_id
+GROUP BY term_id, doc_id
 """
+
+
 # In term order, so that a query's scan skips the row groups whose term range misses its terms.
-_IN_TERM_ORDER = "ORDER BY term_id, doc_id"
-# One table in term order prunes best: written anew (once, where a copy back would write it
-# twice), put in the old one's place, with the columns' NOT NULL that a copy does not keep.
-_SORT_POSTINGS = """
-CREATE TABLE search_postings_sorted AS FROM search_postings ORDER BY term_id, doc_id;
-DROP TABLE search_postings;
-ALTER TABLE search_postings_sorted RENAME TO search_postings;
-""" + "".join(
-    f"ALTER TABLE search_postings ALTER COLUMN {c} SET NOT NULL;\n"
-    for c in ("term_id", "doc_id", "tf", "positions")
+_POSTINGS = (
+    "INSERT INTO search_postings"
+    + postings_of(
+        "SELECT doc_id, title_terms, body_terms FROM search_batch JOIN search_batch_in "
+        "USING (position)"
+    )
+    + "ORDER BY term_id, doc_id"
 )
 _TEMP_TABLES = ("search_batch", "search_old")
 
@@ -134,9 +136,8 @@ def index_articles(
     return write_terms(con, batch)
 
 
-def write_terms(con: duckdb.DuckDBPyConnection, batch: pa.Table, *, ordered: bool = True) -> int:
-    """Index a table of (article_id, title_terms, body_terms) of stored articles; `ordered`
-    False leaves the batch's postings out of term order (a bulk index sorts them all after)."""
+def write_terms(con: duckdb.DuckDBPyConnection, batch: pa.Table) -> int:
+    """Index a table of (article_id, title_terms, body_terms) of stored articles."""
     batch = batch.append_column("position", pa.array(range(batch.num_rows), pa.int32()))
     con.register("search_batch_in", batch)
     try:
@@ -149,7 +150,7 @@ def write_terms(con: duckdb.DuckDBPyConnection, batch: pa.Table, *, ordered: boo
                 con.execute("DELETE FROM search_postings WHERE doc_id IN (FROM search_old)")
                 con.execute("DELETE FROM search_docs WHERE doc_id IN (FROM search_old)")
             con.execute(_NEW_DOCS)
-            con.execute(_POSTINGS + (_IN_TERM_ORDER if ordered else ""))
+            con.execute(_POSTINGS)
     finally:
         con.unregister("search_batch_in")
         for table in _TEMP_TABLES:
@@ -173,119 +174,3 @@ def unindexed_count(con: duckdb.DuckDBPyConnection) -> int:
         "WHERE NOT EXISTS (SELECT 1 FROM search_docs d WHERE d.article_id = a.article_id)"
     ).fetchone()
     return int(row[0]) if row else 0
-
-
-@dataclass(frozen=True)
-class IndexCounts:
-    articles: int
-    terms: int
-    postings: int
-
-
-def segment_rows(rows: list[tuple[str, str | None, str | None]]) -> pa.Table:
-    """(article_id, title, body) rows as the table `write_terms` takes; runs in a worker."""
-    return pa.table(
-        {
-            "article_id": [r[0] for r in rows],
-            "title_terms": [index_terms(r[1] or "") for r in rows],
-            "body_terms": [index_terms(r[2] or "") for r in rows],
-        }
-    )
-
-
-# By ranges of rowid, which DuckDB reads without scanning the rest of the table (a range of
-# article_ids, in no storage order, read every remaining body once per chunk).
-_UNINDEXED_CHUNK = """
-SELECT article_id, title, body_text FROM articles a
-WHERE rowid >= ? AND rowid < ?
-  AND NOT EXISTS (SELECT 1 FROM search_docs d WHERE d.article_id = a.article_id)
-"""
-
-
-def index_unindexed(
-    db: Database,
-    chunk_size: int = 2000,
-    progress: Callable[[int, int], None] | None = None,
-    workers: int = 1,
-) -> int:
-    """Index every stored article the index lacks, in chunks of one short session each (a
-    scheduled run can load in between); returns how many. `progress(done, total)` after each.
-
-    With `workers` > 1 and more than one chunk to do, chunks are segmented in that many
-    processes (as extraction workers segment pages) while this process writes the ones done.
-    More than one chunk is written out of term order and all postings are sorted once at the
-    end (cheaper than sorting each chunk, and what queries need after many chunks).
-    """
-    with db.session() as con:
-        total = unindexed_count(con)
-        row = con.execute("SELECT coalesce(max(rowid), -1) FROM articles").fetchone()
-        end = int(row[0]) + 1 if row else 0
-
-    def chunks() -> Iterator[list[tuple[str, str | None, str | None]]]:
-        for start in range(0, end, chunk_size):
-            with db.session() as con:
-                rows = con.execute(_UNINDEXED_CHUNK, [start, start + chunk_size]).fetchall()
-            if rows:
-                yield rows
-
-    done = 0
-    bulk = total > chunk_size
-    with ExitStack() as stack:
-        if workers > 1 and bulk:
-            pool = stack.enter_context(
-                ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("forkserver"))
-            )
-            tables = _segmented_ahead(pool, chunks(), workers)
-        else:
-            tables = map(segment_rows, chunks())
-        for table in tables:
-            with db.session() as con, transaction(con):
-                write_terms(con, table, ordered=not bulk)
-            done += table.num_rows
-            if progress:
-                progress(done, max(done, total))
-    if bulk:
-        with db.session() as con:
-            sort_postings(con)
-    return done
-
-
-def _segmented_ahead(
-    pool: ProcessPoolExecutor,
-    chunks: Iterator[list[tuple[str, str | None, str | None]]],
-    ahead: int,
-) -> Iterator[pa.Table]:
-    """The chunks segmented in the pool, in order, with at most `ahead` chunks in flight (the
-    pool's own map would read every chunk into memory first)."""
-    queued: deque[Future[pa.Table]] = deque()
-    for rows in chunks:
-        queued.append(pool.submit(segment_rows, rows))
-        if len(queued) > ahead:
-            yield queued.popleft().result()
-    while queued:
-        yield queued.popleft().result()
-
-
-def sort_postings(con: duckdb.DuckDBPyConnection) -> None:
-    """Rewrite the postings in term order, in one transaction."""
-    with transaction(con):
-        con.execute(_SORT_POSTINGS)
-
-
-def rebuild_index(
-    db: Database,
-    chunk_size: int = 2000,
-    progress: Callable[[int, int], None] | None = None,
-    workers: int = 1,
-) -> IndexCounts:
-    """Empty the index and index every article again (after the segmentation rules changed,
-    or to compact it): the postings are then stored in term order, which queries read fastest."""
-    with db.session() as con, transaction(con):
-        for table in ("search_postings", "search_docs"):
-            con.execute(f"DELETE FROM {table}")
-        con.execute("UPDATE search_state SET hash_probe = hash('newsflow')")
-    articles = index_unindexed(db, chunk_size, progress, workers)  # ends in term order
-    with db.session() as con:
-        terms = con.execute("SELECT count(DISTINCT term_id) FROM search_postings").fetchone()
-        postings = con.execute("SELECT count(*) FROM search_postings").fetchone()
-    return IndexCounts(articles, int(terms[0]) if terms else 0, int(postings[0]) if postings else 0)

@@ -19,12 +19,8 @@ from pydantic import BaseModel
 from newsflow.schemas.config import SearchRequest, TrendRequest
 from newsflow.schemas.errors import ConfigError
 from newsflow.schemas.models import DateWindow
-from newsflow.tasks.search.index import (
-    hash_changed,
-    index_unindexed,
-    rebuild_index,
-    unindexed_count,
-)
+from newsflow.tasks.search.bulk import index_unindexed, rebuild_index
+from newsflow.tasks.search.index import hash_changed, unindexed_count
 from newsflow.tasks.storage.store import Database
 
 LOGGER = logging.getLogger(__name__)
