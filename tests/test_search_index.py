@@ -85,7 +85,8 @@ def test_a_loaded_article_and_a_reindexed_one_have_the_same_postings(tmp_path: P
         loaded = postings(db)
         assert in_term_order(db)
         # One chunk as a load writes it; in bulk here; in bulk in two worker processes.
-        for chunk_size, workers in ((2000, 1), (7, 1), (5, 2)):
+        rebuilds = ((2000, 1), (7, 1)) if path == "workers" else ((5, 2),)
+        for chunk_size, workers in rebuilds:
             counts = rebuild_index(db, chunk_size, workers=workers)
             assert counts.articles == len(articles) and counts.postings == len(loaded)
             assert postings(db) == loaded, (path, chunk_size, workers)
