@@ -232,3 +232,21 @@ def test_threads_share_one_writer(db: Database) -> None:
         assert con.execute(
             "SELECT count(*), count(DISTINCT article_id) FROM articles"
         ).fetchone() == (80, 80)
+
+
+def test_sessions_never_draw_duckdbs_progress_bar(db: Database) -> None:
+    # DuckDB draws it on stdout for a query over two seconds (into a --json line, an export);
+    # it is on by default, except under pytest: hence a process of its own.
+    script = """
+import sys
+import duckdb
+from newsflow.tasks.storage.store import Database
+setting = "SELECT current_setting('enable_progress_bar')"
+print(duckdb.connect().execute(setting).fetchone()[0])
+for read_only in (False, True):
+    with Database(sys.argv[1], read_only=read_only).session() as con:
+        print(con.execute(setting).fetchone()[0])
+"""
+    run = [sys.executable, "-c", script, str(db.path)]
+    done = subprocess.run(run, capture_output=True, text=True, timeout=60, check=False)
+    assert done.stdout.split() == ["True", "False", "False"], done.stderr

@@ -35,7 +35,7 @@ import pyarrow as pa
 
 from newsflow.tasks.search.index import DOC_LENGTH, postings_of, unindexed_count, write_terms
 from newsflow.tasks.search.segment import index_terms
-from newsflow.tasks.storage.store import Database, migrate
+from newsflow.tasks.storage.store import Database, connect, migrate
 from newsflow.tasks.storage.transaction import transaction
 
 # By ranges of rowid, which DuckDB reads without scanning the rest of the table (a range of
@@ -104,7 +104,7 @@ def segmented(chunk: pa.Table) -> pa.Table:
 def _worker_db() -> duckdb.DuckDBPyConnection:
     if not _WORKER_DB:
         # One thread: the processes are the parallelism.
-        con = duckdb.connect(config={"threads": 1})
+        con = connect(threads=1)
         migrate(con)
         _WORKER_DB.append(con)
     return _WORKER_DB[0]

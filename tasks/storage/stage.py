@@ -53,7 +53,7 @@ from newsflow.schemas.models import (
     utcnow,
 )
 from newsflow.tasks.storage.articles import articles_table
-from newsflow.tasks.storage.store import migrate
+from newsflow.tasks.storage.store import connect, migrate
 
 LOGGER = logging.getLogger(__name__)
 
@@ -336,7 +336,7 @@ class Snapshot:
     lacks are there, empty); `session()` is Database.session's read-only stand-in."""
 
     def __init__(self, tables: Mapping[str, pa.Table]) -> None:
-        self._con = duckdb.connect(":memory:")
+        self._con = connect()
         migrate(self._con)
         for name, table in tables.items():
             self._con.register("snapshot_table", table)

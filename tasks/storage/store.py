@@ -161,7 +161,7 @@ class Database:
         told = False
         while True:
             try:
-                return duckdb.connect(str(self.path), read_only=read_only)
+                return connect(str(self.path), read_only=read_only)
             except duckdb.Error as exc:
                 if not wal_moved and _WAL_DAMAGE.search(str(exc)):
                     self._move_wal_aside(exc)
@@ -221,6 +221,18 @@ def _reason(exc: OSError) -> str:
 def applied_migrations(con: duckdb.DuckDBPyConnection) -> set[int]:
     con.execute(SCHEMA_VERSION_DDL)
     return {row[0] for row in con.execute("SELECT version FROM schema_version").fetchall()}
+
+
+def connect(
+    database: str = ":memory:", *, read_only: bool = False, threads: int | None = None
+) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection without DuckDB's progress bar, which it prints on stdout for a query
+    over two seconds: into a `--json` line or an export to stdout, beside the CLI's own bar."""
+    con = duckdb.connect(database, read_only=read_only)
+    con.execute("SET enable_progress_bar = false")
+    if threads:
+        con.execute("SET threads = ?", [threads])
+    return con
 
 
 def migrate(
