@@ -118,6 +118,78 @@ def _replaced(sql: str, *changes: tuple[str, str]) -> str:
     return sql
 
 
+_MATCHES_11 = _replaced(
+    _MATCHES_10,
+    (_PHRASE_TERMS_10, _PHRASE_TERMS_11),
+    (_PHRASE_FOUND_10, _PHRASE_FOUND_11),
+)
+# Migration 12: a negative phrase of several terms is matched as a phrase (among the
+# candidates) and excludes where found; other negative parts exclude where all their terms are.
+_MATCHES_12 = _replaced(
+    _MATCHES_11,
+    (
+        """
+            FROM ids WHERE neg
+""",
+        """
+            FROM ids WHERE neg
+              AND part NOT IN (SELECT part FROM parts WHERE phrase AND len(seq) > 1)
+""",
+    ),
+    (
+        """
+            SELECT part, CASE
+                WHEN list_bool_and(list_transform(search_pairs(seq), p -> p IS NOT NULL))
+                THEN search_pairs(seq) ELSE seq END AS seq
+            FROM parts WHERE phrase AND NOT neg AND len(seq) > 1
+""",
+        """
+            SELECT part, neg, CASE
+                WHEN list_bool_and(list_transform(search_pairs(seq), p -> p IS NOT NULL))
+                THEN search_pairs(seq) ELSE seq END AS seq
+            FROM parts WHERE phrase AND len(seq) > 1
+""",
+    ),
+    (
+        """
+            SELECT part, len(seq) AS size, hash(unnest(seq)) AS term_id,
+                   unnest(range(len(seq))) AS shift
+            FROM phrase_seq
+""",
+        """
+            SELECT part, neg, len(seq) AS size, hash(unnest(seq)) AS term_id,
+                   unnest(range(len(seq))) AS shift
+            FROM phrase_seq
+""",
+    ),
+    (
+        """
+            SELECT doc_id FROM phrase_found GROUP BY doc_id
+            HAVING count(*) = (SELECT count(DISTINCT part) FROM phrase_terms)
+""",
+        """
+            SELECT doc_id FROM phrase_found
+            WHERE part IN (SELECT part FROM phrase_terms WHERE NOT neg)
+            GROUP BY doc_id
+            HAVING count(*) = (SELECT count(DISTINCT part) FROM phrase_terms WHERE NOT neg)
+""",
+    ),
+    (
+        """
+        WHERE s.doc_id NOT IN (SELECT doc_id FROM excluded)
+          AND (NOT EXISTS (FROM phrase_terms) OR s.doc_id IN (SELECT doc_id FROM phrased));
+""",
+        """
+        WHERE s.doc_id NOT IN (SELECT doc_id FROM excluded)
+          AND s.doc_id NOT IN (
+              SELECT doc_id FROM phrase_found
+              WHERE part IN (SELECT part FROM phrase_terms WHERE neg))
+          AND (NOT EXISTS (FROM phrase_terms WHERE NOT neg)
+               OR s.doc_id IN (SELECT doc_id FROM phrased));
+""",
+    ),
+)
+
 MIGRATIONS: list[tuple[int, str, str]] = [
     (
         1,
@@ -679,11 +751,15 @@ MIGRATIONS: list[tuple[int, str, str]] = [
             i -> CASE WHEN terms[i] < '\u3400' AND terms[i + 1] < '\u3400'
                       THEN terms[i] || ' ' || terms[i + 1] END);
         """
-        + _replaced(
-            _MATCHES_10,
-            (_PHRASE_TERMS_10, _PHRASE_TERMS_11),
-            (_PHRASE_FOUND_10, _PHRASE_FOUND_11),
-        ),
+        + _MATCHES_11,
+    ),
+    (
+        12,
+        "full-text search: a negative phrase excludes where its words are adjacent",
+        """
+        -- `-"central bank"` excluded every article holding both words anywhere; now only those
+        -- where they stand together, matched as a phrase is (no change to the index)."""
+        + _MATCHES_12,
     ),
 ]
 

@@ -131,6 +131,13 @@ def test_a_phrase_matches_its_terms_in_consecutive_places_only(tmp_path: Path) -
         assert found('"central bank notes"') == ["3"]
         assert found('"bank said"') == ["1"]
         assert found('"notes 数字人民币"') == []
+        # A negative phrase excludes where it is a phrase (migration 12), a negative word where
+        # its terms are, adjacent or not.
+        assert found('bank -"central bank"') == ["2"]
+        assert found('人民币 -"数字人民币"') == ["2"]
+        assert found("人民币 -数字人民币") == []
+        assert found("bank -central") == []
+        assert found('"central bank" -"bank said"') == ["3"]
         pairs = "SELECT count(*) FROM search_postings WHERE term_id = hash('central bank')"
         assert con.execute(pairs).fetchone() == (2,)  # 1 and 3; 4 has 'central banking'
 
