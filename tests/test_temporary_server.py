@@ -4,10 +4,12 @@ error when it cannot start, and nothing left behind when the command ends, even 
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -73,19 +75,39 @@ def _temporary_servers(prefect_home: Path) -> list[psutil.Process]:
     return found
 
 
-def one_shot_env(tmp_path: Path) -> tuple[dict[str, str], Path]:
+@pytest.fixture
+def scratch() -> Iterator[Path]:
+    """A TMPDIR for a child: a short path, as the worker processes' socket goes in a folder
+    under it and holds at most 107 bytes (pytest-xdist's tmp_path would leave too few)."""
+    folder = Path(tempfile.mkdtemp(prefix="nf-"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def one_shot_env(tmp_path: Path, scratch: Path) -> dict[str, str]:
     """A `newsflow run` child's environment with no feed and no Prefect server to attach to,
-    and the folder it keeps its temporary files in."""
+    its temporary files kept in `scratch`."""
     (tmp_path / "feeds.toml").write_text("feeds = []\n", encoding="utf-8")
-    scratch = tmp_path / "tmp"
-    scratch.mkdir()
     env = cli_env(tmp_path, TMPDIR=str(scratch))
-    env = {k: v for k, v in env.items() if not k.startswith("PREFECT_") or k == "PREFECT_HOME"}
-    return env, scratch
+    return {k: v for k, v in env.items() if not k.startswith("PREFECT_") or k == "PREFECT_HOME"}
 
 
-def test_a_one_shot_run_leaves_no_server_and_no_files_behind(tmp_path: Path) -> None:
-    env, scratch = one_shot_env(tmp_path)
+def test_a_temporary_folder_too_long_for_a_socket_is_one_line(tmp_path: Path) -> None:
+    deep = tmp_path / ("t" * 110)
+    deep.mkdir()
+    result = subprocess.run(
+        [*NEWSFLOW, "run", "--quiet"],
+        capture_output=True, text=True, timeout=180, env=one_shot_env(tmp_path, deep),
+        stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: cannot start worker processes: AF_UNIX path too long")
+    assert result.stderr.count("\n") == 1 and "set TMPDIR to a shorter folder" in result.stderr
+    assert not _temporary_servers(tmp_path / "prefect-home")
+
+
+def test_a_one_shot_run_leaves_no_server_and_no_files_behind(tmp_path: Path, scratch: Path) -> None:
+    env = one_shot_env(tmp_path, scratch)
     result = subprocess.run(
         [*NEWSFLOW, "run", "--quiet"],
         capture_output=True,
@@ -101,8 +123,8 @@ def test_a_one_shot_run_leaves_no_server_and_no_files_behind(tmp_path: Path) -> 
     assert not list(scratch.iterdir())
 
 
-def test_a_killed_run_takes_its_server_along(tmp_path: Path) -> None:
-    env, scratch = one_shot_env(tmp_path)
+def test_a_killed_run_takes_its_server_along(tmp_path: Path, scratch: Path) -> None:
+    env = one_shot_env(tmp_path, scratch)
     run = subprocess.Popen(
         [*NEWSFLOW, "run", "--quiet"],
         env=env,

@@ -34,7 +34,6 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from multiprocessing import forkserver
 from typing import Any, TypeVar
 
 import trafilatura
@@ -55,6 +54,7 @@ from newsflow.tasks.extraction.metadata.trafilatura_fields import (
     trafilatura_fields,
 )
 from newsflow.tasks.extraction.mode import use_fast_mode
+from newsflow.tasks.forkserver import ensure_forkserver
 from newsflow.tasks.sources.feeds import parse_feed
 
 LOGGER = logging.getLogger(__name__)
@@ -149,7 +149,7 @@ def start_forkserver() -> None:
     """Start the process workers are forked from ahead of the first document: its imports
     (trafilatura, lxml: ~0.5 s) then overlap whatever the caller waits for meanwhile."""
     _workers_context()
-    forkserver.ensure_running()
+    ensure_forkserver()
 
 
 class Extractor:

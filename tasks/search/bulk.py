@@ -33,6 +33,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
+from newsflow.tasks.forkserver import ensure_forkserver
 from newsflow.tasks.search.index import DOC_LENGTH, postings_of, unindexed_count, write_terms
 from newsflow.tasks.search.segment import index_terms
 from newsflow.tasks.storage.store import Database, connect, migrate
@@ -199,6 +200,7 @@ def _index_in_bulk(
             stack.enter_context(tempfile.TemporaryDirectory(prefix=".index-", dir=db.path.parent))
         )
         if workers > 1:
+            ensure_forkserver()
             pool = stack.enter_context(
                 ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("forkserver"))
             )
