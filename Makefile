@@ -19,7 +19,7 @@ demo: install
 test: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2
 
 # Everything that needs neither the Prefect engine's server nor a CLI process, on both cores;
 # tests/conftest.py marks the engine's tests and fails a CLI process started here.
