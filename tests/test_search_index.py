@@ -12,7 +12,7 @@ from newsflow.schemas.models import Article, Derived, FeedBatch, FeedCheck, Feed
 from newsflow.tasks.extraction.derive import Derivation, article_terms
 from newsflow.tasks.extraction.extract import extract_article
 from newsflow.tasks.extraction.normalize import build_feed_article
-from newsflow.tasks.search.bulk import rebuild_index
+from newsflow.tasks.search.bulk import index_unindexed, rebuild_index
 from newsflow.tasks.search.segment import index_terms
 from newsflow.tasks.storage.load import load_batch
 from newsflow.tasks.storage.runs import start_run
@@ -195,3 +195,16 @@ def test_articles_a_load_indexes_during_a_bulk_index_keep_the_loads_entry(tmp_pa
     assert postings(db) == postings(reference)
     assert in_term_order(db)
     assert not list(tmp_path.glob(".index-*"))  # the staged postings are gone
+
+
+def test_a_bulk_index_whose_articles_were_all_indexed_meanwhile_adds_none(tmp_path: Path) -> None:
+    db = Database(tmp_path / "news.duckdb")
+    load(db, [article(n, f"Report {n}", f"数字人民币 report {n}") for n in range(12)])
+    loaded = postings(db)
+
+    def another_indexes_them_all(done: int, total: int) -> None:
+        if done == total:  # all staged, not yet loaded: another process indexes them first
+            assert index_unindexed(db) == 12
+
+    assert rebuild_index(db, chunk_size=5, progress=another_indexes_them_all).articles == 0
+    assert postings(db) == loaded and in_term_order(db)

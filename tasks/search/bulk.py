@@ -140,18 +140,20 @@ def load_staged(con: duckdb.DuckDBPyConnection, folder: Path, docs: pa.Table) ->
     con.register("search_staged_in", docs)
     try:
         con.execute(_STAGED_DOCS)
-        con.execute(
-            "INSERT INTO search_docs SELECT doc_id, article_id, terms, signature FROM search_staged"
-        )
-        files = sorted(str(path) for path in folder.glob("*.parquet"))
-        if files:
-            for statement in _LOAD_POSTINGS:
-                con.execute(statement, {"files": files} if "$files" in statement else None)
         row = con.execute("SELECT count(*) FROM search_staged").fetchone()
+        added = int(row[0]) if row else 0
+        if added:  # none when loads (or another bulk index) indexed them all meanwhile
+            con.execute(
+                "INSERT INTO search_docs "
+                "SELECT doc_id, article_id, terms, signature FROM search_staged"
+            )
+            files = sorted(str(path) for path in folder.glob("*.parquet"))
+            for statement in _LOAD_POSTINGS if files else ():
+                con.execute(statement, {"files": files} if "$files" in statement else None)
     finally:
         con.unregister("search_staged_in")
         con.execute("DROP TABLE IF EXISTS search_staged")
-    return int(row[0]) if row else 0
+    return added
 
 
 def index_unindexed(
