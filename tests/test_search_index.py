@@ -4,6 +4,9 @@ bulk, in this process or in worker processes) give the same postings."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -194,7 +197,7 @@ def test_articles_a_load_indexes_during_a_bulk_index_keep_the_loads_entry(tmp_pa
     load(reference, [a if a.article_id != edited.article_id else edited for a in first] + [new])
     assert postings(db) == postings(reference)
     assert in_term_order(db)
-    assert not list(tmp_path.glob(".index-*"))  # the staged postings are gone
+    assert not list(tmp_path.glob(".news.duckdb.index-*"))  # the staged postings are gone
 
 
 def test_a_bulk_index_whose_articles_were_all_indexed_meanwhile_adds_none(tmp_path: Path) -> None:
@@ -208,3 +211,17 @@ def test_a_bulk_index_whose_articles_were_all_indexed_meanwhile_adds_none(tmp_pa
 
     assert rebuild_index(db, chunk_size=5, progress=another_indexes_them_all).articles == 0
     assert postings(db) == loaded and in_term_order(db)
+
+
+def test_a_bulk_index_removes_what_a_killed_one_left_and_only_that(tmp_path: Path) -> None:
+    db = Database(tmp_path / "news.duckdb")
+    load(db, [article(n, f"Report {n}", f"数字人民币 report {n}") for n in range(12)])
+    finished = subprocess.Popen([sys.executable, "-c", ""])
+    finished.wait()  # its process id runs nothing now, as a killed bulk index's
+    killed = tmp_path / f".news.duckdb.index-{finished.pid}-abcd"
+    running = tmp_path / f".news.duckdb.index-{os.getppid()}-abcd"  # another bulk index, live
+    for folder in (killed, running):
+        folder.mkdir()
+        (folder / "000000000000.parquet").write_bytes(b"staged")
+    rebuild_index(db, chunk_size=5)
+    assert not killed.exists() and running.exists()

@@ -22,6 +22,8 @@ built the index in 46 s where writing each chunk's postings and sorting them aft
 from __future__ import annotations
 
 import multiprocessing
+import os
+import shutil
 import tempfile
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -197,10 +199,7 @@ def _index_in_bulk(
     db: Database, chunks: Iterable[pa.Table], workers: int, report: Callable[[int], None]
 ) -> int:
     with ExitStack() as stack:
-        # Beside the database: room for its index is there, where a RAM-backed /tmp may lack it.
-        folder = Path(
-            stack.enter_context(tempfile.TemporaryDirectory(prefix=".index-", dir=db.path.parent))
-        )
+        folder = Path(stack.enter_context(_staging_folder(db)))
         if workers > 1:
             ensure_forkserver()
             pool = stack.enter_context(
@@ -218,6 +217,28 @@ def _index_in_bulk(
             return 0
         with db.session() as con, transaction(con):
             return load_staged(con, folder, pa.concat_tables(docs))
+
+
+def _staging_folder(db: Database) -> tempfile.TemporaryDirectory[str]:
+    """A folder for this process's staged postings, beside the database: room for its index is
+    there, where a RAM-backed /tmp may lack it. Those that a killed bulk index left behind
+    (named for its process, now gone) are removed first."""
+    prefix = f".{db.path.name}.index-"
+    for left in db.path.parent.glob(f"{prefix}*-*"):
+        pid = left.name.removeprefix(prefix).split("-", 1)[0]
+        if pid.isdigit() and not _running(int(pid)):
+            shutil.rmtree(left, ignore_errors=True)
+    return tempfile.TemporaryDirectory(prefix=f"{prefix}{os.getpid()}-", dir=db.path.parent)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's
+        return True
+    return True
 
 
 def _staged_ahead(
