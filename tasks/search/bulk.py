@@ -21,6 +21,7 @@ built the index in 46 s where writing each chunk's postings and sorting them aft
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import os
 import shutil
@@ -38,6 +39,7 @@ import pyarrow as pa
 from newsflow.tasks.forkserver import ensure_forkserver
 from newsflow.tasks.search.index import DOC_LENGTH, postings_of, unindexed_count, write_terms
 from newsflow.tasks.search.segment import index_terms
+from newsflow.tasks.storage.runs import pid_alive
 from newsflow.tasks.storage.store import Database, connect, migrate
 from newsflow.tasks.storage.transaction import transaction
 
@@ -83,9 +85,6 @@ _LOAD_POSTINGS = [
     ),
 ]
 
-# A worker's in-memory database, made once per process.
-_WORKER_DB: list[duckdb.DuckDBPyConnection] = []
-
 
 @dataclass(frozen=True)
 class IndexCounts:
@@ -104,13 +103,13 @@ def segmented(chunk: pa.Table) -> pa.Table:
     return bare
 
 
+@functools.cache
 def _worker_db() -> duckdb.DuckDBPyConnection:
-    if not _WORKER_DB:
-        # One thread: the processes are the parallelism.
-        con = connect(threads=1)
-        migrate(con)
-        _WORKER_DB.append(con)
-    return _WORKER_DB[0]
+    """A worker's in-memory database of the file's schema, made once per process; one thread,
+    as the processes are the parallelism."""
+    con = connect(threads=1)
+    migrate(con)
+    return con
 
 
 def stage_chunk(chunk: pa.Table, folder: Path) -> pa.Table:
@@ -226,19 +225,9 @@ def _staging_folder(db: Database) -> tempfile.TemporaryDirectory[str]:
     prefix = f".{db.path.name}.index-"
     for left in db.path.parent.glob(f"{prefix}*-*"):
         pid = left.name.removeprefix(prefix).split("-", 1)[0]
-        if pid.isdigit() and not _running(int(pid)):
+        if pid.isdigit() and not pid_alive(int(pid)):
             shutil.rmtree(left, ignore_errors=True)
     return tempfile.TemporaryDirectory(prefix=f"{prefix}{os.getpid()}-", dir=db.path.parent)
-
-
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's
-        return True
-    return True
 
 
 def _staged_ahead(

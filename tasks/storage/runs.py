@@ -26,7 +26,7 @@ def start_run(db: Database, flow: str, parameters: dict[str, Any]) -> str:
         for other_id, pid in con.execute(
             "SELECT run_id, pid FROM runs WHERE status = 'running' AND hostname = ?", [host]
         ).fetchall():
-            if pid is None or not _pid_alive(pid):
+            if pid is None or not pid_alive(pid):
                 con.execute("UPDATE runs SET status = 'crashed' WHERE run_id = ?", [other_id])
         con.execute(
             "INSERT INTO runs (run_id, flow, started_at, status, pid, hostname, parameters) "
@@ -36,7 +36,8 @@ def start_run(db: Database, flow: str, parameters: dict[str, Any]) -> str:
     return run_id
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process of this machine runs under that id (another user's counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
