@@ -1,8 +1,8 @@
 """`newsflow load`: merge a stage folder's batches into the database, each exactly once.
 
-Parts load oldest first, and each feed batch through load_batch — the dedup and tagging of a
-direct run — in its own transaction, which also records the batch in `loaded_batches`. A
-loader killed midway has loaded whole batches; started again, it skips them and loads the
+Parts load oldest first, each part's batches through load_batches — the dedup and tagging of
+a direct run — in one transaction, which also records the batches in `loaded_batches`. A
+loader killed midway has loaded whole parts; started again, it skips them and loads the
 rest. Batches still being written are left for the next load. At the end the loader leaves
 the stage a fresh snapshot of the database for the staged runs to read (tasks/storage/stage.py).
 """
@@ -21,7 +21,7 @@ from newsflow.schemas.config import Settings
 from newsflow.schemas.models import RunCounts, StagedRef
 from newsflow.tasks.coverage.tag import Tagger, load_tagger
 from newsflow.tasks.progress import report_progress
-from newsflow.tasks.storage.load import load_batch
+from newsflow.tasks.storage.load import FeedLoad, load_batches
 from newsflow.tasks.storage.runs import finish_run, loaded_batch_ids, start_run
 from newsflow.tasks.storage.stage import Stage, part_batch_ids, read_part, write_snapshot
 from newsflow.tasks.storage.store import Database
@@ -62,37 +62,35 @@ def load_part(
     settings: Settings,
     tagger: Tagger,
 ) -> None:
-    """The part's batches not loaded yet, one transaction each."""
+    """The part's batches not loaded yet, in one transaction."""
     ids = part_batch_ids(stage, part)
     with db.session() as con:
         done = loaded_batch_ids(con, ids)
     if done.issuperset(ids):  # loaded before: its articles are not even read
         summary.batches_skipped += len(ids)
         return
-    staged = read_part(stage, part)
-    # One session around the part: each batch's own session (and transaction) then reuses the
-    # open database instead of opening it, and checkpointing it on close, once per batch.
-    with db.session():
-        for s in staged:
-            if s.batch_id in done:
-                summary.batches_skipped += 1
-                continue
-            counts = load_batch(
-                db,
-                s.run_id,
+    staged = [s for s in read_part(stage, part) if s.batch_id not in done]
+    summary.batches_skipped += len(done)
+    # A part is one run's (StageWriter); its errors and loaded_batches rows keep that run's id.
+    for run_id in dict.fromkeys(s.run_id for s in staged):
+        loads = [
+            FeedLoad(
                 s.batch,
-                name=s.name,
-                source=s.source,
-                default_interval=settings.default_poll_interval,
-                tagger=tagger,
-                staged=StagedRef(batch_id=s.batch_id, part=part, load_run_id=summary.run_id),
+                s.name,
+                s.source,
+                StagedRef(batch_id=s.batch_id, part=part, load_run_id=summary.run_id),
             )
-            # Zero feeds checked: the batch was loaded already (its transaction checks again).
-            loaded = counts.feeds_checked
-            summary.batches_loaded += loaded
-            summary.batches_skipped += 1 - loaded
-            summary.articles += len(s.batch.articles) * loaded
-            summary.counts += counts
+            for s in staged
+            if s.run_id == run_id
+        ]
+        counts, written = load_batches(
+            db, run_id, loads, default_interval=settings.default_poll_interval, tagger=tagger
+        )
+        # Those not written were loaded by another loader since `done` was read.
+        summary.batches_loaded += len(written)
+        summary.batches_skipped += len(loads) - len(written)
+        summary.articles += sum(len(w.batch.articles) for w in written)
+        summary.counts += counts
 
 
 def run_load(settings: Settings, stage_dir: str) -> LoadSummary:

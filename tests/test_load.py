@@ -19,10 +19,11 @@ from newsflow.schemas.models import (
     FeedCheck,
     IngestErrorRecord,
     RunCounts,
+    StagedRef,
     article_id_for,
 )
 from newsflow.tasks.extraction.normalize import canonical_url, content_hash
-from newsflow.tasks.storage.load import load_batch
+from newsflow.tasks.storage.load import FeedLoad, load_batch, load_batches
 from newsflow.tasks.storage.runs import finish_run, start_run
 from newsflow.tasks.storage.store import Database
 
@@ -150,6 +151,106 @@ def test_batch_records_errors_refs_and_feed_health(db: Database) -> None:
             ("n", "S", "active")
         ]
         assert con.execute("SELECT count(*) FROM article_feeds").fetchone() == (1,)
+
+
+def feed_batch(feed: str, articles: list[Article], **kw: object) -> FeedBatch:
+    return FeedBatch(
+        feed_url=feed,
+        check=FeedCheck(url=feed, ok=True, status_code=200, entries_seen=len(articles)),
+        articles=[a.model_copy(update={"feed_url": feed}) for a in articles],
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+# What a load stores, less the clock's columns: the tables a grouped load must fill alike.
+STORED = {
+    "articles": "SELECT article_id, guid, title, story_id, duplicate_of, body_text FROM articles",
+    "article_feeds": "SELECT article_id, feed_url, guid FROM article_feeds",
+    "feeds": "SELECT url, name, source, status, articles_total, last_new_items_at IS NOT NULL "
+    "FROM feeds",
+    "ingest_errors": "SELECT feed_url, url, kind FROM ingest_errors",
+    "article_topics": "SELECT * FROM article_topics",
+    "search_docs": "SELECT * EXCLUDE (doc_id) FROM search_docs",
+    # A posting's places are a set (the phrase macros unnest them), stored in any order.
+    "search_postings": "SELECT d.article_id, p.term_id, p.tf, list_sort(p.positions) "
+    "FROM search_postings p JOIN search_docs d USING (doc_id)",
+}
+
+
+def stored(db: Database) -> dict[str, list[tuple[object, ...]]]:
+    with db.session() as con:
+        return {name: sorted(con.execute(sql).fetchall(), key=repr) for name, sql in STORED.items()}
+
+
+def three_feeds() -> list[FeedLoad]:
+    err = IngestErrorRecord(
+        stage="download", url="https://x/1", kind="http_404", message="gone", feed_url="f2"
+    )
+    return [
+        FeedLoad(feed_batch("f1", [article(i) for i in range(1, 6)]), name="one", source="S"),
+        # a repeat within the feed, an article seen again, an error, nothing new
+        FeedLoad(
+            feed_batch(
+                "f2",
+                [article(7), article(7)],
+                seen_again=[(article(1).article_id, "g")],
+                errors=[err],
+            )
+        ),
+        FeedLoad(feed_batch("f3", [], seen_again=[(article(2).article_id, None)])),
+        FeedLoad(feed_batch("f4", [article(8, body=OTHER), article(9, body=WIRE)])),
+    ]
+
+
+def test_feeds_loaded_in_one_transaction_store_what_they_store_one_by_one(
+    tmp_path: Path,
+) -> None:
+    apart, together = (Database(tmp_path / f"{n}.duckdb", lock_timeout=10) for n in "ab")
+    run_a, run_b = start_run(apart, "test", {}), start_run(together, "test", {})
+    one_by_one = RunCounts()
+    for load in three_feeds():
+        one_by_one += load_batch(apart, run_a, load.batch, name=load.name, source=load.source)
+    grouped, written = load_batches(together, run_b, three_feeds())
+    assert len(written) == 4
+    assert grouped == one_by_one
+    assert (grouped.articles_new, grouped.duplicates, grouped.feeds_checked) == (8, 3, 4)
+    assert stored(together) == stored(apart)
+    # each feed is credited with the articles that were new in it
+    assert [f.batch.check.entries_new for f in written] == [5, 1, 0, 2]
+
+
+def test_a_group_takes_the_earlier_published_copy_as_the_original(db: Database) -> None:
+    # The feed listed first carries the later copy: in one transaction, order of publication
+    # decides, not the order of the feeds.
+    late = article(1, body=WIRE, published_at=datetime(2024, 3, 9, tzinfo=UTC))
+    early = article(2, body=WIRE, published_at=datetime(2024, 3, 2, tzinfo=UTC))
+    counts, _ = load_batches(
+        db,
+        start_run(db, "test", {}),
+        [FeedLoad(feed_batch("f1", [late])), FeedLoad(feed_batch("f2", [early]))],
+    )
+    assert (counts.articles_new, counts.dup_body) == (2, 1)
+    with db.session() as con:
+        rows = dict(con.execute("SELECT guid, duplicate_of FROM articles").fetchall())
+    assert rows == {"guid-1": early.article_id, "guid-2": None}
+
+
+def test_a_staged_batch_loaded_meanwhile_is_left_out_of_the_group(db: Database) -> None:
+    run = start_run(db, "test", {})
+    loads = [
+        FeedLoad(
+            feed_batch(f"f{n}", [article(n)]),
+            staged=StagedRef(batch_id=f"b{n}", part="p", load_run_id=run),
+        )
+        for n in (1, 2, 3)
+    ]
+    load_batch(db, run, loads[1].batch, staged=loads[1].staged)  # another loader took b2
+    counts, written = load_batches(db, run, loads)
+    assert [w.staged.batch_id for w in written if w.staged] == ["b1", "b3"]
+    assert (counts.articles_new, counts.feeds_checked, counts.duplicates) == (2, 2, 0)
+    with db.session() as con:
+        assert con.execute("SELECT count(*) FROM articles").fetchone() == (3,)
+        assert con.execute("SELECT count(*) FROM loaded_batches").fetchone() == (3,)
 
 
 def test_dead_running_run_becomes_crashed(db: Database) -> None:

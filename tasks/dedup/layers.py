@@ -119,7 +119,10 @@ class _Stories:
 
 
 def cluster_new_articles(
-    con: duckdb.DuckDBPyConnection, articles: list[Article], prints: list[Fingerprint]
+    con: duckdb.DuckDBPyConnection,
+    articles: list[Article],
+    prints: list[Fingerprint],
+    stored: set[str] | None = None,
 ) -> LayerCounts:
     """Set `story_id` (and `duplicate_of` for exact copies) on the articles not stored yet and
     store their keys, signatures and LSH bands; returns how many copies each layer found.
@@ -131,9 +134,11 @@ def cluster_new_articles(
     transaction "earlier" is well defined across runs; within a batch, articles are taken in
     order of publication. An article that arrives naming its original (a re-imported
     export) keeps it, and is never taken as the original of others; one that arrives with a
-    story of its own and matches nothing keeps that.
+    story of its own and matches nothing keeps that. `stored`: the ids of those stored already,
+    when the caller looked them up.
     """
-    stored = stored_article_ids(con, [a.article_id for a in articles])
+    if stored is None:
+        stored = stored_article_ids(con, [a.article_id for a in articles])
     new = sorted(
         ((a, fp) for a, fp in zip(articles, prints, strict=True) if a.article_id not in stored),
         key=lambda pair: _dated_at(pair[0]),

@@ -184,24 +184,25 @@ def stored_unchanged(con: duckdb.DuckDBPyConnection, articles: Sequence[Article]
 
 
 def record_feed_refs(
-    con: duckdb.DuckDBPyConnection, feed_url: str, refs: Sequence[tuple[str, str | None]]
+    con: duckdb.DuckDBPyConnection, refs: Sequence[tuple[str, str, str | None]]
 ) -> None:
-    """Remember that this feed carried these articles (and under which GUID)."""
+    """Remember which feed carried which article, and under which GUID: (feed_url,
+    article_id, guid) rows, of one feed or several."""
     if not refs:
         return
     now = utcnow()
     table = pa.table(
         {
-            "article_id": [r[0] for r in refs],
-            "feed_url": [feed_url] * len(refs),
-            "guid": [r[1] for r in refs],
+            "article_id": [r[1] for r in refs],
+            "feed_url": [r[0] for r in refs],
+            "guid": [r[2] for r in refs],
             "first_seen_at": pa.array([now] * len(refs), TIMESTAMP),
         }
     )
     con.register("batch_refs", table)
     try:
         con.execute(
-            "INSERT INTO article_feeds SELECT DISTINCT ON (article_id) * FROM batch_refs "
+            "INSERT INTO article_feeds SELECT DISTINCT ON (article_id, feed_url) * FROM batch_refs "
             "ON CONFLICT (article_id, feed_url) DO UPDATE SET guid = coalesce(excluded.guid, "
             "article_feeds.guid)"
         )

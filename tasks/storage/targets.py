@@ -19,7 +19,7 @@ from newsflow.schemas.models import FeedBatch, RunCounts, new_run_id
 from newsflow.tasks.coverage.tag import load_tagger
 from newsflow.tasks.sources.health import due_feeds, read_feed_states
 from newsflow.tasks.storage.feed_health import Claim, claim_due_feeds
-from newsflow.tasks.storage.load import load_batch, poll_counts
+from newsflow.tasks.storage.load import FeedLoad, load_batches, poll_counts
 from newsflow.tasks.storage.runs import finish_run, start_run
 from newsflow.tasks.storage.stage import (
     Snapshot,
@@ -72,20 +72,10 @@ class Loadable:
 @task(name="load-batches", cache_policy=NO_CACHE)
 def load_batches_task(db: Database, settings: Settings, run_id: str, todo: Loadable) -> RunCounts:
     tagger = load_tagger(settings.lexicon_path, settings.gazetteer_path)
-    counts = RunCounts()
-    # One open of the database for the task's batches; each still loads in a transaction (and
-    # a session) of its own, which reuses it (flows/load.py does the same).
-    with db.session():
-        for feed, batch in zip(todo.feeds, todo.batches, strict=True):
-            counts += load_batch(
-                db,
-                run_id,
-                batch,
-                name=feed.name,
-                source=feed.source,
-                default_interval=settings.default_poll_interval,
-                tagger=tagger,
-            )
+    loads = [FeedLoad(b, f.name, f.source) for f, b in zip(todo.feeds, todo.batches, strict=True)]
+    counts, _ = load_batches(
+        db, run_id, loads, default_interval=settings.default_poll_interval, tagger=tagger
+    )
     return counts
 
 

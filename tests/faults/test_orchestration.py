@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from newsflow.tasks.storage.load import load_batch
+from newsflow.tasks.storage.load import load_batches
 from tests.faults.harness import (
     FaultRun,
     HealthyFeed,
@@ -169,7 +169,7 @@ def test_flow_run_killed_midway_and_restarted(
         add_healthy_feed(server, f"killed-{i}", lang) for i, lang in enumerate(["en", "zh", "en"])
     ]
     urls = [f.url for f in feeds]
-    child = run_cli_killed_at(tmp_path, urls, load_batch, occurrence=1)
+    child = run_cli_killed_at(tmp_path, urls, load_batches, occurrence=1)
     assert child.returncode == -signal.SIGKILL, child.stderr
     restarted = run_ingest_over(tmp_path, urls)
     for feed in feeds:
