@@ -64,7 +64,7 @@ from newsflow.tasks.sources.frontmatter import PostSite, find_posts, read_site
 from newsflow.tasks.sources.urllist import read_url_file
 from newsflow.tasks.storage.query import reextract_targets
 from newsflow.tasks.storage.runs import finish_run, start_run
-from newsflow.tasks.storage.store import Database
+from newsflow.tasks.storage.store import WRITER_THREADS, Database
 
 LOGGER = logging.getLogger(__name__)
 
@@ -225,7 +225,7 @@ def run_backfill(settings: Settings, request: BackfillRequest) -> BackfillSummar
         if request.feeds
         else FeedsFile(defaults=FeedDefaults(timezone=settings.timezone))
     )
-    db = Database(settings.db_path, settings.lock_timeout)
+    db = Database(settings.db_path, settings.lock_timeout, threads=WRITER_THREADS)
     started = datetime.now(UTC)
     run_id = start_run(db, "backfill", request.model_dump(mode="json"))
     summary = BackfillSummary(run_id, settings.db_path, started)

@@ -11,6 +11,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from newsflow.schemas.config import Settings
 from newsflow.schemas.ddl import LATEST_VERSION
 from newsflow.schemas.errors import DatabaseError
 from newsflow.schemas.models import (
@@ -25,7 +26,8 @@ from newsflow.schemas.models import (
 from newsflow.tasks.extraction.normalize import canonical_url, content_hash
 from newsflow.tasks.storage.load import FeedLoad, load_batch, load_batches
 from newsflow.tasks.storage.runs import finish_run, start_run
-from newsflow.tasks.storage.store import Database
+from newsflow.tasks.storage.store import WRITER_THREADS, Database
+from newsflow.tasks.storage.targets import DatabaseTarget
 
 FEED = "https://feeds.example/rss"
 
@@ -351,3 +353,13 @@ for read_only in (False, True):
     run = [sys.executable, "-c", script, str(db.path)]
     done = subprocess.run(run, capture_output=True, text=True, timeout=60, check=False)
     assert done.stdout.split() == ["True", "False", "False"], done.stderr
+
+
+def test_a_runs_sessions_use_one_duckdb_thread(tmp_path: Path) -> None:
+    # Its extraction workers hold the cores (WRITER_THREADS); other sessions keep DuckDB's.
+    settings = Settings(db_path=tmp_path / "news.duckdb")
+    with DatabaseTarget(settings).db.session() as con:
+        assert con.execute("SELECT current_setting('threads')").fetchone() == (WRITER_THREADS,)
+    with Database(settings.db_path).session() as con:
+        row = con.execute("SELECT current_setting('threads')").fetchone()
+    assert row == (duckdb.connect().execute("SELECT current_setting('threads')").fetchone()[0],)  # type: ignore[index]

@@ -30,7 +30,7 @@ from newsflow.tasks.storage.stage import (
     read_snapshot,
     snapshot_tables,
 )
-from newsflow.tasks.storage.store import Database, Reader
+from newsflow.tasks.storage.store import WRITER_THREADS, Database, Reader
 
 
 class Target(Protocol):
@@ -84,7 +84,7 @@ class DatabaseTarget:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.db = Database(settings.db_path, settings.lock_timeout)
+        self.db = Database(settings.db_path, settings.lock_timeout, threads=WRITER_THREADS)
 
     def start(self, parameters: dict[str, Any]) -> str:
         return start_run(self.db, "ingest", parameters)
