@@ -40,6 +40,7 @@ from newsflow.schemas.models import (
     RunCounts,
 )
 from newsflow.tasks.containment import internal_error
+from newsflow.tasks.extraction.assemble import EntryOrigin
 from newsflow.tasks.extraction.extract import Extractor
 from newsflow.tasks.fetching.fetch import Fetcher
 from newsflow.tasks.pipeline.backfill import (
@@ -53,11 +54,7 @@ from newsflow.tasks.pipeline.backfill import (
     walk_archive_task,
     walk_sitemap_task,
 )
-from newsflow.tasks.pipeline.feed import (
-    EntryOrigin,
-    derivation,
-    feed_origin,
-)
+from newsflow.tasks.pipeline.feed import derivation, feed_origin
 from newsflow.tasks.progress import report_progress
 from newsflow.tasks.sources.archive import ArchiveWalk
 from newsflow.tasks.sources.frontmatter import PostSite, find_posts, read_site

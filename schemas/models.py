@@ -10,6 +10,8 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from newsflow.schemas.errors import ItemError
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -137,6 +139,9 @@ class ExtractedPage(BaseModel):
     text: str = ""
     # Tags and fingerprint of the article the page most likely makes, made in the worker.
     derived: Derived | None = None
+    # The article of the feed entry the page was downloaded for, built in the worker
+    # (tasks/extraction/assemble.py).
+    built: Built | None = None
 
 
 class Article(BaseModel):
@@ -182,6 +187,16 @@ class Article(BaseModel):
     published_date: date | None = None  # the calendar date in the source's zone
     # The outlet the story was taken from (来源), apart from the author and the carrying site.
     origin_source: str | None = None
+
+
+class Built(BaseModel):
+    """An entry's article built where its page was extracted, with the per-field problems
+    repaired on the way (tasks/extraction/assemble.py)."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    article: Article
+    warnings: list[ItemError] = []
 
 
 class IngestErrorRecord(BaseModel):

@@ -45,6 +45,7 @@ from trafilatura.utils import load_html
 from newsflow.schemas.errors import ItemError
 from newsflow.schemas.kinds import Kind, Stage
 from newsflow.schemas.models import ExtractedPage, ParsedFeed, Response
+from newsflow.tasks.extraction.assemble import Assembly
 from newsflow.tasks.extraction.body import choose_body
 from newsflow.tasks.extraction.derive import Derivation
 from newsflow.tasks.extraction.metadata.authors import clean_authors
@@ -64,6 +65,8 @@ _TASKS_PER_WORKER = 500
 # Documents of one feed waiting in the pool, per worker.
 _QUEUED_PER_WORKER = 2
 T = TypeVar("T")
+# A page's URL to what builds its entry's article in the worker (assemble.py).
+Assemble = Callable[[str], Assembly]
 _HTML_LANG_RE = re.compile(rb"<html[^>]*\blang\s*=\s*[\"']?([A-Za-z]{2,3})", re.IGNORECASE)
 
 
@@ -108,11 +111,16 @@ def extract_page(url: str, html: str, fast: bool | None = None) -> ExtractedPage
     )
 
 
-def extract_article(url: str, html: str, derive: Derivation | None) -> ExtractedPage:
-    """extract_page, then the per-article work on its text (tags, fingerprint: `derive`) in
-    the same worker, so that the flow process does not do it (tasks/extraction/derive.py)."""
+def extract_article(
+    url: str, html: str, derive: Derivation | None, assembly: Assembly | None = None
+) -> ExtractedPage:
+    """extract_page, then the per-article work on its text in the same worker, so that the
+    flow process does not do it: tags, fingerprint and search terms (`derive`:
+    tasks/extraction/derive.py), and the entry's article (`assembly`: assemble.py)."""
     page = extract_page(url, html)
-    return derive(page) if derive is not None else page
+    if derive is not None:
+        page = derive(page)
+    return assembly(page) if assembly is not None else page
 
 
 def _warm_worker(memory_limit: int | None) -> None:
@@ -193,13 +201,17 @@ class Extractor:
         return _outcome(response.url, future, Stage.PARSE, self.parse_deadline, None)
 
     def extract_many(
-        self, pages: Iterable[tuple[str, str]], until: float | None = None
+        self,
+        pages: Iterable[tuple[str, str]],
+        until: float | None = None,
+        assemble: Assemble | None = None,
     ) -> Iterator[tuple[str, ExtractedPage | ItemError]]:
         """(url, html) pairs in; (url, page or error) out, in input order.
 
         Pages are taken from `pages` only as workers free up. Past `until` (a
         `time.monotonic()` value: the feed's deadline), pages not yet extracted are
-        ItemError(Kind.FEED_TIMEOUT).
+        ItemError(Kind.FEED_TIMEOUT). `assemble(url)`: what builds the page's entry's article
+        in the worker too.
         """
         pool = self._get_pool()
         queued: deque[tuple[str, Future[ExtractedPage]]] = deque()
@@ -219,7 +231,9 @@ class Extractor:
                 (
                     url,
                     pool.schedule(
-                        extract_article, args=(url, html, self.derive), timeout=self.deadline
+                        extract_article,
+                        args=(url, html, self.derive, assemble(url) if assemble else None),
+                        timeout=self.deadline,
                     ),
                 )
             )
@@ -384,10 +398,14 @@ class InlineExtractor:
         )
 
     def extract_many(
-        self, pages: Iterable[tuple[str, str]], until: float | None = None
+        self,
+        pages: Iterable[tuple[str, str]],
+        until: float | None = None,
+        assemble: Assemble | None = None,
     ) -> Iterator[tuple[str, ExtractedPage | ItemError]]:
         """(url, html) pairs in; (url, page or error) out, in input order; past `until` (the
-        feed's deadline), ItemError(Kind.FEED_TIMEOUT), as Extractor gives."""
+        feed's deadline), ItemError(Kind.FEED_TIMEOUT), as Extractor gives; `assemble` as
+        Extractor takes it."""
         for url, html in pages:
             left = _left(until)
             if left == 0:
@@ -398,7 +416,14 @@ class InlineExtractor:
                 yield (
                     url,
                     self._run(
-                        url, Stage.EXTRACT, deadline, extract_article, url, html, self.derive
+                        url,
+                        Stage.EXTRACT,
+                        deadline,
+                        extract_article,
+                        url,
+                        html,
+                        self.derive,
+                        assemble(url) if assemble else None,
                     ),
                 )
             except ItemError as exc:

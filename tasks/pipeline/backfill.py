@@ -32,13 +32,13 @@ from newsflow.schemas.sources import SourceConfig
 from newsflow.tasks.containment import internal_error
 from newsflow.tasks.coverage.tag import load_tagger
 from newsflow.tasks.dedup.known import lookup_known, split_known
+from newsflow.tasks.extraction.assemble import EntryOrigin
 from newsflow.tasks.extraction.derive import derived_of
 from newsflow.tasks.extraction.extract import Extractor
 from newsflow.tasks.extraction.normalize import parse_date_or_none, rebuild_body
 from newsflow.tasks.fetching.fetch import Fetcher
 from newsflow.tasks.pipeline.declared import walk_source_back
 from newsflow.tasks.pipeline.feed import (
-    EntryOrigin,
     FeedContext,
     download_and_extract,
     normalize_entries,

@@ -40,9 +40,9 @@ from newsflow.schemas.models import (
 from newsflow.schemas.sources import SourceConfig
 from newsflow.tasks.containment import internal_error, unexpected
 from newsflow.tasks.dedup.known import entry_article_id, lookup_known, split_known
+from newsflow.tasks.extraction.assemble import Assembly, EntryOrigin, feed_article
 from newsflow.tasks.extraction.derive import Derivation, derived_of
 from newsflow.tasks.extraction.extract import Extractor, InlineExtractor
-from newsflow.tasks.extraction.normalize import build_feed_article
 from newsflow.tasks.fetching.fetch import FEED_ACCEPT, Fetcher, is_transient
 from newsflow.tasks.sources.health import FeedState, poll_hint
 from newsflow.tasks.storage.stage import Snapshot
@@ -82,19 +82,6 @@ class FeedContext:
                 return False
             self._claimed.add(article_id)
             return True
-
-
-@dataclass(frozen=True)
-class EntryOrigin:
-    """Where entries come from, as normalize needs to know it: a polled feed, a feed's archive,
-    a sitemap or a list of URLs (these last two have no feed_url)."""
-
-    feed_url: str | None
-    tz: ZoneInfo
-    source: str | None = None
-    title: str | None = None
-    language: str | None = None
-    categories: tuple[str, ...] = ()
 
 
 def feed_origin(feeds_file: FeedsFile, feed: FeedConfig, title: str | None) -> EntryOrigin:
@@ -225,9 +212,17 @@ class FreshEntries:
         fresh, elsewhere = claim_entries(ctx, split.fresh)
         # Links that are not http(s) (javascript:, mailto:) are not fetched; normalize rejects
         # their items with bad_url, once.
-        links = (e.link for e in fresh if e.link and _is_http(e.link))
+        first: dict[str, FeedEntry] = {}  # by link, the entry its page is downloaded for
+        for e in fresh:
+            if e.link and _is_http(e.link):
+                first.setdefault(e.link, e)
         pages, page_errors, downloaded = download_and_extract(
-            ctx.fetcher, ctx.extractor, links, until=deadline, read_page=read_page
+            ctx.fetcher,
+            ctx.extractor,
+            first,
+            until=deadline,
+            read_page=read_page,
+            assemble=lambda link, url: Assembly(first[link], origin, url),
         )
         articles = normalize_entries(fresh, pages, page_errors, errors, origin)
         late = sum(exc.kind == "feed_timeout" for _, exc in page_errors.values())
@@ -311,12 +306,15 @@ def download_and_extract(
     links: Iterable[str],
     until: float | None = None,
     read_page: PageReader | None = None,
+    assemble: Callable[[str, str], Assembly] | None = None,
 ) -> tuple[dict[str, ExtractedPage], dict[str, tuple[str, ItemError]], int]:
     """Pages at the links, extracted; each page goes to the pool as soon as it arrives.
 
     Returns pages and (stage, error) by link, and how many pages were downloaded. Pages not
     done by `until` (a `time.monotonic()` value) are errors of kind feed_timeout. A declared
     source's `read_page` (url, html) reads the pages it has selectors for, without the pool.
+    `assemble` (link, final URL) gives what the worker needs to build the link's entry's
+    article as well (tasks/extraction/assemble.py).
     """
     links = list(dict.fromkeys(links))
     errors: dict[str, tuple[str, ItemError]] = {}
@@ -335,7 +333,8 @@ def download_and_extract(
                     pages[link] = page
 
     pages: dict[str, ExtractedPage] = {}
-    for link, extracted in extractor.extract_many(downloaded(), until):
+    with_entry = (lambda link: assemble(link, final_urls[link])) if assemble else None
+    for link, extracted in extractor.extract_many(downloaded(), until, with_entry):
         if isinstance(extracted, ItemError):
             errors[link] = ("extract", extracted)
         else:
@@ -352,8 +351,10 @@ def normalize_entries(
 ) -> list[Article]:
     """One Article per entry. Without a page, the feed's own content stands in; with neither,
     the entry is skipped and its page error recorded. An entry whose page the feed's deadline
-    cut off is skipped without a row of its own (the caller counts them in one)."""
+    cut off is skipped without a row of its own (the caller counts them in one). The article
+    the worker built with the page is the first entry's with its link (FreshEntries.of)."""
     articles = []
+    built_taken: set[str] = set()
     for entry in entries:
         link = entry.link or ""
         page = pages.get(link)
@@ -367,15 +368,11 @@ def normalize_entries(
                 errors.append(_error(stage, exc, origin.feed_url, link))
         if page is None and not has_feed_text:
             continue
+        built = page.built if page is not None and link not in built_taken else None
+        built_taken.add(link)
         try:
-            article, warnings = build_feed_article(
-                entry,
-                page,
-                source=origin.source,
-                feed_title=origin.title,
-                language=origin.language,
-                feed_categories=list(origin.categories),
-                tz=origin.tz,
+            article, warnings = (
+                (built.article, built.warnings) if built else feed_article(entry, page, origin)
             )
         except ItemError as exc:
             errors.append(_error("normalize", exc, origin.feed_url, link))
