@@ -7,7 +7,8 @@ fixed latency per response, and reports:
 - end to end: articles per second of `newsflow run` as a user runs it (a subprocess, Prefect
   start-up included), and its peak memory (the process and its workers; PSS, and RSS summed);
 - the extraction-only limit: trafilatura over the same pages, already in memory, in a process
-  pool of the same size;
+  pool of the same size; measured at the start and again right before each set-up's first
+  run, whose ratios are to the latter (the machine's speed drifts);
 - a naive baseline: sequential feedparser + fetch + extract + one INSERT per row;
 - the second, unchanged run's time; start-up alone (a run with no feed due).
 
@@ -241,6 +242,17 @@ def extraction_only(files: list[Path], workers: int) -> float:
     return seconds
 
 
+def print_limit(files: list[Path], workers: int, label: str) -> float:
+    """Measure and print the extraction-only limit; returns it in articles/s."""
+    extract_s = extraction_only(files, workers)
+    rate = len(files) / extract_s
+    print(
+        f"{label:26} {extract_s:6.1f} s  {rate:7.1f} articles/s  "
+        f"({workers} workers, pages in memory)"
+    )
+    return rate
+
+
 def naive(base_url: str, feeds: int, limit: int, db: Path) -> tuple[float, int]:
     """What one writes first: everything in sequence, one INSERT per article."""
     con = duckdb.connect(str(db))
@@ -288,12 +300,7 @@ def main(
         files = make_corpus(tmp / "site", args.pages, args.feeds, page=page)
         print(describe_corpus(files, args.feeds, args.latency))
 
-        extract_s = extraction_only(files, workers)
-        extract_rate = args.pages / extract_s
-        print(
-            f"extraction-only limit:     {extract_s:6.1f} s  {extract_rate:7.1f} articles/s  "
-            f"({workers} workers, pages in memory)"
-        )
+        print_limit(files, workers, "extraction-only, at the start:")
         with SiteServer(root=tmp / "site", latency=args.latency, max_threads=32) as site:
             feeds_toml = tmp / "feeds.toml"
             feeds_toml.write_text(
@@ -321,7 +328,7 @@ def main(
                 "one-shot (temporary Prefect server)",
                 env,
                 args,
-                extract_rate,
+                files,
                 naive_rate,
                 newsflow,
             )
@@ -333,7 +340,7 @@ def main(
                     "attached to a running local server",
                     attached,
                     args,
-                    extract_rate,
+                    files,
                     naive_rate,
                     newsflow,
                 )
@@ -347,15 +354,22 @@ def measure(
     label: str,
     env: dict[str, str],
     args: argparse.Namespace,
-    extract_rate: float,
+    files: list[Path],
     naive_rate: float,
     newsflow: str,
 ) -> tuple[Path, float]:
-    """Prints the set-up's figures; returns its database and its end-to-end articles/s."""
+    """Prints the set-up's figures; returns its database and its end-to-end articles/s.
+
+    The extraction-only limit is measured again right before the set-up's first run, and its
+    ratios are to that: this machine's speed drifts by up to ~2x within minutes, and a limit
+    measured at the start once gave 0.79x for a run that, against a limit measured next to
+    it, was nearer 0.6x."""
     db = tmp / f"{label.split()[0]}.duckdb"
     feeds_toml = tmp / "feeds.toml"
     cli = [newsflow, "run", "--quiet", "--db", str(db)]
     startup_s, _, _, _ = run_cli([*cli, "--feeds", str(tmp / "none.toml")], env)
+    print(f"== {label}")
+    extract_rate = print_limit(files, os.cpu_count() or 1, "extraction-only, just before:")
     site.reset_counts()
     first_s, peak, out, cpu = run_cli([*cli, "--feeds", str(feeds_toml)], env)
     hits_first = sum(site.hits.values())
@@ -366,7 +380,6 @@ def measure(
     con.close()
     e2e_rate = stored / first_s
     work_s = first_s - startup_s
-    print(f"== {label}")
     print(
         f"newsflow run (first):      {first_s:6.1f} s  {e2e_rate:7.1f} articles/s  "
         f"({stored} stored, {hits_first} requests)"
