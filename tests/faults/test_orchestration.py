@@ -9,6 +9,7 @@ import signal
 from collections.abc import Iterator
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from newsflow.tasks.storage.load import load_batches
@@ -169,8 +170,15 @@ def test_flow_run_killed_midway_and_restarted(
         add_healthy_feed(server, f"killed-{i}", lang) for i, lang in enumerate(["en", "zh", "en"])
     ]
     urls = [f.url for f in feeds]
+    # Killed once the first write committed: the feeds it held (those finished by then) are
+    # there whole, two articles each, and the others not at all.
     child = run_cli_killed_at(tmp_path, urls, load_batches, occurrence=1)
     assert child.returncode == -signal.SIGKILL, child.stderr
+    with duckdb.connect(str(tmp_path / "news.duckdb"), read_only=True) as con:
+        checked = "SELECT count(*) FROM feeds WHERE last_success_at IS NOT NULL"
+        (written,) = con.execute(checked).fetchone()  # type: ignore[misc]
+        assert written >= 1
+        assert con.execute("SELECT count(*) FROM articles").fetchone() == (2 * written,)
     restarted = run_ingest_over(tmp_path, urls)
     for feed in feeds:
         restarted.assert_loaded_in_full(feed)
