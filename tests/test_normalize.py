@@ -41,6 +41,9 @@ NOW = datetime(2026, 11, 26, tzinfo=UTC)
         ("2022年9月7日 17:26", "2022-09-07T09:26:00+00:00"),
         ("2022年09月07日", "2022-09-06T16:00:00+00:00"),
         ("September 7, 2022 5:26 PM", "2022-09-07T09:26:00+00:00"),
+        # relative dates count back from the run's clock (NOW, 08:00 in Shanghai), not the wall's
+        ("3分钟前", "2026-11-25T23:57:00+00:00"),
+        ("昨天 17:26", "2026-11-25T09:26:00+00:00"),
     ],
 )
 def test_parse_date_spellings(raw: str, expected: str) -> None:
@@ -60,6 +63,11 @@ def test_parse_date_spellings(raw: str, expected: str) -> None:
         "9999-12-31T23:59:59",
         "2026-11-27T00:00:01Z",  # a day and a second ahead of NOW
         "99999999999999999999",
+        # Numbers a YAML front matter gives as floats: dateparser read the first two as "now"
+        # (an invented date) and the third as 2016-12-01 (found by test_hostile_inputs).
+        "1.0000000000000002e+16",
+        "1.5e+3",
+        "1e16",
     ],
 )
 def test_parse_date_refuses_unreadable_and_out_of_range(raw: str) -> None:

@@ -133,21 +133,21 @@ def parse_date(
     """
     if raw is None:
         return None
+    now = now or utcnow()
     if isinstance(raw, datetime):
-        parsed: datetime | None = raw
+        parsed = raw
     else:
         text = raw.strip()
         if not text:
             return None
-        parsed = _parse_date_text(text, tz)
-        if parsed is None:
+        found = _parse_date_text(text, tz, now)
+        if found is None:
             raise ItemError("bad_date", f"unreadable date {text[:80]!r}")
-    assert parsed is not None
+        parsed = found
     try:
         parsed = (parsed if parsed.tzinfo else parsed.replace(tzinfo=tz)).astimezone(UTC)
     except (OverflowError, ValueError) as exc:
         raise ItemError("bad_date", f"date out of range {str(raw)[:80]!r}") from exc
-    now = now or utcnow()
     if parsed > now + MAX_FUTURE or parsed < MIN_DATE:
         raise ItemError("bad_date", f"implausible date {parsed.isoformat()}")
     return parsed
@@ -161,7 +161,12 @@ def parse_date_or_none(raw: str | None, tz: ZoneInfo) -> datetime | None:
         return None
 
 
-def _parse_date_text(text: str, tz: ZoneInfo) -> datetime | None:
+# A decimal or exponent number ("1.5e+3", a YAML float in front matter) is no date; dateparser
+# reads some as relative dates ("now") and others as years.
+_FLOAT_RE = re.compile(r"[+-]?(\d+\.\d*|\.\d+|\d+)([eE][+-]?\d+)?")
+
+
+def _parse_date_text(text: str, tz: ZoneInfo, now: datetime) -> datetime | None:
     # email.utils is lenient enough to misread other spellings ("5:26 PM"): RFC 2822 shapes only.
     if _RFC2822_RE.match(text):
         try:
@@ -184,6 +189,8 @@ def _parse_date_text(text: str, tz: ZoneInfo) -> datetime | None:
             )
         except ValueError:
             return None
+    if _FLOAT_RE.fullmatch(text) and not text.isdigit():  # digits alone: epoch seconds
+        return None
     try:
         return dateparser.parse(
             text,
@@ -191,6 +198,8 @@ def _parse_date_text(text: str, tz: ZoneInfo) -> datetime | None:
                 "TIMEZONE": str(tz),
                 "RETURN_AS_TIMEZONE_AWARE": True,
                 "PREFER_DATES_FROM": "past",
+                # "3分钟前", "昨天 17:26": relative to the run's clock, in the source's zone.
+                "RELATIVE_BASE": now.astimezone(tz).replace(tzinfo=None),
             },
         )
     except (OverflowError, ValueError, ArithmeticError):  # digits it reads as a huge timestamp
