@@ -8,6 +8,7 @@ killed run leaves whole batches or nothing of them (docs/ARCHITECTURE.md, "data 
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -121,8 +122,9 @@ def load_batches(
             facts = _Facts.of([f.batch for f in written], tagger)
         counts, new = write_articles(con, run_id, [f.batch for f in written], facts)
         carried = _first_carriers(written)
+        new_in = Counter(carried[a] for a in new)
         for i, f in enumerate(written):
-            f.batch.check.entries_new = sum(carried[a] == i for a in new)
+            f.batch.check.entries_new = new_in[i]
             record_feed_check(
                 con, f.batch.check, name=f.name, source=f.source, default_interval=default_interval
             )
