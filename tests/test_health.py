@@ -20,7 +20,12 @@ from newsflow.tasks.sources.health import (
     next_state,
     poll_hint,
 )
-from newsflow.tasks.storage.feed_health import claim_due_feeds, set_feed_status
+from newsflow.tasks.storage.feed_health import (
+    CheckRow,
+    claim_due_feeds,
+    record_feed_checks,
+    set_feed_status,
+)
 from newsflow.tasks.storage.load import load_batch
 from newsflow.tasks.storage.runs import finish_run, start_run
 from newsflow.tasks.storage.store import Database
@@ -261,3 +266,45 @@ def test_health_listing_tells_the_whole_story(db: Database) -> None:
         assert set_feed_status(con, "f0", "active") == [gone.url]
         again = {h.name: h for h in feed_health(con, listed)}
     assert (again["f0"].status, again["f0"].next_check_at) == ("active", None)
+
+
+def test_checks_recorded_together_equal_checks_recorded_one_by_one(tmp_path: Path) -> None:
+    """record_feed_checks writes a group's checks in one statement; the rows must be those of
+    one statement per check, also for a feed checked twice in the group (two staged runs'
+    batches), a failure after a success (the error kept until the next success) and a feed
+    disabled by hand (it stays disabled)."""
+    f0, f1, f2 = feed(0), feed(1), feed(2)
+    later = NOW + timedelta(hours=1)
+
+    def at(check: FeedCheck, f: FeedConfig, when: datetime = NOW) -> CheckRow:
+        return CheckRow(check.model_copy(update={"url": f.url, "checked_at": when}), f.name, None)
+
+    earlier = [at(ok(entries_seen=3, entries_new=3), f2)]
+    rows = [
+        at(failed("http_503", 503, retry_after=120.0), f0),
+        at(ok(entries_seen=4, entries_new=1, etag='"v2"', title="One"), f1),
+        at(ok(entries_seen=5, entries_new=2), f0, later),  # f0 again: from the failure's state
+        at(failed("timeout"), f2),
+        at(ok(entries_seen=5, entries_new=0), f1, later),
+    ]
+    tables = []
+    for name, groups in (("together", [rows]), ("apart", [[r] for r in rows])):
+        db = Database(tmp_path / f"{name}.duckdb", lock_timeout=10)
+        with db.session() as con:
+            record_feed_checks(con, earlier, default_interval=DEFAULT)
+            set_feed_status(con, f2.url, "disabled")
+            for group in groups:
+                record_feed_checks(con, group, default_interval=DEFAULT)
+            tables.append(con.execute("SELECT * FROM feeds ORDER BY url").fetchall())
+    together, apart = tables
+    assert together == apart
+    with Database(tmp_path / "together.duckdb", lock_timeout=10).session() as con:
+        got = con.execute(
+            "SELECT url, status, consecutive_failures, articles_total, last_error_kind, "
+            "last_success_at FROM feeds ORDER BY url"
+        ).fetchall()
+    assert got == [
+        (f0.url, "active", 0, 2, "http_503", later),  # the error kept after the success
+        (f1.url, "active", 0, 1, None, later),
+        (f2.url, "disabled", 1, 3, "timeout", NOW),
+    ]

@@ -29,7 +29,7 @@ from newsflow.tasks.storage.articles import (
     stored_unchanged,
     upsert_articles,
 )
-from newsflow.tasks.storage.feed_health import record_feed_check
+from newsflow.tasks.storage.feed_health import CheckRow, record_feed_checks
 from newsflow.tasks.storage.runs import record_errors, record_loaded_batch
 from newsflow.tasks.storage.store import Database
 from newsflow.tasks.storage.tags import write_tags
@@ -125,9 +125,11 @@ def load_batches(
         new_in = Counter(carried[a] for a in new)
         for i, f in enumerate(written):
             f.batch.check.entries_new = new_in[i]
-            record_feed_check(
-                con, f.batch.check, name=f.name, source=f.source, default_interval=default_interval
-            )
+        record_feed_checks(
+            con,
+            [CheckRow(f.batch.check, f.name, f.source) for f in written],
+            default_interval=default_interval,
+        )
     repeats = sum(len(f.batch.articles) for f in written) - len(facts.articles)
     for f in written:
         counts += poll_counts(f.batch)
