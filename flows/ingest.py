@@ -1,9 +1,10 @@
 """The ingest flow: due feeds → fetch → parse → drop known → download → extract → normalize
-→ dedup → load, with a Prefect task per feed and the load in the flow's one writer thread.
+→ dedup → load, with a Prefect task per chunk of feeds and the load in the flow's one writer
+thread.
 
-The tasks run in threads of the flow process, or on Dask workers, several feeds a task
-(newsflow/runtime/runners.py); their batches are loaded, or staged as Parquet, by the flow process
-alone (tasks/storage/targets.py).
+The tasks run in threads of the flow process, or on Dask workers, one feed a task or several
+when there are many (newsflow/runtime/runners.py); their batches are loaded, or staged as
+Parquet, by the flow process alone (tasks/storage/targets.py).
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pytest
@@ -128,6 +129,32 @@ def test_two_dask_workers_give_the_rows_of_a_direct_run(
         held = client.run(lambda: list(sys.modules["newsflow.tasks.pipeline.feed"]._CONTEXTS))
     assert len(held) == 2 and all(summary.run_id in runs for runs in held.values()), held
     assert summary.counts.feeds_checked == 6
+    assert_same_rows(settings.db_path, direct)
+
+
+def test_local_runner_with_several_feeds_a_task_gives_the_rows_of_a_direct_run(
+    site: SiteServer, direct: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Many feeds share a task on the local runner's threads as on Dask (each task run costs
+    Prefect's server ~30 ms): here 2 threads, one task a thread, three feeds a task."""
+    from prefect.task_runners import ThreadPoolTaskRunner
+
+    monkeypatch.setattr(runners, "LOCAL_THREADS", 2)
+    monkeypatch.setattr(runners, "TASKS_PER_THREAD", 1)
+    submitted: list[int] = []
+    submit = ThreadPoolTaskRunner.submit
+
+    def counted(
+        self: ThreadPoolTaskRunner, task: Any, parameters: dict[str, Any], **kw: Any
+    ) -> Any:
+        submitted.append(len(parameters["feeds"]))
+        return submit(self, task, parameters, **kw)
+
+    monkeypatch.setattr(ThreadPoolTaskRunner, "submit", counted)
+    settings = site_settings(site, tmp_path)
+    summary = ingest(settings=settings)
+    assert summary.counts.feeds_checked == 6
+    assert submitted == [3, 3]
     assert_same_rows(settings.db_path, direct)
 
 

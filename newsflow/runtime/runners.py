@@ -28,12 +28,16 @@ from newsflow.schemas.errors import ConfigError
 
 # How long to wait for a scheduler at --dask-address before calling it unreachable.
 CONNECT_TIMEOUT = "15s"
-# On Dask, a task carries several feeds: submitting one costs the flow process tens of ms
-# (prefect-dask serializes Prefect's whole settings context for each), and running one costs
-# the worker its state reports. About this many tasks per worker thread keep the work evenly
-# spread to the end of the run; a task carries at most so many feeds.
+# A task carries several feeds once there are many: each task run costs the flow process
+# ~4 ms of CPU and Prefect's server ~30 ms (its state events, recorded by a full server after
+# the run, which made the next run's first API call wait seconds), and on Dask submitting one
+# costs tens of ms more (prefect-dask serializes Prefect's whole settings context for each).
+# About this many tasks per thread keep the work evenly spread to the end of the run; a task
+# carries at most so many feeds.
 TASKS_PER_THREAD = 4
 MAX_FEEDS_PER_TASK = 50
+# Threads of the local runner: tasks mostly wait on the network and the extraction pool.
+LOCAL_THREADS = 8
 
 
 def local_cluster_kwargs(workers: int) -> dict[str, Any]:
@@ -49,9 +53,7 @@ def local_cluster_kwargs(workers: int) -> dict[str, Any]:
 
 def task_runner(scale: ScaleOptions, workers: int) -> TaskRunner[Any]:
     if scale.runner == "local":
-        # Per-feed tasks mostly wait on the network and the extraction pool: more threads
-        # than cores.
-        return ThreadPoolTaskRunner(max_workers=8)
+        return ThreadPoolTaskRunner(max_workers=LOCAL_THREADS)
     try:
         from prefect_dask import DaskTaskRunner
     except ImportError as exc:
@@ -94,10 +96,11 @@ def started_runner(scale: ScaleOptions, workers: int) -> Iterator[TaskRunner[Any
 
 
 def feeds_per_task(runner: TaskRunner[Any], scale: ScaleOptions, feeds: int) -> int:
-    """One feed a task on threads, which overlap the waits of many; on Dask, enough to share
-    a task's cost among several feeds (see TASKS_PER_THREAD)."""
+    """Enough feeds a task to share a task's cost among several when there are many, few
+    enough that the threads stay busy to the end of the run (see TASKS_PER_THREAD): one feed
+    a task up to 32 feeds on the local runner, 13 for 400."""
     if scale.runner == "local":
-        return 1
+        return chunk_size(feeds, LOCAL_THREADS)
     threads = sum(runner.client.nthreads().values())  # type: ignore[attr-defined]
     return chunk_size(feeds, threads)
 
