@@ -30,7 +30,7 @@ from newsflow.tasks.storage.articles import (
     upsert_articles,
 )
 from newsflow.tasks.storage.feed_health import CheckRow, record_feed_checks
-from newsflow.tasks.storage.runs import record_errors, record_loaded_batch
+from newsflow.tasks.storage.runs import record_errors, record_loaded_batches
 from newsflow.tasks.storage.store import Database
 from newsflow.tasks.storage.tags import write_tags
 from newsflow.tasks.storage.transaction import transaction
@@ -111,11 +111,9 @@ def load_batches(
     tagger = tagger or load_tagger()
     facts = _Facts.of([f.batch for f in loads], tagger)
     with db.session() as con, transaction(con):
-        written = [
-            f
-            for f in loads
-            if f.staged is None or record_loaded_batch(con, f.staged, run_id, f.batch.feed_url)
-        ]
+        staged = [(f.staged, f.batch.feed_url) for f in loads if f.staged is not None]
+        fresh = record_loaded_batches(con, staged, run_id)
+        written = [f for f in loads if f.staged is None or f.staged.batch_id in fresh]
         if not written:
             return RunCounts(), []
         if len(written) < len(loads):  # another loader took some of them meanwhile

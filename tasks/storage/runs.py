@@ -82,17 +82,34 @@ def record_errors(
         con.unregister("batch_errors")
 
 
-def record_loaded_batch(
-    con: duckdb.DuckDBPyConnection, staged: StagedRef, run_id: str, feed_url: str
-) -> bool:
-    """Mark a staged batch loaded; False when it was already. Call inside the transaction that
-    writes its rows, so a loader killed midway has loaded each batch wholly or not at all."""
-    inserted = con.execute(
-        "INSERT INTO loaded_batches (batch_id, run_id, feed_url, part, loaded_at, load_run_id) "
-        "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING batch_id",
-        [staged.batch_id, run_id, feed_url, staged.part, utcnow(), staged.load_run_id],
-    ).fetchall()
-    return bool(inserted)
+def record_loaded_batches(
+    con: duckdb.DuckDBPyConnection, staged: Sequence[tuple[StagedRef, str]], run_id: str
+) -> set[str]:
+    """Mark staged batches (each with its feed's URL) loaded, in one statement; returns the ids
+    of those that were not loaded already. Call inside the transaction that writes their rows,
+    so a loader killed midway has loaded each batch wholly or not at all."""
+    if not staged:
+        return set()
+    now = utcnow()
+    table = pa.table(
+        {
+            "batch_id": [ref.batch_id for ref, _ in staged],
+            "feed_url": [feed_url for _, feed_url in staged],
+            "part": [ref.part for ref, _ in staged],
+            "load_run_id": [ref.load_run_id for ref, _ in staged],
+        }
+    )
+    con.register("batch_loaded", table)
+    try:
+        inserted = con.execute(
+            "INSERT INTO loaded_batches (batch_id, run_id, feed_url, part, loaded_at, load_run_id) "
+            "SELECT batch_id, $run, feed_url, part, $now, load_run_id FROM batch_loaded "
+            "ON CONFLICT DO NOTHING RETURNING batch_id",
+            {"run": run_id, "now": now},
+        ).fetchall()
+    finally:
+        con.unregister("batch_loaded")
+    return {batch_id for (batch_id,) in inserted}
 
 
 def loaded_batch_ids(con: duckdb.DuckDBPyConnection, batch_ids: Sequence[str]) -> set[str]:
