@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import duckdb
@@ -24,18 +25,22 @@ from newsflow.schemas.errors import ConfigError
 from newsflow.schemas.models import (
     FeedBatch,
     FeedCheck,
+    FeedEntry,
     IngestErrorRecord,
     Response,
     RunCounts,
     new_run_id,
 )
 from newsflow.tasks.coverage.tag import load_tagger
-from newsflow.tasks.dedup.known import lookup_known
+from newsflow.tasks.dedup.known import KnownIndex, entry_article_id, lookup_known
 from newsflow.tasks.extraction.derive import derive
 from newsflow.tasks.sources.feeds import parse_feed
 from newsflow.tasks.sources.health import read_feed_states
+from newsflow.tasks.storage.load import load_batch
+from newsflow.tasks.storage.runs import start_run
 from newsflow.tasks.storage.stage import (
     STAGE_FORMAT,
+    RunSnapshot,
     Snapshot,
     Stage,
     StagedBatch,
@@ -200,6 +205,18 @@ def test_loading_twice_adds_nothing(tmp_path: Path) -> None:
     assert table_rows(db, "SELECT count(*) FROM feeds WHERE etag IS NOT NULL") == [(5,)]
 
 
+def feed_entries(url: str, items: tuple[int, ...]) -> list[FeedEntry]:
+    feed = (
+        b'<rss version="2.0"><channel><title>t</title>'
+        + b"".join(
+            f"<item><link>https://news.example/a/{n}</link><guid>guid-{n}</guid></item>".encode()
+            for n in items
+        )
+        + b"</channel></rss>"
+    )
+    return parse_feed(Response(url=url, final_url="", status=200, body=feed), 100).entries
+
+
 def test_the_snapshot_answers_as_the_database_does(tmp_path: Path) -> None:
     stage = Stage(str(tmp_path / "stage"), create=True)
     before = Snapshot(read_snapshot(stage))  # no load yet: nothing known, no feed states
@@ -209,17 +226,7 @@ def test_the_snapshot_answers_as_the_database_does(tmp_path: Path) -> None:
     stage_batches(stage, feeds=3, per_feed=4)
     settings = make_settings(tmp_path)
     run_load(settings, stage.url)
-    feed = (
-        b'<rss version="2.0"><channel><title>t</title>'
-        + b"".join(
-            f"<item><link>https://news.example/a/{n}</link><guid>guid-{n}</guid></item>".encode()
-            for n in (1, 2, 99)
-        )
-        + b"</channel></rss>"
-    )
-    entries = parse_feed(
-        Response(url="https://feeds.example/0.xml", final_url="", status=200, body=feed), 100
-    ).entries
+    entries = feed_entries("https://feeds.example/0.xml", (1, 2, 99))
     snapshot = Snapshot(read_snapshot(stage))
     with Database(settings.db_path).session() as con:
         expected = (
@@ -231,6 +238,48 @@ def test_the_snapshot_answers_as_the_database_does(tmp_path: Path) -> None:
     snapshot.close()
     assert got == expected
     assert len(got[1].updated_at) == 2 and len(got[1].guids) == 2
+
+
+def test_a_run_snapshot_answers_as_the_database_does_and_asks_it_only_what_it_lacks(
+    tmp_path: Path,
+) -> None:
+    """A direct run looks entries up in a snapshot taken at its first lookup, not in a
+    session of the file per feed; the database is asked only about entries the snapshot
+    holds nothing of, and only when it may lack stored articles (not seen for 30 days)."""
+    db = Database(tmp_path / "news.duckdb", lock_timeout=10)
+    load_batch(db, start_run(db, "ingest", {}), feed_batch(0, first=1, count=4))
+    url = "https://feeds.example/0.xml"
+    entries = feed_entries(url, (1, 2, 3, 99))
+
+    def in_database() -> KnownIndex:
+        with db.session() as con:
+            return lookup_known(con, url, entries)
+
+    expected = in_database()
+    assert len(expected.updated_at) == 3 and len(expected.guids) == 3
+    snapshot = RunSnapshot(db)
+    assert snapshot.lookup(url, entries) == expected  # taken here
+    # It holds every stored article: entry 99 is new, and no lookup waits for the database.
+    with ThreadPoolExecutor(1) as pool, db.session():
+        assert pool.submit(snapshot.lookup, url, entries).result(timeout=5) == expected
+    snapshot.close()
+
+    old = entry_article_id(entries[2])
+    with db.session() as con:
+        con.execute(
+            "UPDATE articles SET last_seen_at = now() - INTERVAL 40 DAY WHERE article_id = ?",
+            [old],
+        )
+    snapshot = RunSnapshot(db)
+    got = snapshot.lookup(url, entries)
+    assert got == in_database() and old in got.updated_at  # from the database
+    with ThreadPoolExecutor(1) as pool:
+        with db.session():  # a load writing: the lookup of what the snapshot lacks waits
+            pending = pool.submit(snapshot.lookup, url, entries)
+            with pytest.raises(TimeoutError):
+                pending.result(timeout=0.5)
+        assert pending.result(timeout=10) == got
+    snapshot.close()
 
 
 def loaded(db: Path) -> int:

@@ -48,6 +48,18 @@ class KnownIndex:
     updated_at: dict[str, datetime | None] = field(default_factory=dict)  # article_id → updated
     guids: dict[str, str] = field(default_factory=dict)  # guid (of this feed) → article_id
 
+    def lacks(self, entries: Iterable[FeedEntry]) -> list[FeedEntry]:
+        """The entries it holds nothing of: neither their link's article nor their GUID."""
+        return [
+            e
+            for e in entries
+            if (e.guid or "") not in self.guids and entry_article_id(e) not in self.updated_at
+        ]
+
+    def add(self, other: KnownIndex) -> None:
+        self.updated_at.update(other.updated_at)
+        self.guids.update(other.guids)
+
 
 def lookup_known(
     con: duckdb.DuckDBPyConnection, feed_url: str | None, entries: Iterable[FeedEntry]

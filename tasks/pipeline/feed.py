@@ -39,13 +39,13 @@ from newsflow.schemas.models import (
 )
 from newsflow.schemas.sources import SourceConfig
 from newsflow.tasks.containment import internal_error, unexpected
-from newsflow.tasks.dedup.known import entry_article_id, lookup_known, split_known
+from newsflow.tasks.dedup.known import KnownIndex, entry_article_id, lookup_known, split_known
 from newsflow.tasks.extraction.assemble import Assembly, EntryOrigin, feed_article
 from newsflow.tasks.extraction.derive import Derivation, derived_of
 from newsflow.tasks.extraction.extract import Extractor, InlineExtractor
 from newsflow.tasks.fetching.fetch import FEED_ACCEPT, Fetcher, is_transient
 from newsflow.tasks.sources.health import FeedState, poll_hint
-from newsflow.tasks.storage.stage import Snapshot
+from newsflow.tasks.storage.stage import RunSnapshot, Snapshot
 from newsflow.tasks.storage.store import Reader
 
 LOGGER = logging.getLogger(__name__)
@@ -206,8 +206,7 @@ class FreshEntries:
     ) -> FreshEntries:
         errors: list[IngestErrorRecord] = []
         origin = feed_origin(ctx.feeds_file, feed, title)
-        with ctx.db.session() as con:
-            known = lookup_known(con, feed.url, entries)
+        known = known_entries(ctx.db, feed.url, entries)
         split = split_known(entries, known, origin.tz)
         fresh, elsewhere = claim_entries(ctx, split.fresh)
         # Links that are not http(s) (javascript:, mailto:) are not fetched; normalize rejects
@@ -263,6 +262,15 @@ class FreshEntries:
             pages_downloaded=self.downloaded,
             derived=self.derived,
         )
+
+
+def known_entries(reader: Reader, feed_url: str, entries: list[FeedEntry]) -> KnownIndex:
+    """What the reader knows of the feed's entries: a direct run's snapshot falls back on the
+    database for entries it may lack (RunSnapshot)."""
+    if isinstance(reader, RunSnapshot):
+        return reader.lookup(feed_url, entries)
+    with reader.session() as con:
+        return lookup_known(con, feed_url, entries)
 
 
 def claim_entries(

@@ -22,6 +22,7 @@ from newsflow.tasks.storage.feed_health import Claim, claim_due_feeds
 from newsflow.tasks.storage.load import FeedLoad, load_batches, poll_counts
 from newsflow.tasks.storage.runs import finish_run, start_run
 from newsflow.tasks.storage.stage import (
+    RunSnapshot,
     Snapshot,
     Stage,
     StagedBatch,
@@ -85,6 +86,7 @@ class DatabaseTarget:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.db = Database(settings.db_path, settings.lock_timeout, threads=WRITER_THREADS)
+        self.snapshot: RunSnapshot | None = None
 
     def start(self, parameters: dict[str, Any]) -> str:
         return start_run(self.db, "ingest", parameters)
@@ -93,7 +95,8 @@ class DatabaseTarget:
         return claim_due_feeds(self.db, run_id, feeds, force=force)
 
     def reader(self) -> Reader:
-        return self.db
+        self.snapshot = RunSnapshot(self.db)
+        return self.snapshot
 
     def known_index(self) -> dict[str, pa.Table]:
         with self.db.session() as con:
@@ -103,6 +106,8 @@ class DatabaseTarget:
         return load_batches_task(self.db, self.settings, run_id, Loadable(feeds, batches))
 
     def finish(self, run_id: str, counts: RunCounts, status: str) -> None:
+        if self.snapshot is not None:
+            self.snapshot.close()
         finish_run(self.db, run_id, counts, status)
 
 
