@@ -167,23 +167,23 @@ def compare(
         overall = body_f1(ours, corpus.bodies)
         print("== peers (same corpus and server; sequential over the feeds' links)")
         print(
-            f"{'':44}{'pages':>6}{'articles/s':>12}{'newsflow is':>13}  body F1 zh / en / all"
+            f"{'':44}{'pages':>6}{'articles/s':>12}{'newsflow is':>15}  body F1 zh / en / all"
             "   (newsflow is: one-shot / attached)"
         )
         print(
-            f"{'newsflow run (one-shot, all pages)':44}{len(ours):>6}{rate:>12.1f}{'':>13}  "
+            f"{'newsflow run (one-shot, all pages)':44}{len(ours):>6}{rate:>12.1f}{'':>15}  "
             f"{overall['zh']:.3f} / {overall['en']:.3f} / {overall['all']:.3f}"
         )
         print(f"{'newsflow run (attached, same pages)':44}{len(ours):>6}{attached:>12.1f}")
         print(
-            f"{'newsflow, on the peers pages':44}{len(subset):>6}{'':>12}{'':>13}  "
+            f"{'newsflow, on the peers pages':44}{len(subset):>6}{'':>12}{'':>15}  "
             f"{on_subset['zh']:.3f} / {on_subset['en']:.3f} / {on_subset['all']:.3f}"
         )
         for tool, n, _, tool_rate, score in rows:
             label = {"naive": "naive script (feedparser+httpx+trafilatura)"}.get(tool, tool)
             print(
                 f"{label:44}{n:>6}{tool_rate:>12.1f}"
-                f"{f'{rate / tool_rate:.1f}x / {attached / tool_rate:.1f}x':>13}  "
+                f"{f'{rate / tool_rate:.1f}x / {attached / tool_rate:.1f}x':>15}  "
                 f"{score['zh']:.3f} / {score['en']:.3f} / {score['all']:.3f}"
             )
 
