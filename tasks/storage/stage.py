@@ -341,7 +341,9 @@ class RunSnapshot:
     writer's lock. Entries the snapshot holds nothing of are looked up in the database too,
     unless the snapshot held every stored article (it has those seen in the last
     SNAPSHOT_DAYS). What the run itself stores after the snapshot its claims cover: a second
-    feed carrying an article does not download it (tasks/pipeline/feed.py, claim_entries)."""
+    feed carrying an article does not download it (tasks/pipeline/feed.py, claim_entries);
+    what an overlapping run stores meanwhile may be downloaded again, and the upsert keeps it
+    once."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
