@@ -308,6 +308,66 @@ class _Overrun(BaseException):
 _INTERRUPT_AGAIN = 0.05
 
 
+class _Call:
+    """A call being watched: its thread, when to interrupt it next, and whether it ended."""
+
+    __slots__ = ("at", "done", "guard", "thread_id")
+
+    def __init__(self, thread_id: int, at: float) -> None:
+        self.thread_id = thread_id
+        self.at = at
+        self.done = False
+        # Held to send, and to mark the call done: never both at once.
+        self.guard = threading.Lock()
+
+
+class _Watchdog:
+    """One thread for the process that interrupts calls past their deadline.
+
+    Not a thread per call: starting a thread allocates its state under the starting thread's
+    id until the new thread runs, so an interruption aimed at the caller while it started a
+    thread could land in the new one, which then died before telling Thread.start() it had
+    begun, and the caller waited forever (a CI run hung so, on a 2 ms deadline under load;
+    a stress loop reproduced it in one run of three). This thread is started once, outside
+    any call, and runs for the process's life."""
+
+    def __init__(self) -> None:
+        self._calls: set[_Call] = set()
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, call: _Call) -> None:
+        with self._cond:
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="newsflow-deadline", daemon=True
+                )
+                self._thread.start()
+            self._calls.add(call)
+            self._cond.notify()
+
+    def unwatch(self, call: _Call) -> None:
+        with self._cond:
+            self._calls.discard(call)
+
+    def _run(self) -> None:
+        with self._cond:
+            while True:
+                now = time.monotonic()
+                for call in [c for c in self._calls if c.at <= now]:
+                    with call.guard:
+                        if not call.done:
+                            ctypes.pythonapi.PyThreadState_SetAsyncExc(
+                                ctypes.c_ulong(call.thread_id), ctypes.py_object(_Overrun)
+                            )
+                    call.at = now + _INTERRUPT_AGAIN
+                soonest = min((c.at for c in self._calls), default=None)
+                self._cond.wait(None if soonest is None else max(soonest - now, 0.0))
+
+
+_WATCHDOG = _Watchdog()
+
+
 def call_with_deadline(deadline: float, fn: Callable[..., T], *args: Any) -> T:
     """`fn(*args)` in this thread, interrupted with _Overrun once `deadline` seconds have passed.
 
@@ -316,41 +376,24 @@ def call_with_deadline(deadline: float, fn: Callable[..., T], *args: Any) -> T:
     while one call into C (an lxml parse) finishes first. Only a process can be killed
     mid-call; this is the price of extracting inside a Dask worker.
     """
-    thread_id = threading.get_ident()
-    guard = threading.Lock()  # held to send, and to mark the call done: never both at once
-    done = [False]
-    stop = threading.Lock()  # held by this thread while fn runs; the interrupter waits on it
-    stop.acquire()
-
-    def interrupt() -> None:
-        wait = max(deadline, 0.0)
-        while not stop.acquire(timeout=wait):
-            with guard:
-                if done[0]:
-                    return
-                ctypes.pythonapi.PyThreadState_SetAsyncExc(
-                    ctypes.c_ulong(thread_id), ctypes.py_object(_Overrun)
-                )
-            wait = _INTERRUPT_AGAIN
-
+    call = _Call(threading.get_ident(), time.monotonic() + max(deadline, 0.0))
     try:
-        # Inside the try: under load, a short deadline can pass before start() returns.
-        threading.Thread(target=interrupt, name="newsflow-deadline", daemon=True).start()
+        _WATCHDOG.watch(call)
         return fn(*args)
     finally:
-        _settle(thread_id, guard, done)
-        stop.release()
+        _settle(call)
+        _WATCHDOG.unwatch(call)
 
 
-def _settle(thread_id: int, guard: threading.Lock, done: list[bool]) -> None:
+def _settle(call: _Call) -> None:
     """Mark the call done so that nothing more is sent, then drop an interruption sent but not
     yet raised. One raised here, while settling, is caught: it belongs to the call that just
-    ended, and letting it out of a `finally` would leave the interrupter sending forever."""
-    while not done[0]:
-        with contextlib.suppress(_Overrun), guard:
-            done[0] = True
+    ended, and letting it out of a `finally` would leave the watchdog sending forever."""
+    while not call.done:
+        with contextlib.suppress(_Overrun), call.guard:
+            call.done = True
     with contextlib.suppress(_Overrun):
-        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), None)
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(call.thread_id), None)
 
 
 def _quiet_swallowed_overruns() -> None:
