@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 
 import pytest
@@ -53,13 +54,14 @@ def test_a_document_past_its_deadline_is_interrupted_and_the_next_one_extracted(
     assert time.process_time() - started < 5
 
 
-def test_calls_within_the_deadline_leave_no_interruption_behind() -> None:
-    def spin(seconds: float) -> str:
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            pass
-        return "done"
+def spin(seconds: float) -> str:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        pass
+    return "done"
 
+
+def test_calls_within_the_deadline_leave_no_interruption_behind() -> None:
     assert call_with_deadline(1.0, spin, 0.01) == "done"
     # Calls that end about when their deadline fires: an interruption is raised from the
     # call or not at all, never later in the caller's code.
@@ -67,3 +69,17 @@ def test_calls_within_the_deadline_leave_no_interruption_behind() -> None:
         with contextlib.suppress(_Overrun):
             call_with_deadline(0.002, spin, 0.002)
     spin(0.2)
+
+
+def test_a_forked_child_has_its_deadlines_too() -> None:
+    """The watchdog thread does not survive a fork: the child starts its own."""
+    assert call_with_deadline(1.0, time.sleep, 0.01) is None  # the parent's watchdog runs
+    pid = os.fork()
+    if pid == 0:  # the child exits 0 only if a call past its deadline is interrupted
+        try:
+            call_with_deadline(0.1, spin, 5.0)
+        except _Overrun:
+            os._exit(0)
+        os._exit(1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0

@@ -332,6 +332,9 @@ class _Watchdog:
     any call, and runs for the process's life."""
 
     def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
         self._calls: set[_Call] = set()
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
@@ -366,6 +369,8 @@ class _Watchdog:
 
 
 _WATCHDOG = _Watchdog()
+# A forked child has no watchdog thread, and may hold a copy of a lock taken at the fork.
+os.register_at_fork(after_in_child=_WATCHDOG.reset)
 
 
 def call_with_deadline(deadline: float, fn: Callable[..., T], *args: Any) -> T:
