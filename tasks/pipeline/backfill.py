@@ -31,7 +31,7 @@ from newsflow.schemas.models import (
 from newsflow.schemas.sources import SourceConfig
 from newsflow.tasks.containment import internal_error
 from newsflow.tasks.coverage.tag import load_tagger
-from newsflow.tasks.dedup.known import lookup_known, split_known
+from newsflow.tasks.dedup.known import split_known
 from newsflow.tasks.extraction.assemble import EntryOrigin
 from newsflow.tasks.extraction.derive import derived_of
 from newsflow.tasks.extraction.extract import Extractor
@@ -41,6 +41,7 @@ from newsflow.tasks.pipeline.declared import walk_source_back
 from newsflow.tasks.pipeline.feed import (
     FeedContext,
     download_and_extract,
+    known_entries,
     normalize_entries,
 )
 from newsflow.tasks.sources.archive import ArchiveWalk, walk_archive
@@ -155,8 +156,7 @@ def collect_pages(
 def _collect_pages(
     ctx: BackfillContext, origin: EntryOrigin, entries: Sequence[FeedEntry]
 ) -> tuple[ArticleBatch, list[str]]:
-    with ctx.db.session() as con:
-        known = lookup_known(con, origin.feed_url, entries)
+    known = known_entries(ctx.db, origin.feed_url, entries)
     split = split_known(entries, known, origin.tz)
     pages, page_errors, downloaded = download_and_extract(
         ctx.fetcher, ctx.extractor, (e.link for e in split.fresh if e.link)

@@ -15,7 +15,7 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack, closing, contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -264,7 +264,7 @@ class FreshEntries:
         )
 
 
-def known_entries(reader: Reader, feed_url: str, entries: list[FeedEntry]) -> KnownIndex:
+def known_entries(reader: Reader, feed_url: str | None, entries: Sequence[FeedEntry]) -> KnownIndex:
     """What the reader knows of the feed's entries: a direct run's snapshot falls back on the
     database for entries it may lack (RunSnapshot)."""
     if isinstance(reader, RunSnapshot):
